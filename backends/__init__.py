@@ -1,0 +1,1 @@
+"""Model families behind the Backend interface (backends/base.py)."""

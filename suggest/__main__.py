@@ -1,0 +1,3 @@
+from suggest.cli import app
+
+app()

@@ -1,0 +1,731 @@
+"""Query strategies: which unlabeled tasks annotators should see next, and in what order.
+
+Label Studio shows tasks in ascending `score`, so after each retrain the engine calls
+`rank_pool(proba, X)` once over the whole unlabeled pool: it picks a batch that is uncertain *and*
+diverse (no near-duplicates), gives that batch the lowest scores in batch order, and ranks every
+other task by uncertainty after it.
+
+Everything is NumPy / scikit-learn, vectorised over tasks and chunked over the pool so memory stays
+bounded: only `chunk_size` rows of probabilities and a few thousand candidate embeddings are ever
+held besides the caller's `X` (n, d) and one float64 certainty per task.
+
+Vocabulary: `certainty` is in [0, 1], LOWER = less certain = more worth labelling. Strategies
+follow small-text / scikit-activeml: `query(proba=..., X=..., batch_size=..., labeled_mask=...)`
+returns pool indices, best first. Pick one by name with `make_strategy` (see `STRATEGIES`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from sklearn.cluster import AgglomerativeClustering, KMeans, MiniBatchKMeans
+
+__all__ = [
+    "BATCH_BAND",
+    "CERTAINTY_METHODS",
+    "DIVERSITY_METHODS",
+    "STRATEGIES",
+    "CertaintyStrategy",
+    "ColdStart",
+    "DiverseUncertainty",
+    "ModalQuery",
+    "QueryStrategy",
+    "RandomSampling",
+    "UncertaintySampling",
+    "certainty",
+    "make_strategy",
+    "rank_pool",
+]
+
+CERTAINTY_METHODS: tuple[str, ...] = ("margin", "least_confidence", "entropy")
+DIVERSITY_METHODS: tuple[str, ...] = ("kmeans", "kmeanspp", "farthest", "agglomerative")
+DEFAULT_CHUNK_SIZE = 16_384  # rows per predict_proba call: ~25 MB of float32 384-d embeddings
+BATCH_BAND = 0.01  # batch scores live in [0, BATCH_BAND); everything else in [BATCH_BAND, 1]
+_SUM_TOL = 1e-3  # rows of proba must sum to 1 within this (float32 softmax easily meets it)
+_RANGE_TOL = 1e-6
+
+RandomStateLike = int | np.random.Generator | None
+ProbaSource = np.ndarray | Callable[[np.ndarray], np.ndarray]
+
+
+# --------------------------------------------------------------------------------------------
+# certainty
+
+
+def _check_proba(proba: Any) -> np.ndarray:
+    """float64 (n, k) probabilities, or a ValueError saying what is wrong with them.
+
+    Upcasting first matters: margins of confident float32 rows collapse to ties.
+    """
+    if proba is None:
+        raise ValueError("proba is None; strategies that rank by uncertainty need model probabilities")
+    try:
+        p = np.asarray(proba, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"proba must be a numeric array, got {type(proba).__name__}: {err}") from err
+    if p.ndim != 2:
+        raise ValueError(f"proba must be 2-D (n_samples, n_classes); got ndim={p.ndim}, shape={p.shape}")
+    if p.shape[1] == 0:
+        raise ValueError(f"proba has no class columns; shape={p.shape}")
+    if p.size == 0:
+        return p
+    finite = np.isfinite(p).all(axis=1)
+    if not finite.all():
+        rows = np.flatnonzero(~finite)
+        raise ValueError(f"proba has NaN or inf in {rows.size} row(s), first at row {rows[0]}")
+    lo, hi = float(p.min()), float(p.max())
+    if lo < -_RANGE_TOL or hi > 1 + _RANGE_TOL:
+        raise ValueError(f"proba values must lie in [0, 1]; got min={lo:.6g}, max={hi:.6g}")
+    off = np.abs(p.sum(axis=1) - 1.0) > _SUM_TOL
+    if off.any():
+        row = int(np.flatnonzero(off)[0])
+        raise ValueError(
+            f"proba rows must sum to 1 (within {_SUM_TOL}); {int(off.sum())} do not, "
+            f"e.g. row {row} sums to {p[row].sum():.6g}"
+        )
+    return p
+
+
+def _margin(p: np.ndarray) -> np.ndarray:
+    if p.shape[1] == 2:
+        return np.abs(p[:, 0] - p[:, 1])
+    top2 = np.partition(p, -2, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
+
+
+def _least_confidence(p: np.ndarray) -> np.ndarray:
+    k = p.shape[1]
+    return (p.max(axis=1) - 1.0 / k) / (1.0 - 1.0 / k)
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    plogp = p * np.log(np.where(p > 0, p, 1.0))
+    return 1.0 + plogp.sum(axis=1) / math.log(p.shape[1])
+
+
+_CERTAINTY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "margin": _margin,
+    "least_confidence": _least_confidence,
+    "entropy": _entropy,
+}
+
+
+def _check_method(method: str) -> str:
+    if method not in _CERTAINTY:
+        raise ValueError(f"unknown certainty method {method!r}; valid: {', '.join(CERTAINTY_METHODS)}")
+    return method
+
+
+def certainty(proba: np.ndarray, method: str = "margin") -> np.ndarray:
+    """How sure the model is about each row, float64 in [0, 1]; LOWER = less certain.
+
+    margin = p1 - p2 (top two); least_confidence = (p1 - 1/k) / (1 - 1/k);
+    entropy = 1 - H(p) / log(k). With one class (k=1) nothing is uncertain: all 1.0.
+    Margin was the best plain uncertainty in our earlier study, hence the default.
+    """
+    _check_method(method)
+    p = _check_proba(proba)
+    if p.shape[1] == 1:
+        return np.ones(p.shape[0])
+    return np.clip(_CERTAINTY[method](p), 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# input checks shared by the strategies
+
+
+def _check_X(X: Any) -> np.ndarray:
+    """The pool's embeddings as a 2-D numeric array, never copied (it may be 1.5 GB)."""
+    if not hasattr(X, "ndim"):
+        X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features); got ndim={X.ndim}, shape={X.shape}")
+    if not np.issubdtype(X.dtype, np.number):
+        raise ValueError(f"X must be numeric; got dtype {X.dtype}")
+    return X
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 0:
+        raise ValueError(f"batch_size must be a non-negative int; got {batch_size!r}")
+    return int(batch_size)
+
+
+def _available(n: int, labeled_mask: Any) -> np.ndarray:
+    """Boolean mask of the rows a strategy may pick (the unlabeled ones)."""
+    if labeled_mask is None:
+        return np.ones(n, dtype=bool)
+    mask = np.asarray(labeled_mask)
+    if mask.dtype != bool:
+        raise ValueError(f"labeled_mask must be a boolean array; got dtype {mask.dtype}")
+    if mask.shape != (n,):
+        raise ValueError(f"labeled_mask must have shape ({n},) to match X; got {mask.shape}")
+    return ~mask
+
+
+def _check_certainty(cert: Any, n: int) -> np.ndarray:
+    c = np.asarray(cert, dtype=np.float64)
+    if c.shape != (n,):
+        raise ValueError(f"certainty must have shape ({n},) to match X; got {c.shape}")
+    if not np.isfinite(c).all():
+        raise ValueError("certainty has NaN or inf")
+    return c
+
+
+def _lowest(values: np.ndarray, m: int) -> np.ndarray:
+    """Indices of the m smallest values, ascending (ties by index), without sorting all n."""
+    if m <= 0:
+        return np.empty(0, dtype=np.intp)
+    if m < values.size:
+        part = np.argpartition(values, m - 1)[:m]
+    else:
+        part = np.arange(values.size)
+    return part[np.lexsort((part, values[part]))]
+
+
+def _as_rng(random_state: RandomStateLike) -> np.random.Generator:
+    """A fresh Generator per call for ints (same input -> same picks, as in sklearn), else shared."""
+    return np.random.default_rng(random_state)
+
+
+def _seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(2**31 - 1))
+
+
+# --------------------------------------------------------------------------------------------
+# strategies
+
+
+class QueryStrategy(ABC):
+    """Picks `batch_size` pool rows to label next, best first (small-text / scikit-activeml style)."""
+
+    name: str = "strategy"
+    method: str | None = None  # the certainty it ranks by; None when it ignores proba
+
+    def __init__(self, *, random_state: RandomStateLike = None) -> None:
+        self.random_state = random_state
+
+    @abstractmethod
+    def query(
+        self,
+        *,
+        proba: np.ndarray | None,
+        X: np.ndarray,
+        batch_size: int,
+        labeled_mask: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Indices into the pool (unlabeled rows only when labeled_mask is given), best first.
+
+        Returns min(batch_size, number of unlabeled rows) unique indices.
+        """
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({params})"
+
+
+class CertaintyStrategy(QueryStrategy):
+    """A strategy that needs at most one certainty per row, never the full proba matrix.
+
+    `rank_pool` calls `select` with certainties it computed chunk by chunk, so a million-row pool
+    never holds its (n, k) probabilities at once.
+    """
+
+    def query(
+        self,
+        *,
+        proba: np.ndarray | None,
+        X: np.ndarray,
+        batch_size: int,
+        labeled_mask: np.ndarray | None = None,
+    ) -> np.ndarray:
+        cert = None
+        if self.method is not None:
+            if proba is None:
+                raise ValueError(
+                    f"strategy {self.name!r} ranks by model uncertainty and needs proba; "
+                    "use 'coldstart' before the first model"
+                )
+            cert = certainty(proba, self.method)
+        return self.select(certainty=cert, X=X, batch_size=batch_size, labeled_mask=labeled_mask)
+
+    def select(
+        self,
+        *,
+        certainty: np.ndarray | None,
+        X: np.ndarray,
+        batch_size: int,
+        labeled_mask: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Like `query`, from precomputed certainties (n,) instead of probabilities."""
+        X = _check_X(X)
+        n = X.shape[0]
+        if certainty is not None:
+            certainty = _check_certainty(certainty, n)
+        elif self.method is not None:
+            raise ValueError(f"strategy {self.name!r} needs certainty (or proba); got None")
+        available = _available(n, labeled_mask)
+        batch_size = min(_check_batch_size(batch_size), int(available.sum()))
+        if batch_size == 0:
+            return np.empty(0, dtype=np.intp)
+        picked = self._select(certainty, X, available, batch_size, _as_rng(self.random_state))
+        return np.asarray(picked, dtype=np.intp)
+
+    @abstractmethod
+    def _select(
+        self,
+        cert: np.ndarray | None,
+        X: np.ndarray,
+        available: np.ndarray,
+        batch_size: int,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """batch_size (>= 1, <= available.sum()) unique available row indices, best first."""
+
+
+class RandomSampling(CertaintyStrategy):
+    """Uniform over the unlabeled pool: the baseline every other strategy must beat."""
+
+    name = "random"
+
+    def _select(self, cert, X, available, batch_size, rng):
+        return rng.choice(np.flatnonzero(available), size=batch_size, replace=False)
+
+
+class UncertaintySampling(CertaintyStrategy):
+    """The batch_size least certain rows; cheap and strong, but happily picks near-duplicates."""
+
+    def __init__(self, method: str = "margin", *, random_state: RandomStateLike = None) -> None:
+        super().__init__(random_state=random_state)
+        self.method = _check_method(method)
+        self.name = method
+
+    def _select(self, cert, X, available, batch_size, rng):
+        return _lowest(np.where(available, cert, np.inf), batch_size)
+
+
+# -- diversity among uncertain candidates ---------------------------------------------------
+
+
+def _sq_dist_to(Xc: np.ndarray, x: np.ndarray, sq_norms: np.ndarray) -> np.ndarray:
+    return np.maximum(sq_norms - 2.0 * (Xc @ x) + float(x @ x), 0.0)
+
+
+def _pick_farthest(Xc: np.ndarray, u: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy: start at the most uncertain, then maximise uncertainty x distance to the picks."""
+    return _greedy_spread(Xc, u, b, rng, sample=False)
+
+
+def _pick_kmeanspp(Xc: np.ndarray, u: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding with D^2 weighted by uncertainty (BADGE-like, on embeddings)."""
+    return _greedy_spread(Xc, u, b, rng, sample=True)
+
+
+def _greedy_spread(Xc: np.ndarray, u: np.ndarray, b: int, rng: np.random.Generator, *, sample: bool):
+    sq_norms = np.einsum("ij,ij->i", Xc, Xc)
+    picks = [int(np.argmax(u))]
+    d2 = _sq_dist_to(Xc, Xc[picks[0]], sq_norms)
+    taken = np.zeros(len(u), dtype=bool)
+    taken[picks[0]] = True
+    for _ in range(b - 1):  # loop over batch slots, not tasks
+        w = np.where(taken, 0.0, u * (d2 if sample else np.sqrt(d2)))
+        if w.sum() <= 0:  # only exact duplicates left: fall back to uncertainty
+            w = np.where(taken, -np.inf, u)
+            nxt = int(np.argmax(w))
+        elif sample:
+            nxt = int(rng.choice(len(u), p=w / w.sum()))
+        else:
+            nxt = int(np.argmax(w))
+        picks.append(nxt)
+        taken[nxt] = True
+        d2 = np.minimum(d2, _sq_dist_to(Xc, Xc[nxt], sq_norms))
+    return np.asarray(picks, dtype=np.intp)
+
+
+def _best_per_cluster(labels: np.ndarray, u: np.ndarray, b: int) -> np.ndarray:
+    """Most uncertain member of each cluster, most uncertain first; topped up if clusters < b."""
+    order = np.lexsort((-u, labels))
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = labels[order][1:] != labels[order][:-1]
+    picks = order[first]
+    picks = picks[np.argsort(-u[picks], kind="stable")][:b]
+    if picks.size < b:  # fewer distinct clusters than slots (duplicates): fill by uncertainty
+        rest = np.setdiff1d(np.argsort(-u, kind="stable"), picks, assume_unique=True)
+        rest = rest[np.argsort(-u[rest], kind="stable")]
+        picks = np.concatenate([picks, rest[: b - picks.size]])
+    return picks
+
+
+def _pick_kmeans(Xc: np.ndarray, u: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means (b clusters) on the candidates, then the most uncertain per cluster."""
+    km = KMeans(n_clusters=b, n_init=1, max_iter=100, random_state=_seed(rng)).fit(Xc)
+    return _best_per_cluster(km.labels_, u, b)
+
+
+def _pick_agglomerative(Xc: np.ndarray, u: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
+    """Average-linkage clusters on the candidates (Cluster-Margin style), most uncertain per cluster."""
+    labels = AgglomerativeClustering(n_clusters=b, linkage="average").fit_predict(Xc)
+    return _best_per_cluster(labels, u, b)
+
+
+_DIVERSIFIERS: dict[str, Callable[[np.ndarray, np.ndarray, int, np.random.Generator], np.ndarray]] = {
+    "kmeans": _pick_kmeans,
+    "kmeanspp": _pick_kmeanspp,
+    "farthest": _pick_farthest,
+    "agglomerative": _pick_agglomerative,
+}
+
+
+class DiverseUncertainty(CertaintyStrategy):
+    """Uncertain AND diverse: the `candidates * batch_size` least certain rows, then a spread-out batch.
+
+    Plain top-k uncertainty spends a batch on near-duplicates of one confusing item; here the
+    shortlist keeps the uncertainty signal and `diversity` spreads the batch over it:
+    "kmeans" (default; k-means on the shortlist, most uncertain per cluster, ordered by
+    uncertainty), "kmeanspp" (uncertainty-weighted k-means++ seeding), "farthest" (greedy
+    uncertainty x distance) or "agglomerative" (Cluster-Margin-like). The default was chosen
+    by benchmarks/strategy_study.py. The shortlist is capped at `max_candidates` to stay cheap.
+    """
+
+    name = "diverse"
+
+    def __init__(
+        self,
+        method: str = "margin",
+        candidates: int = 10,
+        *,
+        diversity: str = "kmeans",
+        max_candidates: int = 5000,
+        random_state: RandomStateLike = None,
+    ) -> None:
+        super().__init__(random_state=random_state)
+        self.method = _check_method(method)
+        if candidates < 1 or max_candidates < 1:
+            raise ValueError(
+                f"candidates and max_candidates must be >= 1; got {candidates}, {max_candidates}"
+            )
+        if diversity not in _DIVERSIFIERS:
+            raise ValueError(f"unknown diversity {diversity!r}; valid: {', '.join(DIVERSITY_METHODS)}")
+        self.candidates = candidates
+        self.diversity = diversity
+        self.max_candidates = max_candidates
+
+    def _select(self, cert, X, available, batch_size, rng):
+        m = max(batch_size, min(self.candidates * batch_size, self.max_candidates))
+        cand = _lowest(np.where(available, cert, np.inf), min(m, int(available.sum())))
+        if cand.size <= batch_size:
+            return cand
+        Xc = np.asarray(X[cand], dtype=np.float64)
+        if not np.isfinite(Xc).all():
+            raise ValueError("X has NaN or inf in rows shortlisted for the batch")
+        u = 1.0 - cert[cand] + 1e-12  # strictly positive weights
+        picks = _DIVERSIFIERS[self.diversity](Xc, u, batch_size, rng)
+        return cand[picks]
+
+
+# -- cold start --------------------------------------------------------------------------------
+
+
+def _typicality(Xs: np.ndarray, labels: np.ndarray, n_clusters: int, k: int) -> np.ndarray:
+    """TypiClust typicality: 1 / mean distance to the k nearest neighbours within the own cluster."""
+    typ = np.zeros(Xs.shape[0])
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(n_clusters + 1))
+    for c in range(n_clusters):  # loop over clusters, not tasks
+        members = order[bounds[c] : bounds[c + 1]]
+        if members.size < 2:
+            continue
+        Z = Xs[members]
+        sq = np.einsum("ij,ij->i", Z, Z)
+        d = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * (Z @ Z.T), 0.0))
+        kk = min(k, members.size - 1)
+        nearest = np.partition(d, kk, axis=1)[:, 1 : kk + 1]  # column 0 is the point itself
+        typ[members] = 1.0 / (nearest.mean(axis=1) + 1e-12)
+    return typ
+
+
+class ColdStart(CertaintyStrategy):
+    """No model yet: typical points from uncovered regions of the embedding space (TypiClust-style).
+
+    Clusters a subsample of `max_samples` rows (plus the labeled rows, so their clusters count as
+    covered) into batch_size + n_labeled clusters, then takes the most typical point of each
+    uncovered cluster, largest clusters first. Ignores proba. Good before the first model;
+    uncertainty wins once there are labels.
+    """
+
+    name = "coldstart"
+
+    def __init__(
+        self,
+        *,
+        k_neighbors: int = 20,
+        max_samples: int = 10_000,
+        max_clusters: int = 500,
+        random_state: RandomStateLike = None,
+    ) -> None:
+        super().__init__(random_state=random_state)
+        self.k_neighbors = k_neighbors
+        self.max_samples = max_samples
+        self.max_clusters = max_clusters
+
+    def _select(self, cert, X, available, batch_size, rng):
+        pool = np.flatnonzero(available)
+        if pool.size > self.max_samples:
+            pool = np.sort(rng.choice(pool, size=self.max_samples, replace=False))
+        labeled = np.flatnonzero(~available)
+        if labeled.size > self.max_samples:
+            labeled = np.sort(rng.choice(labeled, size=self.max_samples, replace=False))
+        rows = np.concatenate([pool, labeled])
+        Xs = np.asarray(X[rows], dtype=np.float64)
+        n_clusters = min(batch_size + labeled.size, self.max_clusters, pool.size)
+        n_clusters = max(n_clusters, min(batch_size, pool.size))
+        labels = _cluster(Xs, n_clusters, _seed(rng))
+        typ = _typicality(Xs, labels, n_clusters, self.k_neighbors)
+        covered = np.zeros(n_clusters, dtype=bool)
+        covered[labels[pool.size :]] = True
+        return pool[_typical_per_cluster(labels[: pool.size], typ[: pool.size], covered, batch_size)]
+
+
+def _cluster(Xs: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    """k-means labels; mini-batch when the problem is big enough for full k-means to be slow."""
+    if Xs.shape[0] * n_clusters > 2_000_000:
+        km = MiniBatchKMeans(n_clusters=n_clusters, n_init=3, batch_size=4096, random_state=seed)
+    else:
+        km = KMeans(n_clusters=n_clusters, n_init=1, max_iter=100, random_state=seed)
+    return km.fit(Xs).labels_
+
+
+def _typical_per_cluster(labels: np.ndarray, typ: np.ndarray, covered: np.ndarray, b: int) -> np.ndarray:
+    """Most typical point per uncovered cluster, largest clusters first, topped up by typicality."""
+    sizes = np.bincount(labels, minlength=covered.size)
+    order = np.lexsort((-typ, labels))
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = labels[order][1:] != labels[order][:-1]
+    heads = order[first]  # one per non-empty cluster
+    heads = heads[~covered[labels[heads]]]
+    heads = heads[np.argsort(-sizes[labels[heads]], kind="stable")][:b]
+    if heads.size < b:
+        rest = np.setdiff1d(np.argsort(-typ, kind="stable"), heads, assume_unique=True)
+        rest = rest[np.argsort(-typ[rest], kind="stable")]
+        heads = np.concatenate([heads, rest[: b - heads.size]])
+    return heads
+
+
+# -- modAL adapter ---------------------------------------------------------------------------
+
+
+class _LearnerView:
+    """What modAL's plain query functions read from a learner: predict_proba and X_training."""
+
+    on_transformed = False
+
+    def __init__(self, predict_proba: Callable[[np.ndarray], np.ndarray], X_training: np.ndarray | None):
+        self._predict_proba = predict_proba
+        self.X_training = X_training
+
+    def predict_proba(self, X: np.ndarray, **kwargs: Any) -> np.ndarray:
+        return self._predict_proba(X)
+
+
+def _import_function(path: str) -> Callable[..., Any]:
+    """'package.module:function' (or 'package.module.function') -> the function."""
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    if not module_name or not attr:
+        raise ValueError(f"expected 'module:function', got {path!r}")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot import query function {path!r}: {err}") from err
+    if not callable(fn):
+        raise ValueError(f"{path!r} is not callable")
+    return fn
+
+
+class ModalQuery(QueryStrategy):
+    """Any modAL-style query function `fn(classifier, X, n_instances) -> (indices, ...)` as a strategy.
+
+    modAL's plain functions (e.g. `modAL.uncertainty.margin_sampling`,
+    `modAL.batch.uncertainty_batch_sampling`) only call `classifier.predict_proba(X)` (and read
+    `X_training` for batch ones); we hand them a thin learner view, never modAL's ActiveLearner
+    (broken on scikit-learn >= 1.8). Without a `classifier`, the view answers with the `proba`
+    passed to `query`, so engines whose models do not take X still work.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any] | str,
+        classifier: Any | None = None,
+        *,
+        random_state: RandomStateLike = None,
+    ) -> None:
+        super().__init__(random_state=random_state)
+        self.fn = _import_function(fn) if isinstance(fn, str) else fn
+        self.classifier = classifier
+        self.name = f"modal:{getattr(self.fn, '__module__', '?')}:{getattr(self.fn, '__qualname__', '?')}"
+
+    def query(
+        self,
+        *,
+        proba: np.ndarray | None,
+        X: np.ndarray,
+        batch_size: int,
+        labeled_mask: np.ndarray | None = None,
+    ) -> np.ndarray:
+        X = _check_X(X)
+        available = _available(X.shape[0], labeled_mask)
+        pool = np.flatnonzero(available)
+        batch_size = min(_check_batch_size(batch_size), pool.size)
+        if batch_size == 0:
+            return np.empty(0, dtype=np.intp)
+        X_pool = X if pool.size == X.shape[0] else X[pool]
+        X_training = None if pool.size == X.shape[0] else X[~available]
+        learner = _LearnerView(self._proba_source(proba, pool, X.shape[0]), X_training)
+        if self.random_state is not None:
+            np.random.seed(_seed(_as_rng(self.random_state)))  # modAL's tie-breaks use the global RNG
+        result = self.fn(learner, X_pool, n_instances=batch_size)
+        picked = np.asarray(result[0] if isinstance(result, tuple) else result).ravel()
+        return pool[self._check_picks(picked, pool.size, batch_size)]
+
+    def _proba_source(self, proba, pool: np.ndarray, n: int) -> Callable[[np.ndarray], np.ndarray]:
+        if self.classifier is not None:
+            return self.classifier.predict_proba
+        if proba is None:
+            raise ValueError(f"{self.name} needs a classifier or proba")
+        p = _check_proba(proba)
+        if p.shape[0] != n:
+            raise ValueError(f"proba has {p.shape[0]} rows but X has {n}; they must match")
+        p_pool = p if pool.size == n else p[pool]
+
+        def lookup(Xq: np.ndarray) -> np.ndarray:
+            if Xq.shape[0] != p_pool.shape[0]:
+                raise ValueError("ModalQuery without a classifier answers predict_proba for the pool only")
+            return p_pool
+
+        return lookup
+
+    def _check_picks(self, picked: np.ndarray, n: int, batch_size: int) -> np.ndarray:
+        if not np.issubdtype(picked.dtype, np.integer):
+            raise ValueError(f"{self.name} returned non-integer indices (dtype {picked.dtype})")
+        if picked.size and (picked.min() < 0 or picked.max() >= n):
+            raise ValueError(f"{self.name} returned indices outside [0, {n})")
+        if np.unique(picked).size != picked.size:
+            raise ValueError(f"{self.name} returned duplicate indices")
+        return picked[:batch_size]
+
+
+# --------------------------------------------------------------------------------------------
+# registry
+
+
+STRATEGIES: dict[str, Callable[..., QueryStrategy]] = {
+    "random": RandomSampling,
+    "margin": lambda **kw: UncertaintySampling("margin", **kw),
+    "least_confidence": lambda **kw: UncertaintySampling("least_confidence", **kw),
+    "entropy": lambda **kw: UncertaintySampling("entropy", **kw),
+    "diverse": DiverseUncertainty,
+    "coldstart": ColdStart,
+}
+DEFAULT_STRATEGY = "diverse"
+
+
+def make_strategy(name: str = DEFAULT_STRATEGY, **kwargs: Any) -> QueryStrategy:
+    """Build a strategy by name; keyword arguments go to its constructor.
+
+    Names: "random", "margin", "least_confidence", "entropy", "diverse" (default: margin
+    shortlist + k-means spread), "coldstart", and "modal:<module>:<function>", which imports
+    any modAL-style query function by dotted path, e.g.
+    `make_strategy("modal:modAL.uncertainty:margin_sampling")` or, with labeled rows as context,
+    `make_strategy("modal:modAL.batch:uncertainty_batch_sampling")`; pass `classifier=` to let it
+    call your model, otherwise it sees the proba given to `query`.
+    """
+    if name.startswith("modal:"):
+        return ModalQuery(name.removeprefix("modal:"), **kwargs)
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}, modal:<module>:<function>"
+        )
+    return STRATEGIES[name](**kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# ranking the whole pool
+
+
+def _pool_certainty(
+    proba: ProbaSource, X: np.ndarray, method: str, chunk_size: int, keep_proba: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Certainty per row, computed chunk by chunk; the full proba only if `keep_proba`."""
+    n = X.shape[0]
+    if not callable(proba):
+        proba = np.asarray(proba)
+        if proba.ndim != 2 or proba.shape[0] != n:
+            raise ValueError(f"proba must have shape ({n}, n_classes) to match X; got {proba.shape}")
+    cert = np.empty(n, dtype=np.float64)
+    kept: list[np.ndarray] = []
+    for start in range(0, n, chunk_size):  # loop over chunks, not tasks
+        stop = min(start + chunk_size, n)
+        chunk = proba(X[start:stop]) if callable(proba) else proba[start:stop]
+        chunk = _check_proba(chunk)
+        if chunk.shape[0] != stop - start:
+            raise ValueError(f"predict_proba returned {chunk.shape[0]} rows for a chunk of {stop - start}")
+        cert[start:stop] = certainty(chunk, method)
+        if keep_proba:
+            kept.append(chunk)
+    full = np.concatenate(kept) if keep_proba and kept else None
+    return cert, full
+
+
+def _scores(cert: np.ndarray | None, batch: np.ndarray, n: int) -> np.ndarray:
+    """The score contract of `rank_pool` (see there)."""
+    scores = np.ones(n) if cert is None else BATCH_BAND + (1.0 - BATCH_BAND) * cert
+    if batch.size:
+        scores[batch] = BATCH_BAND * np.arange(batch.size) / batch.size
+    return scores
+
+
+def rank_pool(
+    proba: ProbaSource | None,
+    X: np.ndarray,
+    *,
+    batch_size: int = 50,
+    strategy: QueryStrategy | str | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Score every pool row for Label Studio (ascending = shown first); returns (scores, batch).
+
+    `proba` is an (n, k) array or a callable `predict_proba(X_chunk) -> (m, k)` applied to
+    `chunk_size` rows at a time, so a 1M-row pool never materialises its probabilities;
+    None means no model yet (cold start). `strategy` defaults to "diverse" (seeded, so the
+    same pool ranks the same way) or "coldstart" when proba is None.
+
+    Exact mapping, with B = len(batch), b = BATCH_BAND = 0.01 and c = certainty (the
+    strategy's method, margin if it has none):
+      - batch row at position i (0 = best): score = b * i / B, in [0, b), ascending in i;
+      - every other row: score = b + (1 - b) * c, in [b, 1], non-decreasing in c;
+      - every other row when proba is None: 1.0.
+    So the batch always comes first, in batch order, and the rest follow least certain first.
+    """
+    X = _check_X(X)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int; got {chunk_size!r}")
+    if strategy is None:
+        strategy = DiverseUncertainty(random_state=0) if proba is not None else ColdStart(random_state=0)
+    elif isinstance(strategy, str):
+        strategy = make_strategy(strategy)
+    method = strategy.method or "margin"
+    needs_matrix = not isinstance(strategy, CertaintyStrategy)
+    cert, full = (None, None)
+    if proba is not None:
+        cert, full = _pool_certainty(proba, X, method, chunk_size, keep_proba=needs_matrix)
+    if isinstance(strategy, CertaintyStrategy):
+        batch = strategy.select(certainty=cert, X=X, batch_size=batch_size)
+    else:
+        batch = strategy.query(proba=full, X=X, batch_size=batch_size)
+    return _scores(cert, batch, X.shape[0]), batch

@@ -1,0 +1,143 @@
+"""Background retraining: webhooks only mark a project dirty; one worker thread does the work.
+
+Bursts coalesce: a retrain starts once a project has been quiet for `debounce` seconds (or has
+waited `max_delay` seconds since its first pending event), and events that arrive while it trains
+make exactly one more retrain afterwards. While a project waits, the worker embeds the newly
+labeled texts, so the retrain at the end of a burst only refits the head.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from suggest.project import Project
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    first: float
+    last: float
+    force: bool
+    sync: bool
+    warmed: bool = False
+
+
+class Trainer:
+    """One worker thread for all projects: training never runs inside a request."""
+
+    def __init__(
+        self,
+        *,
+        debounce: float = 0.3,
+        max_delay: float = 3.0,
+        sync: Callable[[Project], None] | None = None,
+        on_published: Callable[[Project], None] | None = None,
+    ):
+        self.debounce = debounce
+        self.max_delay = max_delay
+        self._sync = sync
+        self._on_published = on_published
+        self._pending: dict[str, tuple[Project, _Pending]] = {}
+        self._running: str | None = None
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name="suggest-trainer", daemon=True)
+        self._thread.start()
+
+    def request(self, project: Project, *, force: bool = False, sync: bool = False, now: bool = False) -> None:
+        """Ask for a retrain of `project`; cheap, never blocks on training."""
+        t = time.monotonic()
+        with self._cond:
+            entry = self._pending.get(project.project_id)
+            if entry is None:
+                pending = _Pending(first=t - (self.max_delay if now else 0.0), last=t, force=force, sync=sync)
+                self._pending[project.project_id] = (project, pending)
+            else:
+                pending = entry[1]
+                pending.last = t
+                pending.force |= force
+                pending.sync |= sync
+                pending.warmed = False
+                if now:
+                    pending.first = t - self.max_delay
+            self._cond.notify_all()
+
+    def is_busy(self, project_id: str) -> bool:
+        with self._cond:
+            return self._running == project_id or project_id in self._pending
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Block until nothing is pending or running (tests, benchmarks, shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._running:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._thread.join(timeout=10)
+
+    def _due(self, now: float) -> tuple[str | None, float]:
+        """The project to train now, or how long to sleep until one is due."""
+        sleep = 3600.0
+        for pid, (_, p) in self._pending.items():
+            due_at = min(p.last + self.debounce, p.first + self.max_delay)
+            if due_at <= now:
+                return pid, 0.0
+            sleep = min(sleep, due_at - now)
+        return None, sleep
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped:
+                    pid, sleep = self._due(time.monotonic())
+                    if pid is not None:
+                        project, pending = self._pending.pop(pid)
+                        self._running = pid
+                        break
+                    warm = next((e for e in self._pending.values() if not e[1].warmed), None)
+                    if warm is not None:
+                        warm[1].warmed = True
+                        break
+                    self._cond.wait(sleep)
+                if self._stopped:
+                    return
+            if pid is None:
+                self._safely(warm[0], "embedding new labels", warm[0].warm_embeddings)
+                continue
+            try:
+                self._train(project, pending)
+            finally:
+                with self._cond:
+                    self._running = None
+                    self._cond.notify_all()
+
+    def _train(self, project: Project, pending: _Pending) -> None:
+        if pending.sync and self._sync is not None:
+            self._safely(project, "syncing with Label Studio", partial(self._sync, project))
+        record = self._safely(project, "training", partial(project.retrain, force=pending.force))
+        if record is not None and self._on_published is not None:
+            self._safely(project, "after publishing", partial(self._on_published, project))
+
+    @staticmethod
+    def _safely(project: Project, what: str, fn: Callable):
+        try:
+            return fn()
+        except Exception as exc:  # the worker must survive any one project's failure
+            project.last_error = f"{what} failed: {exc}"
+            log.exception("project %s: %s failed", project.project_id, what)
+            return None

@@ -30,9 +30,12 @@ class EmbeddingCache(Protocol):
 class TextEncoder:
     """Mean-pooled, L2-normalized sentence embeddings from a local transformers folder."""
 
-    def __init__(self, model_path: str | None = None, *, batch_size: int = 64, max_length: int = 256):
+    def __init__(
+        self, model_path: str | None = None, *, batch_size: int = 64, max_length: int = 256, token_budget: int = 4096
+    ):
         self.model_path = model_path
         self.batch_size = batch_size
+        self.token_budget = token_budget  # padded tokens per forward pass: bounds activation memory
         self.max_length = max_length
         self._model = None
         self._tokenizer = None
@@ -62,6 +65,9 @@ class TextEncoder:
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             import torch
             from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
 
             path = self.model_path or _packaged_minilm_path()
             torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
@@ -80,15 +86,11 @@ class TextEncoder:
         self.load()
         import torch
 
-        order = np.argsort([len(t) for t in texts], kind="stable")
+        encoded = self._tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         with self._run_lock, torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                batch = self._tokenizer(
-                    [texts[i] for i in idx], padding=True, truncation=True,
-                    max_length=self.max_length, return_tensors="pt",
-                )
+            for idx in _token_budget_batches([len(ids) for ids in encoded], self.batch_size, self.token_budget):
+                batch = self._tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt")
                 hidden = self._model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
@@ -97,6 +99,20 @@ class TextEncoder:
                 if progress:
                     progress(len(idx))
         return out
+
+
+def _token_budget_batches(lengths: list[int], max_batch: int, budget: int) -> list[np.ndarray]:
+    """Group indices by length so each padded batch stays under `budget` tokens."""
+    order = np.argsort(lengths, kind="stable")
+    batches, current = [], []
+    for i in order.tolist():
+        if current and (len(current) + 1) * lengths[i] > budget or len(current) >= max_batch:
+            batches.append(np.asarray(current))
+            current = []
+        current.append(i)
+    if current:
+        batches.append(np.asarray(current))
+    return batches
 
 
 def _packaged_minilm_path() -> str:

@@ -40,6 +40,8 @@ def serve(
     """Run the Label Studio ML backend (connect it in Label Studio under Settings > Model)."""
     import uvicorn
 
+    _limit_malloc_arenas()
+
     from suggest.server import create_app
 
     settings = Settings.from_env(
@@ -53,6 +55,16 @@ def serve(
         + (", basic auth on" if settings.auth_enabled else "")
     )
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+
+
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each server thread its own heap arena; capping them keeps resident memory flat."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
 
 
 @app.command()

@@ -38,7 +38,7 @@ class Settings:
             "debounce_seconds": env.get("SUGGEST_DEBOUNCE_SECONDS"),
             "log_level": env.get("LOG_LEVEL"),
         }
-        values.update(overrides)
+        values.update({k: v for k, v in overrides.items() if v is not None})  # unset flags keep env
         types = {f.name: f.type for f in fields(cls)}
         clean = {}
         for name, value in values.items():

@@ -103,6 +103,7 @@ class Engine:
             self.store.delete_annotations(project.project_id, [annotation_id])
         else:
             self.store.upsert_labels(project.project_id, [label])
+            project.note_new_text(label.text)
         self.trainer.request(project)
 
     def delete_annotations(self, project: Project, annotation_ids: list[int]) -> None:

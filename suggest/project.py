@@ -89,6 +89,8 @@ class Project:
         self._make_backend = make_backend
         self._load_backend = load_backend
         self._train_lock = threading.Lock()  # one writer per project
+        self._pending_lock = threading.Lock()
+        self._pending_texts: list[str] = []
         self.last_error: str | None = None
         self.published = self._initial_model()
 
@@ -163,14 +165,19 @@ class Project:
 
     # train ------------------------------------------------------------------------------------
 
+    def note_new_text(self, text: str) -> None:
+        """Remember a newly labeled text so the trainer can embed it while the burst goes on."""
+        with self._pending_lock:
+            self._pending_texts.append(text)
+
     def warm_embeddings(self) -> int:
-        """Embed labeled texts not yet cached, so the retrain at the end of a burst has less to do."""
-        labeled = list(self.labeled().values())
+        """Embed the texts labeled since the last call: O(new), so it is cheap to call often."""
+        with self._pending_lock:
+            texts, self._pending_texts = self._pending_texts, []
         model = self.published.model
-        if not labeled or not hasattr(model, "embed"):
-            return 0
-        model.embed([Item(lb.text, lb.task_id) for lb in labeled])
-        return len(labeled)
+        if texts and hasattr(model, "embed"):
+            model.embed([Item(t) for t in texts])
+        return len(texts)
 
     def retrain(self, *, force: bool = False) -> VersionRecord | None:
         """Fit a new model on the current labeled set and publish it as a new version.

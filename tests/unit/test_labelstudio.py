@@ -1,0 +1,85 @@
+"""Label Studio JSON in and out: config parsing, ids, tasks, annotations, prediction shape."""
+
+from __future__ import annotations
+
+import pytest
+
+from suggest import labelstudio as ls
+from suggest.schema import BadInput, Item, Prediction, SchemaError
+from tests.conftest import CONFIG
+
+
+def test_parse_config_reads_control_object_field_labels_and_hints():
+    schema = ls.parse_config(CONFIG)
+    assert (schema.from_name, schema.to_name, schema.value_key) == ("sentiment", "text", "text")
+    assert schema.labels == ("fresh", "rotten")
+    assert schema.hints["fresh"] == "a positive, good movie review"
+
+
+def test_parse_config_picks_the_servable_control_among_others():
+    config = ('<View><Text name="body" value="$review"/>'
+              '<Labels name="ner" toName="body"><Label value="PER"/></Labels>'
+              '<Choices name="topic" toName="body"><Choice value="a"/><Choice value="b"/></Choices></View>')
+    schema = ls.parse_config(config)
+    assert (schema.from_name, schema.value_key) == ("topic", "review")
+
+
+def test_multiple_choice_is_not_served_yet_and_the_error_says_what_is():
+    config = ('<View><Text name="t" value="$t"/><Choices name="c" toName="t" choice="multiple">'
+              '<Choice value="a"/><Choice value="b"/></Choices></View>')
+    with pytest.raises(SchemaError, match="single choice"):
+        ls.parse_config(config)
+
+
+@pytest.mark.parametrize("value, key", [("5.1795257467", "5"), (5, "5"), ({"id": 12}, "12"), ("  3 ", "3")])
+def test_project_key_accepts_every_shape_label_studio_sends(value, key):
+    assert ls.project_key(value) == key
+
+
+@pytest.mark.parametrize("value", [None, True, "abc", {"title": "x"}, "-1.2"])
+def test_project_key_rejects_what_is_not_a_project(value):
+    with pytest.raises(BadInput):
+        ls.project_key(value)
+
+
+def test_task_item_keeps_unicode_text_exactly():
+    schema = ls.parse_config(CONFIG)
+    text = "Émile 😀\nline two — ünïcödé"
+    assert ls.task_item({"id": 3, "data": {"text": text}}, schema) == Item(text, 3)
+
+
+def test_cancelled_or_empty_annotations_give_no_label():
+    schema = ls.parse_config(CONFIG)
+    t = {"id": 1, "data": {"text": "good"}}
+    result = [{"from_name": "sentiment", "type": "choices", "value": {"choices": ["fresh"]}}]
+    assert ls.annotation_label({"id": 1, "was_cancelled": True, "result": result}, t, schema) is None
+    assert ls.annotation_label({"id": 1, "result": []}, t, schema) is None
+    other = [{"from_name": "other", "type": "choices", "value": {"choices": ["fresh"]}}]
+    assert ls.annotation_label({"id": 1, "result": other}, t, schema) is None
+    label = ls.annotation_label({"id": 1, "result": result, "ground_truth": True}, t, schema)
+    assert (label.task_id, label.label, label.text, label.ground_truth) == (1, "fresh", "good", True)
+
+
+def test_annotation_with_an_unknown_label_names_it():
+    schema = ls.parse_config(CONFIG)
+    result = [{"from_name": "sentiment", "type": "choices", "value": {"choices": ["neutral"]}}]
+    with pytest.raises(BadInput, match="'neutral' is not in the config"):
+        ls.annotation_label({"id": 1, "result": result}, {"id": 1, "data": {"text": "x"}}, schema)
+
+
+def test_prediction_json_validates_with_label_studio_sdk_and_clamps_scores():
+    schema = ls.parse_config(CONFIG)
+    out = ls.prediction_json(Prediction("rotten", 0.8, 0.6, "v1-abc"), schema)
+    assert ls.validate_predictions(CONFIG, [out]) == []
+    assert out["score"] == 0.6 and out["result"][0]["score"] == 0.8 and out["model_version"] == "v1-abc"
+    clamped = ls.prediction_json(Prediction("rotten", float("nan"), 1.5, "v"), schema)
+    assert clamped["score"] == 1.0 and clamped["result"][0]["score"] == 0.0
+
+
+def test_labels_from_exported_tasks_skip_bad_annotations():
+    schema = ls.parse_config(CONFIG)
+    good = [{"from_name": "sentiment", "type": "choices", "value": {"choices": ["fresh"]}}]
+    bad = [{"from_name": "sentiment", "type": "choices", "value": {"choices": ["nope"]}}]
+    tasks = [{"id": 1, "data": {"text": "a"}, "annotations": [{"id": 10, "result": good}, {"id": 11, "result": bad}]},
+             {"id": 2, "data": {"text": "b"}, "annotations": []}]
+    assert [(lb.task_id, lb.annotation_id) for lb in ls.labels_from_tasks(tasks, schema)] == [(1, 10)]

@@ -1,0 +1,68 @@
+"""The store: WAL durability settings, atomic version publishing, crash leftovers, embedding cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from suggest.schema import Label
+from suggest.store import ProjectRecord, Store
+
+
+def test_wal_and_full_sync(tmp_path):
+    store = Store(tmp_path)
+    assert store._query("PRAGMA journal_mode")[0][0] == "wal"
+    assert store._query("PRAGMA synchronous")[0][0] == 2  # FULL
+
+
+def test_a_failed_write_publishes_nothing(tmp_path):
+    store = Store(tmp_path)
+
+    def broken(folder):
+        (folder / "half").write_text("x")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        store.publish_version("1", "v1-a", broken, n_labels=3, train_seconds=0.1)
+    assert store.versions("1") == []
+    assert not list((tmp_path / "projects").glob("*/versions/*"))
+
+
+def test_published_versions_are_complete_and_ordered(tmp_path):
+    store = Store(tmp_path)
+    for name in ("v1-a", "v2-b"):
+        store.publish_version("1", name, lambda f: (f / "w").write_text("w"), n_labels=2, train_seconds=0.5,
+                              info={"k": 1})
+    assert [v.version for v in store.versions("1")] == ["v1-a", "v2-b"]
+    assert store.next_seq("1") == 3
+    assert store.is_complete("1", "v2-b") and not store.is_complete("1", "v9-z")
+    assert store.versions("1")[0].as_dict()["k"] == 1
+
+
+def test_crash_leftovers_are_swept(tmp_path):
+    store = Store(tmp_path)
+    leftover = tmp_path / "projects" / "1" / "versions" / ".tmp-v3-x-1234"
+    leftover.mkdir(parents=True)
+    assert store.sweep_temp_folders() == 1 and not leftover.exists()
+
+
+def test_labels_survive_reopening_and_replace_is_exact(tmp_path):
+    store = Store(tmp_path)
+    store.save_project(ProjectRecord("1", "<View/>", "http://ls", "tok"))
+    store.upsert_labels("1", [Label(1, 10, "a", "t1"), Label(2, 11, "b", "t2")])
+    store.upsert_labels("1", [Label(1, 10, "b", "t1")])  # same annotation again: replaced, not added
+    store.close()
+    again = Store(tmp_path)
+    assert [(lb.annotation_id, lb.label) for lb in again.labels("1")] == [(10, "b"), (11, "b")]
+    assert again.projects()[0].access_token == "tok"
+    again.replace_labels("1", [Label(3, 12, "a", "t3")])
+    assert [lb.annotation_id for lb in again.labels("1")] == [12]
+
+
+def test_embedding_cache_round_trip(tmp_path):
+    store = Store(tmp_path)
+    v = np.arange(4, dtype=np.float32)
+    store.put_embeddings("enc", {"h1": v})
+    got = store.get_embeddings("enc", ["h1", "h2"])
+    assert list(got) == ["h1"] and np.array_equal(got["h1"], v)
+    assert store.get_embeddings("other", ["h1"]) == {}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 UNCERTAINTY_METHODS = ("margin", "least_confidence", "entropy")
+TRUTHY = {"1", "true", "yes", "on"}
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,10 @@ class Settings:
     basic_auth_user: str | None = None
     basic_auth_pass: str | None = None
     uncertainty: str = "margin"
+    batch_size: int = 50  # the diverse, uncertain batch that goes first in Label Studio's queue
+    strategy: str = "diverse"  # a name from suggest.strategies, or modal:<module>:<function>
+    push: bool = True  # re-rank the pool in Label Studio after each version
+    set_sampling: bool = True  # switch the project to uncertainty sampling when pushing
     debounce_seconds: float = 0.3
     max_delay_seconds: float = 3.0
     log_level: str = "INFO"
@@ -36,6 +41,10 @@ class Settings:
             "basic_auth_pass": env.get("BASIC_AUTH_PASS"),
             "uncertainty": env.get("SUGGEST_UNCERTAINTY"),
             "debounce_seconds": env.get("SUGGEST_DEBOUNCE_SECONDS"),
+            "batch_size": env.get("SUGGEST_BATCH_SIZE"),
+            "strategy": env.get("SUGGEST_STRATEGY"),
+            "push": env.get("SUGGEST_PUSH"),
+            "set_sampling": env.get("SUGGEST_SET_SAMPLING"),
             "log_level": env.get("LOG_LEVEL"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})  # unset flags keep env
@@ -51,9 +60,13 @@ class Settings:
                 clean[name] = int(value)
             elif kind == "float":
                 clean[name] = float(value)
+            elif kind == "bool":
+                clean[name] = value if isinstance(value, bool) else str(value).strip().lower() in TRUTHY
             else:
                 clean[name] = str(value)
         settings = replace(cls(), **clean)
+        if settings.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {settings.batch_size}")
         if settings.uncertainty not in UNCERTAINTY_METHODS:
             raise ValueError(f"uncertainty must be one of {UNCERTAINTY_METHODS}, got {settings.uncertainty!r}")
         return settings

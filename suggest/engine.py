@@ -12,6 +12,7 @@ import threading
 from backends.encoders import shared_text_encoder
 from suggest.config import Settings
 from suggest.labelstudio import LabelStudioClient, labels_from_tasks, parse_config
+from suggest.loop import LoopSettings, PoolRefresher
 from suggest.project import Project, open_project
 from suggest.schema import BadInput, Label
 from suggest.store import ProjectRecord, Store
@@ -40,8 +41,12 @@ class Engine:
                 self._open(record)
             except Exception as exc:
                 log.warning("project %s could not be reopened: %s", record.project_id, exc)
+        self.refresher = PoolRefresher(
+            LoopSettings(settings.batch_size, settings.strategy, settings.set_sampling), self.client
+        )
         self.trainer = Trainer(
             debounce=settings.debounce_seconds, max_delay=settings.max_delay_seconds, sync=self.sync,
+            on_published=self.refresher.refresh if settings.push else None,
         )
         if load_encoder:
             threading.Thread(target=self._load_encoder, name="suggest-encoder-load", daemon=True).start()
@@ -75,9 +80,12 @@ class Engine:
             self.store.save_project(ProjectRecord(project_id, label_config, hostname, token))
             self._credentials[project_id] = (hostname, token)
             if project is None:
-                return self._open(ProjectRecord(project_id, label_config, hostname, token))
+                project = self._open(ProjectRecord(project_id, label_config, hostname, token))
+                if self.client(project) is not None:  # first contact: zero-shot, cold-start queue
+                    self.trainer.request(project, push=True)
+                return project
             if project.update_config(label_config, schema):
-                self.trainer.request(project)
+                self.trainer.request(project, push=True)
             return project
 
     def project(self, project_id: str, label_config: str | None = None) -> Project:
@@ -114,6 +122,10 @@ class Engine:
         if task_ids:
             self.store.delete_task_annotations(project.project_id, task_ids)
             self.trainer.request(project)
+
+    def tasks_created(self, project: Project) -> None:
+        """New tasks in Label Studio: score and rank them (with the whole pool) in the background."""
+        self.trainer.request(project, push=True)
 
     def start_training(self, project: Project) -> None:
         """START_TRAINING: reconcile with Label Studio, then publish a new version, in the background."""

@@ -270,13 +270,51 @@ class LabelStudioClient:
 
     def labeled_tasks(self, project_id: str) -> list[dict]:
         """Every task of the project that has annotations, with its annotations."""
+        return self._export(project_id, all_tasks=False)
+
+    def all_tasks(self, project_id: str) -> list[dict]:
+        """Every task of the project, with data and annotations, in one call."""
+        return self._export(project_id, all_tasks=True)
+
+    def _export(self, project_id: str, *, all_tasks: bool) -> list[dict]:
         resp = self.request(
-            "GET", f"/api/projects/{project_id}/export", params={"exportType": "JSON", "download_all_tasks": "false"}
+            "GET", f"/api/projects/{project_id}/export",
+            params={"exportType": "JSON", "download_all_tasks": "true" if all_tasks else "false"},
         )
         tasks = resp.json()
         if not isinstance(tasks, list):
             raise LabelStudioError(f"unexpected export from Label Studio: {str(tasks)[:200]}")
         return tasks
+
+    def import_predictions(self, project_id: str, rows: list[dict], *, chunk: int = 2000) -> int:
+        """Bulk-create predictions (Label Studio batches the inserts server-side)."""
+        created = 0
+        for start in range(0, len(rows), chunk):
+            path = f"/api/projects/{project_id}/import/predictions"
+            resp = self.request("POST", path, json=rows[start : start + chunk])
+            created += int(resp.json().get("created", 0)) if resp.content else 0
+        return created
+
+    def update_project(self, project_id: str, **fields: Any) -> dict:
+        return self.request("PATCH", f"/api/projects/{project_id}", json=fields).json()
+
+
+def unlabeled_items(tasks: list[dict], schema: Schema) -> list[Item]:
+    """The pool: tasks with no usable annotation, as Items; unreadable tasks are skipped with a log line."""
+    pool = []
+    for task in tasks:
+        if any(not a.get("was_cancelled") for a in task.get("annotations") or [] if isinstance(a, dict)):
+            continue
+        try:
+            pool.append(task_item(task, schema))
+        except BadInput as exc:
+            log.warning("pool: skipping %s", exc)
+    return pool
+
+
+def prediction_import_json(task_id: int, pred: Prediction, schema: Schema) -> dict:
+    """One row for Label Studio's bulk prediction import."""
+    return {"task": task_id, **prediction_json(pred, schema)}
 
 
 def labels_from_tasks(tasks: list[dict], schema: Schema) -> list[Label]:

@@ -92,6 +92,7 @@ class Project:
         self._pending_lock = threading.Lock()
         self._pending_texts: list[str] = []
         self.last_error: str | None = None
+        self.loop_status: dict = {"enabled": False, "reason": "no version pushed to Label Studio yet"}
         self.published = self._initial_model()
 
     # state ------------------------------------------------------------------------------------
@@ -225,6 +226,7 @@ class Project:
             "labels_config": list(self.schema.labels),
             "versions": [v.as_dict() for v in self.store.versions(self.project_id)],
             "last_error": self.last_error,
+            "loop": self.loop_status,
         }
 
 

@@ -201,13 +201,15 @@ def _handle_event(engine: Engine, payload: dict) -> dict:
         engine.delete_annotations(project, ls.annotation_ids(payload))
     elif action == "TASKS_DELETED":
         engine.delete_tasks(project, ls.task_ids(payload))
+    elif action == "TASKS_CREATED":
+        engine.tasks_created(project)
     elif action == "START_TRAINING":
         engine.start_training(project)
     return {"status": "ok", "action": action}
 
 
 HANDLED_ACTIONS = {
-    "ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "TASKS_DELETED",
+    "ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "TASKS_CREATED", "TASKS_DELETED",
     "START_TRAINING", "PROJECT_UPDATED",
 }
 

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import importlib
 import math
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from sklearn.cluster import AgglomerativeClustering, KMeans, MiniBatchKMeans
+from sklearn.exceptions import ConvergenceWarning
 
 __all__ = [
     "BATCH_BAND",
@@ -363,8 +365,15 @@ def _best_per_cluster(labels: np.ndarray, u: np.ndarray, b: int) -> np.ndarray:
 
 def _pick_kmeans(Xc: np.ndarray, u: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
     """k-means (b clusters) on the candidates, then the most uncertain per cluster."""
-    km = KMeans(n_clusters=b, n_init=1, max_iter=100, random_state=_seed(rng)).fit(Xc)
-    return _best_per_cluster(km.labels_, u, b)
+    km = KMeans(n_clusters=b, n_init=1, max_iter=100, random_state=_seed(rng))
+    return _best_per_cluster(_fit_labels(km, Xc), u, b)
+
+
+def _fit_labels(model: Any, Xs: np.ndarray) -> np.ndarray:
+    """Cluster labels; "fewer distinct clusters than asked" is expected with duplicates, so quiet."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        return model.fit(Xs).labels_
 
 
 def _pick_agglomerative(Xc: np.ndarray, u: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
@@ -406,9 +415,7 @@ class DiverseUncertainty(CertaintyStrategy):
         super().__init__(random_state=random_state)
         self.method = _check_method(method)
         if candidates < 1 or max_candidates < 1:
-            raise ValueError(
-                f"candidates and max_candidates must be >= 1; got {candidates}, {max_candidates}"
-            )
+            raise ValueError(f"candidates and max_candidates must be >= 1; got {candidates}, {max_candidates}")
         if diversity not in _DIVERSIFIERS:
             raise ValueError(f"unknown diversity {diversity!r}; valid: {', '.join(DIVERSITY_METHODS)}")
         self.candidates = candidates
@@ -497,7 +504,7 @@ def _cluster(Xs: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
         km = MiniBatchKMeans(n_clusters=n_clusters, n_init=3, batch_size=4096, random_state=seed)
     else:
         km = KMeans(n_clusters=n_clusters, n_init=1, max_iter=100, random_state=seed)
-    return km.fit(Xs).labels_
+    return _fit_labels(km, Xs)
 
 
 def _typical_per_cluster(labels: np.ndarray, typ: np.ndarray, covered: np.ndarray, b: int) -> np.ndarray:
@@ -648,9 +655,7 @@ def make_strategy(name: str = DEFAULT_STRATEGY, **kwargs: Any) -> QueryStrategy:
     if name.startswith("modal:"):
         return ModalQuery(name.removeprefix("modal:"), **kwargs)
     if name not in STRATEGIES:
-        raise ValueError(
-            f"unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}, modal:<module>:<function>"
-        )
+        raise ValueError(f"unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}, modal:<module>:<function>")
     return STRATEGIES[name](**kwargs)
 
 

@@ -26,6 +26,7 @@ class _Pending:
     last: float
     force: bool
     sync: bool
+    push: bool = False
     warmed: bool = False
 
 
@@ -51,19 +52,23 @@ class Trainer:
         self._thread = threading.Thread(target=self._loop, name="suggest-trainer", daemon=True)
         self._thread.start()
 
-    def request(self, project: Project, *, force: bool = False, sync: bool = False, now: bool = False) -> None:
-        """Ask for a retrain of `project`; cheap, never blocks on training."""
+    def request(
+        self, project: Project, *, force: bool = False, sync: bool = False, push: bool = False, now: bool = False
+    ) -> None:
+        """Ask for a retrain of `project` (`push`: re-rank the pool even if no new version); never blocks."""
         t = time.monotonic()
         with self._cond:
             entry = self._pending.get(project.project_id)
             if entry is None:
-                pending = _Pending(first=t - (self.max_delay if now else 0.0), last=t, force=force, sync=sync)
+                pending = _Pending(first=t - (self.max_delay if now else 0.0), last=t, force=force, sync=sync,
+                                   push=push)
                 self._pending[project.project_id] = (project, pending)
             else:
                 pending = entry[1]
                 pending.last = t
                 pending.force |= force
                 pending.sync |= sync
+                pending.push |= push
                 pending.warmed = False
                 if now:
                     pending.first = t - self.max_delay
@@ -130,8 +135,14 @@ class Trainer:
         if pending.sync and self._sync is not None:
             self._safely(project, "syncing with Label Studio", partial(self._sync, project))
         record = self._safely(project, "training", partial(project.retrain, force=pending.force))
-        if record is not None and self._on_published is not None:
-            self._safely(project, "after publishing", partial(self._on_published, project))
+        if (record is None and not pending.push) or self._on_published is None:
+            return
+        with self._cond:
+            newer = self._pending.get(project.project_id)
+            if newer is not None:  # more labels already arrived: the next version pushes instead
+                newer[1].push = True
+                return
+        self._safely(project, "re-ranking the pool in Label Studio", partial(self._on_published, project))
 
     @staticmethod
     def _safely(project: Project, what: str, fn: Callable):

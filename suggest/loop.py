@@ -1,0 +1,108 @@
+"""The live active-learning loop: after each new version, re-score the whole pool in Label Studio.
+
+Label Studio never re-scores its tasks after a retrain, and its Community UI hides uncertainty
+sampling, so `suggest` does both itself: it reads every task (one export call), scores the
+unlabeled ones with the newly published model from cached embeddings, picks the next batch to be
+uncertain AND diverse, bulk-imports one prediction per task whose `score` encodes that order
+(lowest first), then points the project's `model_version` at the new version and turns on
+uncertainty sampling, so Label Studio's score column and its label stream (`/next`) follow.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from suggest import labelstudio as ls
+from suggest.project import Project
+from suggest.schema import Item, Prediction
+from suggest.strategies import make_strategy, rank_pool
+
+log = logging.getLogger(__name__)
+
+UNCERTAINTY_SAMPLING = "Uncertainty sampling"
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    batch_size: int = 50
+    strategy: str = "diverse"
+    set_sampling: bool = True
+
+
+def rank_items(project: Project, items: list[Item], settings: LoopSettings) -> tuple[list[Prediction], np.ndarray]:
+    """Predictions for a pool whose `score` is the queue position: the diverse batch first.
+
+    Works from the published version's cached embeddings; with no trained version yet (cold
+    start) the batch is chosen for typicality and coverage, the pre-annotations are zero-shot.
+    """
+    published = project.published
+    model = published.model
+    X = model.embed(items)
+    if hasattr(model, "predict_proba_embedded"):
+        proba = model.predict_proba_embedded(X)
+    else:
+        proba = model.predict_proba(items)
+    name = "coldstart" if published.record is None else settings.strategy
+    strategy = make_strategy(name, random_state=0) if not name.startswith("modal:") else make_strategy(name)
+    scores, batch = rank_pool(proba, X, batch_size=settings.batch_size, strategy=strategy)
+    base = project.predictions_from_proba(proba, published.version)
+    ranked = [Prediction(p.label, p.probability, float(s), p.model_version) for p, s in zip(base, scores, strict=True)]
+    return ranked, batch
+
+
+class PoolRefresher:
+    """Pushes a ranked prediction for every unlabeled task of a project into Label Studio."""
+
+    def __init__(self, settings: LoopSettings, client_for: Callable[[Project], ls.LabelStudioClient | None]):
+        self.settings = settings
+        self._client_for = client_for
+
+    def refresh(self, project: Project) -> dict:
+        client = self._client_for(project)
+        if client is None:
+            project.loop_status = {
+                "enabled": False,
+                "reason": "no Label Studio URL and token: connect suggest from Label Studio (its /setup sends "
+                          "them) or set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY",
+            }
+            return project.loop_status
+        started = time.perf_counter()
+        version = project.model_version
+        try:
+            tasks = client.all_tasks(project.project_id)
+            items = ls.unlabeled_items(tasks, project.schema)
+            fetched = time.perf_counter()
+            if items:
+                preds, batch = rank_items(project, items, self.settings)
+                rows = [ls.prediction_import_json(it.task_id, p, project.schema)
+                        for it, p in zip(items, preds, strict=True)]
+                ranked = time.perf_counter()
+                client.import_predictions(project.project_id, rows)
+                next_tasks = [items[i].task_id for i in batch[:10]]
+            else:
+                ranked, next_tasks = fetched, []
+            pushed = time.perf_counter()
+            fields: dict = {"model_version": version}
+            if self.settings.set_sampling:
+                fields["sampling"] = UNCERTAINTY_SAMPLING
+            client.update_project(project.project_id, **fields)
+        finally:
+            client.close()
+        done = time.perf_counter()
+        project.loop_status = {
+            "enabled": True,
+            "version": version,
+            "tasks_scored": len(items),
+            "next_tasks": next_tasks,
+            "seconds": {"fetch": round(fetched - started, 3), "rank": round(ranked - fetched, 3),
+                        "push": round(pushed - ranked, 3), "total": round(done - started, 3)},
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        log.info("project %s: pushed %d ranked predictions of %s in %.2f s",
+                 project.project_id, len(items), version, done - started)
+        return project.loop_status

@@ -1,0 +1,189 @@
+"""Offline active-learning runs: how many labels each strategy needs on a labelled data set.
+
+The loop is the server's own code, not a copy: the same `EmbeddingClassifier` (encoder, cache,
+head, zero-shot start) learns, and the same `suggest.strategies` objects choose each batch. A
+held-out test split measures accuracy after every batch; the labels come from the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from backends.embedding import EmbeddingClassifier
+from suggest.schema import BadInput, Item
+from suggest.strategies import make_strategy
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    strategies: tuple[str, ...] = ("random", "diverse")
+    seeds: int = 5
+    batch: int = 10
+    budget: int = 400
+    initial: int = 10
+    test_fraction: float = 0.2
+
+
+def read_labelled(path: Path, text_field: str, label_field: str) -> tuple[list[str], list[str]]:
+    """Texts and labels from a CSV or JSON-lines file; rows without both are skipped."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInput(f"{path} does not exist")
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    if rows and (text_field not in rows[0] or label_field not in rows[0]):
+        raise BadInput(f"{path} has fields {sorted(rows[0])}; asked for text {text_field!r} and label {label_field!r}")
+    pairs = [(str(r[text_field]), str(r[label_field])) for r in rows
+             if r.get(text_field) not in (None, "") and r.get(label_field) not in (None, "")]
+    if len({y for _, y in pairs}) < 2:
+        raise BadInput(f"{path} needs at least 2 distinct labels in {label_field!r}")
+    return [t for t, _ in pairs], [y for _, y in pairs]
+
+
+def _split(labels: np.ndarray, test_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified train/test split (every class in both parts)."""
+    train, test = [], []
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        k = max(1, int(round(len(idx) * test_fraction)))
+        test.append(idx[:k])
+        train.append(idx[k:])
+    return np.concatenate(train), np.concatenate(test)
+
+
+def _accuracy(model: EmbeddingClassifier, X: np.ndarray, y: np.ndarray) -> float:
+    pred = np.asarray(model.labels)[model.predict_proba_embedded(X).argmax(axis=1)]
+    return float((pred == y).mean())
+
+
+def run_simulation(
+    texts: list[str],
+    labels: list[str],
+    config: SimulationConfig,
+    *,
+    make_model: Callable[[list[str]], EmbeddingClassifier],
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict:
+    """Learning curves per strategy (mean and spread over seeds) and labels needed to reach 95% of full-pool."""
+    classes = sorted(set(labels))
+    y = np.asarray(labels)
+    probe = make_model(classes)
+    items = [Item(t) for t in texts]
+    X = probe.embed(items, progress=(lambda n: progress("embed", n, len(items))) if progress else None)
+    steps = list(range(config.initial, config.budget + 1, config.batch))
+    curves: dict[str, list[list[float]]] = {s: [] for s in config.strategies}
+    full: list[float] = []
+    total = config.seeds * len(config.strategies) * len(steps)
+    done = 0
+    for seed in range(config.seeds):
+        rng = np.random.default_rng(seed)
+        train, test = _split(y, config.test_fraction, rng)
+        full_model = make_model(classes).fit([items[i] for i in train], list(y[train]))
+        full.append(_accuracy(full_model, X[test], y[test]))
+        pool = np.sort(train)  # pool position -> row of the data set
+        pool_X = X[pool]
+        start = np.searchsorted(pool, rng.choice(train, size=config.initial, replace=False))
+        for name in config.strategies:
+            strategy = make_strategy(name, random_state=seed) if not name.startswith("modal:") else make_strategy(name)
+            mask = np.zeros(len(pool), dtype=bool)
+            mask[start] = True
+            curve = []
+            for step in steps:
+                rows = pool[mask]
+                model = make_model(classes).fit([items[i] for i in rows], list(y[rows]))
+                curve.append(_accuracy(model, X[test], y[test]))
+                done += 1
+                if progress:
+                    progress("simulate", done, total)
+                if step == steps[-1]:
+                    break
+                proba = model.predict_proba_embedded(pool_X)
+                mask[strategy.query(proba=proba, X=pool_X, batch_size=config.batch, labeled_mask=mask)] = True
+            curves[name].append(curve)
+    return summarize(curves, steps, full, config)
+
+
+def summarize(curves: dict[str, list[list[float]]], steps: list[int], full: list[float], config) -> dict:
+    full_mean = float(np.mean(full))
+    target = 0.95 * full_mean
+    out: dict = {
+        "config": config.__dict__ | {"strategies": list(config.strategies)},
+        "labels": steps,
+        "full_pool_accuracy": {"mean": round(full_mean, 4), "std": round(float(np.std(full)), 4)},
+        "target_95": round(target, 4),
+        "strategies": {},
+    }
+    for name, runs in curves.items():
+        arr = np.asarray(runs)
+        mean = arr.mean(axis=0)
+        reached = [s for s, m in zip(steps, mean, strict=True) if m >= target]
+        out["strategies"][name] = {
+            "mean": [round(float(v), 4) for v in mean],
+            "std": [round(float(v), 4) for v in arr.std(axis=0)],
+            "labels_to_95": reached[0] if reached else None,
+        }
+    if "random" in out["strategies"]:
+        base = out["strategies"]["random"]["labels_to_95"]
+        for entry in out["strategies"].values():
+            need = entry["labels_to_95"]
+            entry["fewer_labels_than_random"] = (
+                round(1 - need / base, 3) if base and need is not None else None
+            )
+    return out
+
+
+def accuracy_at(result: dict, n: int) -> dict[str, float]:
+    """Mean accuracy of each strategy at n labels (the nearest step at or below n)."""
+    steps = result["labels"]
+    i = max(k for k, s in enumerate(steps) if s <= n) if steps[0] <= n else 0
+    return {name: entry["mean"][i] for name, entry in result["strategies"].items()}
+
+
+def plot_curves(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    steps = np.asarray(result["labels"])
+    for name, entry in result["strategies"].items():
+        mean, std = np.asarray(entry["mean"]), np.asarray(entry["std"])
+        ax.plot(steps, mean, label=f"{name} (95%: {entry['labels_to_95'] or '>' + str(steps[-1])} labels)")
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.15)
+    full = result["full_pool_accuracy"]["mean"]
+    ax.axhline(full, color="gray", linestyle="--", linewidth=1, label=f"full pool ({full:.3f})")
+    ax.axhline(result["target_95"], color="gray", linestyle=":", linewidth=1, label="95% of full pool")
+    ax.set_xlabel("labels")
+    ax.set_ylabel("test accuracy")
+    seeds = result["config"]["seeds"]
+    ax.set_title(f"Learning curves, mean ± std over {seeds} seed{'s' if seeds != 1 else ''}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def default_model_factory(cache) -> Callable[[list[str]], EmbeddingClassifier]:
+    """Fresh heads that share one warm encoder and one embedding memory across the whole run."""
+    memory: dict[str, np.ndarray] = {}
+
+    def make(classes: list[str]) -> EmbeddingClassifier:
+        model = EmbeddingClassifier(classes, cache=cache)
+        model._memory = memory
+        return model
+
+    return make
+
+
+__all__ = ["SimulationConfig", "accuracy_at", "plot_curves", "read_labelled", "run_simulation"]

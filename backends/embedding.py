@@ -4,7 +4,10 @@ Why this design: the encoder is the expensive part and never changes, so every t
 once and cached; a retrain only refits a logistic-regression head on cached vectors, which takes
 a fraction of a second at thousands of labels. Before two classes have labels, the head is
 replaced by zero-shot scoring: cosine similarity between the text and a short prompt built from
-each label name (or the Choice's `hint` attribute when the config gives one).
+each label name (or the Choice's `hint` attribute when the config gives one). Once trained, those
+same label prompts stay in the head's training set as weighted pseudo-examples (`prior_weight`):
+measured on Rotten Tomatoes, that lifts accuracy at 50-200 labels by about 0.01 with bare label
+names and by 0.02 with descriptive hints, and lets the head predict classes with no example yet.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ _MEMORY_CAP = 200_000  # vectors kept in RAM per backend instance (~300 MB at 38
 
 
 class EmbeddingClassifier(Backend):
-    """Frozen encoder + logistic regression (class-balanced), zero-shot until two classes are labeled.
+    """Frozen encoder + logistic regression (class-balanced, C=1), zero-shot until two classes are labeled.
 
     Parameters follow scikit-learn: settings in `__init__`, learned state with a trailing
     underscore. `labels` fixes the column order of `predict_proba` (the config's order), so a
@@ -37,7 +40,8 @@ class EmbeddingClassifier(Backend):
         labels: list[str],
         *,
         hints: dict[str, str] | None = None,
-        C: float = 10.0,
+        C: float = 1.0,
+        prior_weight: float = 5.0,
         zero_shot_temperature: float = 0.05,
         encoder: TextEncoder | None = None,
         cache: EmbeddingCache | None = None,
@@ -47,6 +51,7 @@ class EmbeddingClassifier(Backend):
         self.labels = list(labels)
         self.hints = dict(hints or {})
         self.C = C
+        self.prior_weight = prior_weight
         self.zero_shot_temperature = zero_shot_temperature
         self.encoder = encoder or shared_text_encoder()
         self.cache = cache
@@ -71,9 +76,14 @@ class EmbeddingClassifier(Backend):
             self.head_ = None
             self._ensure_prototypes()
             return self
-        X = self.embed(items)
+        X = self.embed(items).astype(np.float64)
+        self._ensure_prototypes()
+        if self.prior_weight > 0:  # label descriptions as weighted pseudo-examples: zero-shot fades in
+            X = np.vstack([X, self.prototypes_.astype(np.float64)])
+            labels = [*labels, *self.labels]
+        weights = np.concatenate([np.ones(len(items)), np.full(len(X) - len(items), self.prior_weight)])
         head = LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000)
-        head.fit(X.astype(np.float64), np.asarray(labels))
+        head.fit(X, np.asarray(labels), sample_weight=weights)
         self.head_ = head
         return self
 
@@ -109,6 +119,7 @@ class EmbeddingClassifier(Backend):
             "labels": self.labels,
             "hints": self.hints,
             "C": self.C,
+            "prior_weight": self.prior_weight,
             "zero_shot_temperature": self.zero_shot_temperature,
             "mode": self.mode,
         }
@@ -123,7 +134,7 @@ class EmbeddingClassifier(Backend):
     ) -> EmbeddingClassifier:
         meta = json.loads((Path(directory) / "meta.json").read_text())
         model = cls(
-            meta["labels"], hints=meta.get("hints"), C=meta["C"],
+            meta["labels"], hints=meta.get("hints"), C=meta["C"], prior_weight=meta.get("prior_weight", 0.0),
             zero_shot_temperature=meta["zero_shot_temperature"], encoder=encoder, cache=cache,
         )
         if meta["mode"] == "trained":

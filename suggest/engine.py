@@ -128,8 +128,12 @@ class Engine:
         self.trainer.request(project, push=True)
 
     def start_training(self, project: Project) -> None:
-        """START_TRAINING: reconcile with Label Studio, then publish a new version, in the background."""
-        self.trainer.request(project, force=True, sync=True, now=True)
+        """START_TRAINING: reconcile with Label Studio, then publish a new version, in the background.
+
+        Debounced like any event: with "start training on annotation submission", Label Studio sends
+        one per save, and a burst of saves must make one sync and one version, not one each.
+        """
+        self.trainer.request(project, force=True, sync=True)
 
     # Label Studio -----------------------------------------------------------------------------
 

@@ -299,11 +299,18 @@ class LabelStudioClient:
         return self.request("PATCH", f"/api/projects/{project_id}", json=fields).json()
 
 
-def unlabeled_items(tasks: list[dict], schema: Schema) -> list[Item]:
-    """The pool: tasks with no usable annotation, as Items; unreadable tasks are skipped with a log line."""
+def unlabeled_items(tasks: list[dict], schema: Schema, skip_version: str | None = None) -> list[Item]:
+    """The pool: tasks with no usable annotation, as Items; unreadable tasks are skipped with a log line.
+
+    Tasks that already hold a prediction of `skip_version` (stored through /predict meanwhile) are
+    left out, so Label Studio never holds two predictions of one version for a task.
+    """
     pool = []
     for task in tasks:
         if any(not a.get("was_cancelled") for a in task.get("annotations") or [] if isinstance(a, dict)):
+            continue
+        if skip_version and any(isinstance(p, dict) and p.get("model_version") == skip_version
+                                for p in task.get("predictions") or []):
             continue
         try:
             pool.append(task_item(task, schema))

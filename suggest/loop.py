@@ -52,6 +52,9 @@ def rank_items(project: Project, items: list[Item], settings: LoopSettings) -> t
     scores, batch = rank_pool(proba, X, batch_size=settings.batch_size, strategy=strategy)
     base = project.predictions_from_proba(proba, published.version)
     ranked = [Prediction(p.label, p.probability, float(s), p.model_version) for p, s in zip(base, scores, strict=True)]
+    project.set_queue_scores(published.version, {
+        it.task_id: p.score for it, p in zip(items, ranked, strict=True) if it.task_id is not None
+    })
     return ranked, batch
 
 
@@ -75,7 +78,7 @@ class PoolRefresher:
         version = project.model_version
         try:
             tasks = client.all_tasks(project.project_id)
-            items = ls.unlabeled_items(tasks, project.schema)
+            items = ls.unlabeled_items(tasks, project.schema, skip_version=version)
             fetched = time.perf_counter()
             if items:
                 preds, batch = rank_items(project, items, self.settings)

@@ -93,6 +93,9 @@ class Project:
         self._pending_texts: list[str] = []
         self.last_error: str | None = None
         self.loop_status: dict = {"enabled": False, "reason": "no version pushed to Label Studio yet"}
+        self.last_sync_at = float("-inf")  # monotonic times of the last Label Studio calls (rate limit)
+        self.last_push_at = float("-inf")
+        self._queue_scores: tuple[str, dict[int, float]] = ("", {})  # version, task id -> pushed score
         self.published = self._initial_model()
 
     # state ------------------------------------------------------------------------------------
@@ -148,11 +151,26 @@ class Project:
     # predict ----------------------------------------------------------------------------------
 
     def predict(self, items: list[Item]) -> list[Prediction]:
+        """Predictions from the published version; a task already ranked in the pool keeps its queue score.
+
+        So a prediction Label Studio stores through /predict agrees with the one the loop pushed.
+        """
         published = self.published  # one read: a concurrent swap cannot mix two versions
         if not items:
             return []
         proba = published.model.predict_proba(items)
-        return self.predictions_from_proba(proba, published.version)
+        preds = self.predictions_from_proba(proba, published.version)
+        version, queue = self._queue_scores
+        if version != published.version or not queue:
+            return preds
+        return [
+            Prediction(p.label, p.probability, queue[it.task_id], p.model_version) if it.task_id in queue else p
+            for it, p in zip(items, preds, strict=True)
+        ]
+
+    def set_queue_scores(self, version: str, scores: dict[int, float]) -> None:
+        """Remember the queue scores the loop pushed for this version (replaced as a whole)."""
+        self._queue_scores = (version, scores)
 
     def predictions_from_proba(self, proba: np.ndarray, version: str) -> list[Prediction]:
         labels = self.schema.labels

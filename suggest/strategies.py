@@ -24,7 +24,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import AgglomerativeClustering, KMeans, MiniBatchKMeans
+from scipy import sparse
+from sklearn.cluster import AgglomerativeClustering, KMeans
 from sklearn.exceptions import ConvergenceWarning
 
 __all__ = [
@@ -131,7 +132,11 @@ def certainty(proba: np.ndarray, method: str = "margin") -> np.ndarray:
     Margin was the best plain uncertainty in our earlier study, hence the default.
     """
     _check_method(method)
-    p = _check_proba(proba)
+    return _certainty_of(_check_proba(proba), method)
+
+
+def _certainty_of(p: np.ndarray, method: str) -> np.ndarray:
+    """certainty() for probabilities that already passed _check_proba."""
     if p.shape[1] == 1:
         return np.ones(p.shape[0])
     return np.clip(_CERTAINTY[method](p), 0.0, 1.0)
@@ -328,7 +333,15 @@ def _pick_kmeanspp(Xc: np.ndarray, u: np.ndarray, b: int, rng: np.random.Generat
     return _greedy_spread(Xc, u, b, rng, sample=True)
 
 
-def _greedy_spread(Xc: np.ndarray, u: np.ndarray, b: int, rng: np.random.Generator, *, sample: bool):
+def _greedy_spread(
+    Xc: np.ndarray, u: np.ndarray, b: int, rng: np.random.Generator, *, sample: bool, n_trials: int = 1
+) -> np.ndarray:
+    """Pick b rows one by one, each far from the earlier picks and weighted by u.
+
+    sample=False: argmax u * distance. sample=True: draw with probability u * distance^2
+    (k-means++); with n_trials > 1, draw that many and keep the one that lowers the weighted
+    potential most (sklearn's "greedy k-means++", which covers small clusters far more reliably).
+    """
     sq_norms = np.einsum("ij,ij->i", Xc, Xc)
     picks = [int(np.argmax(u))]
     d2 = _sq_dist_to(Xc, Xc[picks[0]], sq_norms)
@@ -337,12 +350,15 @@ def _greedy_spread(Xc: np.ndarray, u: np.ndarray, b: int, rng: np.random.Generat
     for _ in range(b - 1):  # loop over batch slots, not tasks
         w = np.where(taken, 0.0, u * (d2 if sample else np.sqrt(d2)))
         if w.sum() <= 0:  # only exact duplicates left: fall back to uncertainty
-            w = np.where(taken, -np.inf, u)
+            nxt = int(np.argmax(np.where(taken, -np.inf, u)))
+        elif not sample:
             nxt = int(np.argmax(w))
-        elif sample:
+        elif n_trials == 1:
             nxt = int(rng.choice(len(u), p=w / w.sum()))
         else:
-            nxt = int(np.argmax(w))
+            trials = rng.choice(len(u), size=n_trials, p=w / w.sum())
+            d2_trials = np.maximum(sq_norms[:, None] - 2.0 * (Xc @ Xc[trials].T) + sq_norms[trials][None, :], 0.0)
+            nxt = int(trials[np.argmin((np.minimum(d2[:, None], d2_trials) * u[:, None]).sum(axis=0))])
         picks.append(nxt)
         taken[nxt] = True
         d2 = np.minimum(d2, _sq_dist_to(Xc, Xc[nxt], sq_norms))
@@ -357,14 +373,38 @@ def _best_per_cluster(labels: np.ndarray, u: np.ndarray, b: int) -> np.ndarray:
     picks = order[first]
     picks = picks[np.argsort(-u[picks], kind="stable")][:b]
     if picks.size < b:  # fewer distinct clusters than slots (duplicates): fill by uncertainty
-        rest = np.setdiff1d(np.argsort(-u, kind="stable"), picks, assume_unique=True)
+        rest = np.setdiff1d(np.arange(u.size), picks, assume_unique=True)
         rest = rest[np.argsort(-u[rest], kind="stable")]
         picks = np.concatenate([picks, rest[: b - picks.size]])
     return picks
 
 
+def _kmeans_labels(Xc: np.ndarray, b: int, rng: np.random.Generator, n_iter: int = 50) -> np.ndarray:
+    """Plain k-means (k-means++ seeds, Lloyd steps): a few ms here vs ~100 ms for sklearn's KMeans."""
+    m = len(Xc)
+    n_trials = 2 + int(math.log(b))
+    centers = Xc[_greedy_spread(Xc, np.ones(m), b, rng, sample=True, n_trials=n_trials)]
+    sq_norms = np.einsum("ij,ij->i", Xc, Xc)
+    labels = np.full(m, -1)
+    for _ in range(n_iter):  # loop over iterations, not tasks
+        d2 = sq_norms[:, None] - 2.0 * (Xc @ centers.T) + np.einsum("ij,ij->i", centers, centers)[None, :]
+        new = np.argmin(d2, axis=1)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+        members = sparse.csr_matrix((np.ones(m, Xc.dtype), (labels, np.arange(m))), shape=(b, m))
+        counts = np.bincount(labels, minlength=b)
+        filled = counts > 0  # empty clusters keep their old center
+        centers[filled] = (members @ Xc)[filled] / counts[filled, None]
+    return labels
+
+
 def _pick_kmeans(Xc: np.ndarray, u: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
     """k-means (b clusters) on the candidates, then the most uncertain per cluster."""
+    return _best_per_cluster(_kmeans_labels(Xc, b, rng), u, b)
+
+
+def _pick_kmeans_sklearn(Xc: np.ndarray, u: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
     km = KMeans(n_clusters=b, n_init=1, max_iter=100, random_state=_seed(rng))
     return _best_per_cluster(_fit_labels(km, Xc), u, b)
 
@@ -387,6 +427,7 @@ _DIVERSIFIERS: dict[str, Callable[[np.ndarray, np.ndarray, int, np.random.Genera
     "kmeanspp": _pick_kmeanspp,
     "farthest": _pick_farthest,
     "agglomerative": _pick_agglomerative,
+    "kmeans_sklearn": _pick_kmeans_sklearn,
 }
 
 
@@ -473,12 +514,14 @@ class ColdStart(CertaintyStrategy):
         k_neighbors: int = 20,
         max_samples: int = 10_000,
         max_clusters: int = 500,
+        n_iter: int = 20,
         random_state: RandomStateLike = None,
     ) -> None:
         super().__init__(random_state=random_state)
         self.k_neighbors = k_neighbors
         self.max_samples = max_samples
         self.max_clusters = max_clusters
+        self.n_iter = n_iter
 
     def _select(self, cert, X, available, batch_size, rng):
         pool = np.flatnonzero(available)
@@ -488,23 +531,14 @@ class ColdStart(CertaintyStrategy):
         if labeled.size > self.max_samples:
             labeled = np.sort(rng.choice(labeled, size=self.max_samples, replace=False))
         rows = np.concatenate([pool, labeled])
-        Xs = np.asarray(X[rows], dtype=np.float64)
+        Xs = np.asarray(X[rows], dtype=np.float32 if X.dtype == np.float32 else np.float64)
         n_clusters = min(batch_size + labeled.size, self.max_clusters, pool.size)
         n_clusters = max(n_clusters, min(batch_size, pool.size))
-        labels = _cluster(Xs, n_clusters, _seed(rng))
+        labels = _kmeans_labels(Xs, n_clusters, rng, n_iter=self.n_iter)
         typ = _typicality(Xs, labels, n_clusters, self.k_neighbors)
         covered = np.zeros(n_clusters, dtype=bool)
         covered[labels[pool.size :]] = True
         return pool[_typical_per_cluster(labels[: pool.size], typ[: pool.size], covered, batch_size)]
-
-
-def _cluster(Xs: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
-    """k-means labels; mini-batch when the problem is big enough for full k-means to be slow."""
-    if Xs.shape[0] * n_clusters > 2_000_000:
-        km = MiniBatchKMeans(n_clusters=n_clusters, n_init=3, batch_size=4096, random_state=seed)
-    else:
-        km = KMeans(n_clusters=n_clusters, n_init=1, max_iter=100, random_state=seed)
-    return _fit_labels(km, Xs)
 
 
 def _typical_per_cluster(labels: np.ndarray, typ: np.ndarray, covered: np.ndarray, b: int) -> np.ndarray:
@@ -517,7 +551,7 @@ def _typical_per_cluster(labels: np.ndarray, typ: np.ndarray, covered: np.ndarra
     heads = heads[~covered[labels[heads]]]
     heads = heads[np.argsort(-sizes[labels[heads]], kind="stable")][:b]
     if heads.size < b:
-        rest = np.setdiff1d(np.argsort(-typ, kind="stable"), heads, assume_unique=True)
+        rest = np.setdiff1d(np.arange(typ.size), heads, assume_unique=True)
         rest = rest[np.argsort(-typ[rest], kind="stable")]
         heads = np.concatenate([heads, rest[: b - heads.size]])
     return heads
@@ -594,11 +628,20 @@ class ModalQuery(QueryStrategy):
         X_pool = X if pool.size == X.shape[0] else X[pool]
         X_training = None if pool.size == X.shape[0] else X[~available]
         learner = _LearnerView(self._proba_source(proba, pool, X.shape[0]), X_training)
-        if self.random_state is not None:
-            np.random.seed(_seed(_as_rng(self.random_state)))  # modAL's tie-breaks use the global RNG
-        result = self.fn(learner, X_pool, n_instances=batch_size)
+        result = self._call(learner, X_pool, batch_size)
         picked = np.asarray(result[0] if isinstance(result, tuple) else result).ravel()
         return pool[self._check_picks(picked, pool.size, batch_size)]
+
+    def _call(self, learner: _LearnerView, X_pool: np.ndarray, batch_size: int) -> Any:
+        """Run fn; modAL breaks ties with the global NumPy RNG, so seed it and put it back after."""
+        if self.random_state is None:
+            return self.fn(learner, X_pool, n_instances=batch_size)
+        saved = np.random.get_state()
+        np.random.seed(_seed(_as_rng(self.random_state)))
+        try:
+            return self.fn(learner, X_pool, n_instances=batch_size)
+        finally:
+            np.random.set_state(saved)
 
     def _proba_source(self, proba, pool: np.ndarray, n: int) -> Callable[[np.ndarray], np.ndarray]:
         if self.classifier is not None:
@@ -680,7 +723,7 @@ def _pool_certainty(
         chunk = _check_proba(chunk)
         if chunk.shape[0] != stop - start:
             raise ValueError(f"predict_proba returned {chunk.shape[0]} rows for a chunk of {stop - start}")
-        cert[start:stop] = certainty(chunk, method)
+        cert[start:stop] = _certainty_of(chunk, method)
         if keep_proba:
             kept.append(chunk)
     full = np.concatenate(kept) if keep_proba and kept else None

@@ -28,6 +28,7 @@ class _Pending:
     sync: bool
     push: bool = False
     warmed: bool = False
+    not_before: float = 0.0  # rate limit on Label Studio calls: not due before this time
 
 
 class Trainer:
@@ -40,9 +41,11 @@ class Trainer:
         max_delay: float = 3.0,
         sync: Callable[[Project], None] | None = None,
         on_published: Callable[[Project], None] | None = None,
+        label_studio_interval: float = 5.0,
     ):
         self.debounce = debounce
         self.max_delay = max_delay
+        self.label_studio_interval = label_studio_interval  # min seconds between syncs, and between pushes
         self._sync = sync
         self._on_published = on_published
         self._pending: dict[str, tuple[Project, _Pending]] = {}
@@ -53,15 +56,20 @@ class Trainer:
         self._thread.start()
 
     def request(
-        self, project: Project, *, force: bool = False, sync: bool = False, push: bool = False, now: bool = False
+        self,
+        project: Project,
+        *,
+        force: bool = False,
+        sync: bool = False,
+        push: bool = False,
+        not_before: float = 0.0,
     ) -> None:
         """Ask for a retrain of `project` (`push`: re-rank the pool even if no new version); never blocks."""
         t = time.monotonic()
         with self._cond:
             entry = self._pending.get(project.project_id)
             if entry is None:
-                pending = _Pending(first=t - (self.max_delay if now else 0.0), last=t, force=force, sync=sync,
-                                   push=push)
+                pending = _Pending(first=t, last=t, force=force, sync=sync, push=push, not_before=not_before)
                 self._pending[project.project_id] = (project, pending)
             else:
                 pending = entry[1]
@@ -70,8 +78,7 @@ class Trainer:
                 pending.sync |= sync
                 pending.push |= push
                 pending.warmed = False
-                if now:
-                    pending.first = t - self.max_delay
+                pending.not_before = max(pending.not_before, not_before)
             self._cond.notify_all()
 
     def is_busy(self, project_id: str) -> bool:
@@ -99,7 +106,7 @@ class Trainer:
         """The project to train now, or how long to sleep until one is due."""
         sleep = 3600.0
         for pid, (_, p) in self._pending.items():
-            due_at = min(p.last + self.debounce, p.first + self.max_delay)
+            due_at = max(min(p.last + self.debounce, p.first + self.max_delay), p.not_before)
             if due_at <= now:
                 return pid, 0.0
             sleep = min(sleep, due_at - now)
@@ -132,17 +139,36 @@ class Trainer:
                     self._cond.notify_all()
 
     def _train(self, project: Project, pending: _Pending) -> None:
+        """Sync (if asked), retrain, push (if there is something new); Label Studio calls are rate-limited.
+
+        During a burst, syncs and pushes would otherwise hit Label Studio after every annotation and
+        compete with the annotators' own saves; a deferred one is re-queued, so the last always runs.
+        """
+        now = time.monotonic()
+        sync_later = False
         if pending.sync and self._sync is not None:
-            self._safely(project, "syncing with Label Studio", partial(self._sync, project))
+            if now - project.last_sync_at >= self.label_studio_interval:
+                project.last_sync_at = now
+                self._safely(project, "syncing with Label Studio", partial(self._sync, project))
+            else:
+                sync_later = True
         record = self._safely(project, "training", partial(project.retrain, force=pending.force))
-        if (record is None and not pending.push) or self._on_published is None:
-            return
+        want_push = (record is not None or pending.push) and self._on_published is not None
         with self._cond:
             newer = self._pending.get(project.project_id)
-            if newer is not None:  # more labels already arrived: the next version pushes instead
-                newer[1].push = True
+            if newer is not None:  # more events already arrived: the next round syncs and pushes instead
+                newer[1].push |= want_push
+                newer[1].sync |= sync_later
                 return
-        self._safely(project, "re-ranking the pool in Label Studio", partial(self._on_published, project))
+        push_at = project.last_push_at + self.label_studio_interval
+        if want_push and now < push_at:
+            self.request(project, push=True, sync=sync_later, not_before=push_at)
+            return
+        if want_push:
+            project.last_push_at = time.monotonic()
+            self._safely(project, "re-ranking the pool in Label Studio", partial(self._on_published, project))
+        if sync_later:
+            self.request(project, sync=True, not_before=project.last_sync_at + self.label_studio_interval)
 
     @staticmethod
     def _safely(project: Project, what: str, fn: Callable):

@@ -203,3 +203,13 @@ def test_start_training_without_label_studio_trains_on_what_it_holds(client, rt_
     assert second.startswith("v2-")
     metrics = client.get("/metrics").json()["projects"]["7"]
     assert metrics["label_studio"] == {"url": None, "token": False}
+
+
+def test_without_label_studio_access_the_loop_is_off_and_metrics_say_why(client, rt_sample):
+    zero = setup(client).json()["model_version"]
+    for i, (t, y) in enumerate(rt_sample[:12]):
+        client.post("/webhook", json=annotation_event(i + 1, i, t, y))
+    wait_for_version(client, zero)
+    client.app.state.engine.trainer.wait_idle()
+    loop = client.get("/metrics").json()["projects"]["7"]["loop"]
+    assert loop["enabled"] is False and "LABEL_STUDIO_URL" in loop["reason"]

@@ -1,0 +1,55 @@
+"""The background trainer: bursts coalesce, pushes to Label Studio are rate-limited, the last one runs."""
+
+from __future__ import annotations
+
+import time
+
+from suggest import labelstudio as ls
+from suggest.config import Settings
+from suggest.engine import Engine
+from tests.conftest import CONFIG, annotation_event
+
+
+def _engine(tmp_path, pushes: list[str]) -> Engine:
+    settings = Settings.from_env({}, model_dir=tmp_path, debounce_seconds=0.05, max_delay_seconds=0.5)
+    engine = Engine(settings, load_encoder=False)
+    engine.trainer.label_studio_interval = 1.0
+    engine.trainer._on_published = lambda project: pushes.append(project.model_version)
+    return engine
+
+
+def _annotate(engine: Engine, sample, start: int, n: int) -> None:
+    project = engine.project("7", CONFIG)
+    for i, (text, label) in enumerate(sample[start : start + n], start=start):
+        ev = annotation_event(i + 1, i, text, label)
+        engine.record_annotation(project, i + 1, ls.annotation_label(ev["annotation"], ev["task"], project.schema))
+
+
+def test_a_burst_makes_few_versions_and_pushes_are_rate_limited_but_the_last_runs(tmp_path, rt_sample):
+    pushes: list[str] = []
+    engine = _engine(tmp_path, pushes)
+    try:
+        for burst in range(3):  # three bursts, 0.3 s apart: inside one push interval
+            _annotate(engine, rt_sample, burst * 10, 10)
+            time.sleep(0.3)
+        assert engine.trainer.wait_idle(60)
+        versions = engine.store.versions("7")
+        assert 1 <= len(versions) <= 4  # 30 events
+        assert versions[-1].n_labels == 30
+        assert pushes[-1] == versions[-1].version  # the newest version was pushed, after all
+        assert len(pushes) <= 2  # not one push per version: at most one per interval, plus the trailing one
+    finally:
+        engine.close()
+
+
+def test_same_labels_again_publish_nothing_new(tmp_path, rt_sample):
+    engine = _engine(tmp_path, [])
+    try:
+        _annotate(engine, rt_sample, 0, 12)
+        engine.trainer.wait_idle(60)
+        before = [v.version for v in engine.store.versions("7")]
+        _annotate(engine, rt_sample, 0, 12)
+        engine.trainer.wait_idle(60)
+        assert [v.version for v in engine.store.versions("7")] == before
+    finally:
+        engine.close()

@@ -24,6 +24,7 @@ class Settings:
     strategy: str = "diverse"  # a name from suggest.strategies, or modal:<module>:<function>
     push: bool = True  # re-rank the pool in Label Studio after each version
     set_sampling: bool = True  # switch the project to uncertainty sampling when pushing
+    push_interval_seconds: float = 15.0  # min seconds between pushes (and syncs) to Label Studio per project
     debounce_seconds: float = 0.3
     max_delay_seconds: float = 3.0
     log_level: str = "INFO"
@@ -42,6 +43,7 @@ class Settings:
             "uncertainty": env.get("SUGGEST_UNCERTAINTY"),
             "debounce_seconds": env.get("SUGGEST_DEBOUNCE_SECONDS"),
             "batch_size": env.get("SUGGEST_BATCH_SIZE"),
+            "push_interval_seconds": env.get("SUGGEST_PUSH_INTERVAL_SECONDS"),
             "strategy": env.get("SUGGEST_STRATEGY"),
             "push": env.get("SUGGEST_PUSH"),
             "set_sampling": env.get("SUGGEST_SET_SAMPLING"),

@@ -47,6 +47,7 @@ class Engine:
         self.trainer = Trainer(
             debounce=settings.debounce_seconds, max_delay=settings.max_delay_seconds, sync=self.sync,
             on_published=self.refresher.refresh if settings.push else None,
+            label_studio_interval=settings.push_interval_seconds,
         )
         if load_encoder:
             threading.Thread(target=self._load_encoder, name="suggest-encoder-load", daemon=True).start()

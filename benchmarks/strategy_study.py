@@ -148,7 +148,6 @@ def pickers(selected: list[str] | None) -> dict[str, Picker]:
     for c in (3, 5, 20):
         table[f"diverse-kmeans-c{c}"] = ours("diverse", diversity="kmeans", candidates=c)
     table["diverse-kmeanspp-c20"] = ours("diverse", diversity="kmeanspp", candidates=20)
-    table["diverse-kmeans_sklearn"] = ours("diverse", diversity="kmeans_sklearn")
     try:
         import skactiveml  # noqa: F401
 

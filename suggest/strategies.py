@@ -5,7 +5,7 @@ Label Studio shows tasks in ascending `score`, so after each retrain the engine 
 diverse (no near-duplicates), gives that batch the lowest scores in batch order, and ranks every
 other task by uncertainty after it.
 
-Everything is NumPy / scikit-learn, vectorised over tasks and chunked over the pool so memory stays
+Everything is NumPy / SciPy / scikit-learn, vectorised over tasks and chunked over the pool so memory stays
 bounded: only `chunk_size` rows of probabilities and a few thousand candidate embeddings are ever
 held besides the caller's `X` (n, d) and one float64 certainty per task.
 
@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import importlib
 import math
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from scipy import sparse
-from sklearn.cluster import AgglomerativeClustering, KMeans
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.cluster import AgglomerativeClustering
 
 __all__ = [
     "BATCH_BAND",
@@ -380,7 +378,7 @@ def _best_per_cluster(labels: np.ndarray, u: np.ndarray, b: int) -> np.ndarray:
 
 
 def _kmeans_labels(Xc: np.ndarray, b: int, rng: np.random.Generator, n_iter: int = 50) -> np.ndarray:
-    """Plain k-means (k-means++ seeds, Lloyd steps): a few ms here vs ~100 ms for sklearn's KMeans."""
+    """Plain k-means (greedy k-means++ seeds, Lloyd steps); sklearn's KMeans costs 3-10x more at this size."""
     m = len(Xc)
     n_trials = 2 + int(math.log(b))
     centers = Xc[_greedy_spread(Xc, np.ones(m), b, rng, sample=True, n_trials=n_trials)]
@@ -404,18 +402,6 @@ def _pick_kmeans(Xc: np.ndarray, u: np.ndarray, b: int, rng: np.random.Generator
     return _best_per_cluster(_kmeans_labels(Xc, b, rng), u, b)
 
 
-def _pick_kmeans_sklearn(Xc: np.ndarray, u: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
-    km = KMeans(n_clusters=b, n_init=1, max_iter=100, random_state=_seed(rng))
-    return _best_per_cluster(_fit_labels(km, Xc), u, b)
-
-
-def _fit_labels(model: Any, Xs: np.ndarray) -> np.ndarray:
-    """Cluster labels; "fewer distinct clusters than asked" is expected with duplicates, so quiet."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=ConvergenceWarning)
-        return model.fit(Xs).labels_
-
-
 def _pick_agglomerative(Xc: np.ndarray, u: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
     """Average-linkage clusters on the candidates (Cluster-Margin style), most uncertain per cluster."""
     labels = AgglomerativeClustering(n_clusters=b, linkage="average").fit_predict(Xc)
@@ -427,7 +413,6 @@ _DIVERSIFIERS: dict[str, Callable[[np.ndarray, np.ndarray, int, np.random.Genera
     "kmeanspp": _pick_kmeanspp,
     "farthest": _pick_farthest,
     "agglomerative": _pick_agglomerative,
-    "kmeans_sklearn": _pick_kmeans_sklearn,
 }
 
 
@@ -436,10 +421,16 @@ class DiverseUncertainty(CertaintyStrategy):
 
     Plain top-k uncertainty spends a batch on near-duplicates of one confusing item; here the
     shortlist keeps the uncertainty signal and `diversity` spreads the batch over it:
-    "kmeans" (default; k-means on the shortlist, most uncertain per cluster, ordered by
-    uncertainty), "kmeanspp" (uncertainty-weighted k-means++ seeding), "farthest" (greedy
-    uncertainty x distance) or "agglomerative" (Cluster-Margin-like). The default was chosen
-    by benchmarks/strategy_study.py. The shortlist is capped at `max_candidates` to stay cheap.
+    "kmeans" (default: k-means with batch_size clusters on the shortlist, the most uncertain
+    row of each cluster, most uncertain first), "kmeanspp" (uncertainty-weighted k-means++
+    seeding, BADGE-like), "farthest" (greedy uncertainty x distance) or "agglomerative"
+    (average-linkage clusters, Cluster-Margin-like). The shortlist is capped at `max_candidates`.
+
+    Why "kmeans" with candidates=10: in benchmarks/strategy_study.py (LogisticRegression,
+    20 random seed labels, mean test accuracy over the learning curve, paired by seed) it beat
+    margin by +0.0074 on Rotten Tomatoes MiniLM embeddings (batch 50, 5 seeds), +0.0078 on digits,
+    +0.0152 on digits with near-duplicates, +0.0038 on odd/even digits and +0.0033 on synthetic
+    blobs (batch 20, 10 seeds), the best or near-best variant everywhere; candidates=20 was a tie.
     """
 
     name = "diverse"

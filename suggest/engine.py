@@ -7,11 +7,15 @@ before calling here, so this layer can be driven by the CLI, benchmarks and test
 from __future__ import annotations
 
 import logging
+import re
 import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from backends.encoders import shared_text_encoder
 from suggest.config import Settings
-from suggest.labelstudio import LabelStudioClient, labels_from_tasks, parse_config
+from suggest.labelstudio import LabelStudioClient, LabelStudioError, labels_from_tasks, parse_config
 from suggest.loop import LoopSettings, PoolRefresher
 from suggest.project import Project, open_project
 from suggest.schema import BadInput, Label
@@ -25,6 +29,10 @@ class UnknownProject(LookupError):
     """A request names a project this backend has never been set up for."""
 
 
+TRUSTED = "trusted: no Label Studio access to confirm"
+CONFIRMED = "confirmed: annotation events are re-read from Label Studio before they count"
+
+
 class Engine:
     """Owns the store, the warm encoder, the projects and the background trainer."""
 
@@ -34,6 +42,7 @@ class Engine:
         self.store.sweep_temp_folders()
         self.encoder = shared_text_encoder()
         self._lock = threading.RLock()
+        self._ls_lock = threading.Lock()  # a sync and a confirmation never interleave their read and write
         self._credentials: dict[str, tuple[str | None, str | None]] = {}
         self.projects: dict[str, Project] = {}
         for record in self.store.projects():
@@ -49,6 +58,11 @@ class Engine:
             on_published=self.refresher.refresh if settings.push else None,
             label_studio_interval=settings.push_interval_seconds,
         )
+        self.confirmer = Confirmer(self._confirm)
+        for project in list(self.projects.values()):
+            self.trainer.request(project)  # labels acknowledged but not yet trained when the last run died
+            if self.confirms(project):  # hints lost by a crash, webhooks lost while down
+                self.confirmer.add(project.project_id, full=True, events=0)
         if load_encoder:
             threading.Thread(target=self._load_encoder, name="suggest-encoder-load", daemon=True).start()
 
@@ -59,6 +73,7 @@ class Engine:
             log.exception("the text encoder failed to load")
 
     def close(self) -> None:
+        self.confirmer.stop()
         self.trainer.stop()
         self.store.close()
 
@@ -79,14 +94,16 @@ class Engine:
                     self._credentials.get(project_id) == (hostname, token):
                 return project
             self.store.save_project(ProjectRecord(project_id, label_config, hostname, token))
+            had_access = project is not None and self.confirms(project)
             self._credentials[project_id] = (hostname, token)
             if project is None:
                 project = self._open(ProjectRecord(project_id, label_config, hostname, token))
-                if self.client(project) is not None:  # first contact: zero-shot, cold-start queue
+                if self.confirms(project):  # first contact: zero-shot, cold-start queue
                     self.trainer.request(project, push=True)
-                return project
-            if project.update_config(label_config, schema):
+            elif project.update_config(label_config, schema):
                 self.trainer.request(project, push=True)
+            if self.confirms(project) and not had_access:  # labels that came unconfirmed, or not at all
+                self.confirmer.add(project_id, full=True, events=0)
             return project
 
     def project(self, project_id: str, label_config: str | None = None) -> Project:
@@ -106,8 +123,29 @@ class Engine:
 
     # labels -----------------------------------------------------------------------------------
 
-    def record_annotation(self, project: Project, annotation_id: int, label: Label | None) -> None:
-        """Upsert (or, for a cancelled or emptied annotation, drop) one annotation, then retrain."""
+    def webhook_project(self, project_id: str, label_config: str | None) -> Project:
+        """The project a webhook names. A config it carries is applied only when it cannot be checked:
+        with Label Studio access, a different config makes the confirmer re-read it from Label Studio."""
+        with self._lock:
+            project = self.projects.get(project_id)
+        if project is not None and label_config and label_config != project.label_config and self.confirms(project):
+            self.confirmer.add(project_id, full=True)
+            return project
+        return self.project(project_id, label_config)
+
+    def record_annotation(
+        self, project: Project, annotation_id: int, label: Label | None, task_id: int | None = None
+    ) -> None:
+        """Upsert (or, for a cancelled or emptied annotation, drop) one annotation, then retrain.
+
+        With Label Studio access the event is only a hint: the confirmer re-reads the task from
+        Label Studio in the background and stores what Label Studio holds (webhooks carry no
+        credentials, so a forged one must not be able to inject a label).
+        """
+        if self.confirms(project):
+            tasks = [t for t in (task_id, label.task_id if label else None) if t is not None]
+            self.confirmer.add(project.project_id, tasks, [annotation_id])
+            return
         if label is None:
             self.store.delete_annotations(project.project_id, [annotation_id])
         else:
@@ -116,11 +154,16 @@ class Engine:
         self.trainer.request(project)
 
     def delete_annotations(self, project: Project, annotation_ids: list[int]) -> None:
+        if self.confirms(project):
+            self.confirmer.add(project.project_id, annotations=annotation_ids)
+            return
         self.store.delete_annotations(project.project_id, annotation_ids)
         self.trainer.request(project)
 
     def delete_tasks(self, project: Project, task_ids: list[int]) -> None:
-        if task_ids:
+        if task_ids and self.confirms(project):
+            self.confirmer.add(project.project_id, task_ids)
+        elif task_ids:
             self.store.delete_task_annotations(project.project_id, task_ids)
             self.trainer.request(project)
 
@@ -138,13 +181,19 @@ class Engine:
 
     # Label Studio -----------------------------------------------------------------------------
 
-    def client(self, project: Project) -> LabelStudioClient | None:
+    def _ls_access(self, project: Project) -> tuple[str, str] | None:
         hostname, token = self._credentials.get(project.project_id, (None, None))
         url = self.settings.label_studio_url or hostname
         key = self.settings.label_studio_api_key or token
-        if not url or not key:
-            return None
-        return LabelStudioClient(url, key)
+        return (url, key) if url and key else None
+
+    def confirms(self, project: Project) -> bool:
+        """Whether annotation webhooks for this project are checked against Label Studio."""
+        return self._ls_access(project) is not None
+
+    def client(self, project: Project) -> LabelStudioClient | None:
+        access = self._ls_access(project)
+        return _RedactingClient(*access) if access else None
 
     def sync(self, project: Project) -> bool:
         """Make the stored labels equal Label Studio's annotations (the source of truth)."""
@@ -154,12 +203,52 @@ class Engine:
                      project.project_id)
             return False
         try:
-            labels = labels_from_tasks(client.labeled_tasks(project.project_id), project.schema)
+            with self._ls_lock:
+                labels = labels_from_tasks(client.labeled_tasks(project.project_id), project.schema)
+                self.store.replace_labels(project.project_id, labels)
         finally:
             client.close()
-        self.store.replace_labels(project.project_id, labels)
         log.info("project %s: reconciled with Label Studio, %d annotations", project.project_id, len(labels))
         return True
+
+    def _confirm(self, project_id: str, hints: _Hints) -> None:
+        """Store what Label Studio holds for the tasks some webhooks named (all tasks when `full`)."""
+        project = self.projects.get(project_id)
+        client = self.client(project) if project is not None else None
+        if client is None:
+            log.warning("project %s: no Label Studio access any more; dropping unconfirmed events", project_id)
+            return
+        pid = project_id
+        try:
+            with self._ls_lock:
+                if hints.full:  # the config may have changed too (a webhook carried another one)
+                    config = client.request("GET", f"/api/projects/{pid}").json().get("label_config")
+                    if isinstance(config, str) and config != project.label_config:
+                        self.setup(pid, config, *self._credentials.get(pid, (None, None)))
+                    labels = labels_from_tasks(client.labeled_tasks(pid), project.schema)
+                    self.store.replace_labels(pid, labels)
+                else:
+                    held = self.store.labels(pid)
+                    tasks = hints.tasks | {lb.task_id for lb in held if lb.annotation_id in hints.annotations}
+                    ids = sorted(tasks)
+                    exported: list = []
+                    for start in range(0, len(ids), 200):
+                        exported += client.request("GET", f"/api/projects/{pid}/export", params={
+                            "exportType": "JSON", "download_all_tasks": "true", "ids[]": ids[start : start + 200],
+                        }).json()
+                    mine = [t for t in exported if isinstance(t, dict) and t.get("id") in tasks]
+                    labels = labels_from_tasks(mine, project.schema)
+                    kept = {lb.annotation_id for lb in labels}
+                    gone = [lb.annotation_id for lb in held if lb.task_id in tasks and lb.annotation_id not in kept]
+                    self.store.delete_annotations(pid, gone)
+                    self.store.upsert_labels(pid, labels)
+                    for lb in labels:
+                        project.note_new_text(lb.text)
+        finally:
+            client.close()
+        log.info("project %s: confirmed with Label Studio (%s): %d annotation(s)", pid,
+                 "all tasks" if hints.full else f"{hints.events} event(s)", len(labels))
+        self.trainer.request(project)
 
     # reporting --------------------------------------------------------------------------------
 
@@ -173,7 +262,10 @@ class Engine:
         out = {}
         for pid, project in projects.items():
             entry = project.metrics()
-            entry["training"] = self.trainer.is_busy(pid)
+            entry["training"] = self.trainer.is_busy(pid) or self.confirmer.is_busy(pid)
+            entry["webhooks"] = CONFIRMED if self.confirms(project) else TRUSTED
+            entry["unconfirmed"] = self.confirmer.count(pid)
+            entry["confirm_error"] = self.confirmer.errors.get(pid)
             hostname, token = self._credentials.get(pid, (None, None))
             entry["label_studio"] = {
                 "url": self.settings.label_studio_url or hostname,
@@ -185,6 +277,146 @@ class Engine:
             "encoder": {"id": self.encoder.encoder_id, "loaded": self.encoder.loaded,
                         "load_seconds": self.encoder.load_seconds},
         }
+
+
+class _RedactingClient(LabelStudioClient):
+    """The REST client whose errors never carry its token (a proxy or Label Studio may echo it back)."""
+
+    def request(self, method: str, path: str, **kwargs):
+        try:
+            return super().request(method, path, **kwargs)
+        except LabelStudioError as exc:
+            text = str(exc)
+            for secret in (self._token, self._access[0] if self._access else None):
+                if secret:
+                    text = text.replace(secret, "[redacted]")
+            raise LabelStudioError(text) from None
+
+
+@dataclass
+class _Hints:
+    """What unconfirmed webhooks named for one project: tasks and annotations to re-read, or everything."""
+
+    first: float
+    last: float
+    tasks: set[int] = field(default_factory=set)
+    annotations: set[int] = field(default_factory=set)
+    full: bool = False
+    events: int = 0  # webhook events behind these hints
+    not_before: float = 0.0
+    failures: int = 0
+
+    def merge(self, other: _Hints) -> None:
+        self.events += other.events
+        self.tasks |= other.tasks
+        self.annotations |= other.annotations
+        self.full |= other.full
+        self.not_before = max(self.not_before, other.not_before)
+        self.failures = max(self.failures, other.failures)
+
+
+class Confirmer:
+    """One thread that confirms webhook hints against Label Studio, off the request path.
+
+    Hints coalesce: a project's batch goes out `debounce` s after its last hint (at most `max_delay`
+    s after its first), as one export call for the tasks named; a failed call is retried with
+    backoff, and nothing unconfirmed counts meanwhile. Hints live in memory: after a crash the
+    engine re-reads every project with Label Studio access (`full`), which also recovers webhooks
+    sent while the server was down.
+    """
+
+    def __init__(self, confirm: Callable[[str, _Hints], None], *, debounce: float = 0.2, max_delay: float = 1.0):
+        self._confirm_fn = confirm
+        self.debounce, self.max_delay = debounce, max_delay
+        self.errors: dict[str, str] = {}
+        self._pending: dict[str, _Hints] = {}
+        self._running: str | None = None
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name="suggest-confirmer", daemon=True)
+        self._thread.start()
+
+    def add(self, project_id: str, tasks: Iterable[int] = (), annotations: Iterable[int] = (), *,
+            full: bool = False, events: int = 1) -> None:
+        """Hints from `events` webhook events (0: a re-read the engine asks for itself)."""
+        now = time.monotonic()
+        self._merge(project_id, _Hints(now, now, set(tasks), set(annotations), full, events))
+
+    def _merge(self, project_id: str, hints: _Hints) -> None:
+        with self._cond:
+            held = self._pending.get(project_id)
+            if held is None:
+                self._pending[project_id] = hints
+            else:
+                held.merge(hints)
+                held.last = max(held.last, hints.last)
+            self._cond.notify_all()
+
+    def count(self, project_id: str) -> int:
+        """Webhook events waiting for Label Studio's word."""
+        with self._cond:
+            h = self._pending.get(project_id)
+            return 0 if h is None else h.events
+
+    def is_busy(self, project_id: str) -> bool:
+        with self._cond:
+            return self._running == project_id or project_id in self._pending
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._running:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                pid = None
+                while not self._stopped and pid is None:
+                    now, sleep = time.monotonic(), 3600.0
+                    for key, h in self._pending.items():
+                        due = max(min(h.last + self.debounce, h.first + self.max_delay), h.not_before)
+                        if due <= now:
+                            pid = key
+                            break
+                        sleep = min(sleep, due - now)
+                    else:
+                        self._cond.wait(sleep)
+                if self._stopped:
+                    return
+                hints = self._pending.pop(pid)
+                self._running = pid
+            try:
+                self._confirm_fn(pid, hints)
+                self.errors.pop(pid, None)
+            except Exception as exc:
+                self._failed(pid, hints, exc)
+            finally:
+                with self._cond:
+                    self._running = None
+                    self._cond.notify_all()
+
+    def _failed(self, pid: str, hints: _Hints, exc: Exception) -> None:
+        if re.search(r"answered 404 to GET /api/projects/\d+(/export)?$", str(exc).split(":")[0]):
+            self.errors[pid] = f"Label Studio has no project {pid}; unconfirmed events dropped ({exc})"
+            log.warning("project %s: %s", pid, self.errors[pid])
+            return
+        hints.failures += 1
+        delay = min(60.0, 0.5 * 2**hints.failures)
+        hints.not_before = time.monotonic() + delay
+        self.errors[pid] = f"cannot confirm with Label Studio, retrying in {delay:.0f} s: {exc}"
+        log.warning("project %s: %s", pid, self.errors[pid])
+        self._merge(pid, hints)
 
 
 __all__ = ["BadInput", "Engine", "UnknownProject"]

@@ -3,21 +3,35 @@
 Routes follow label-studio-ml-backend 2.x: /health, /setup, /predict, /webhook, /versions, plus
 /metrics. /health and /setup answer from memory; /webhook only records and returns (training
 runs in the background); nothing slow runs inside a request Label Studio times out.
+
+Hardening: a request body over SUGGEST_MAX_BODY_MB (default 50) gets 413, counted as it streams in
+(chunked bodies too), so an oversized body is never held in memory. Every 4xx is JSON
+{"detail": "..."} naming the problem. With BASIC_AUTH_USER set, every route needs it except
+/health (liveness) and /webhook (Label Studio's webhooks carry no credentials); that includes
+/docs, /redoc and /openapi.json. /webhook is protected instead by SUGGEST_WEBHOOK_SECRET (when
+set, header X-Suggest-Secret must match; add it to the webhook's `headers` in Label Studio), and
+by confirmation: with Label Studio access an annotation event is only a hint that the engine
+checks against Label Studio before it counts (engine.Confirmer).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import os
 import secrets
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from suggest import __version__
 from suggest import labelstudio as ls
@@ -58,8 +72,29 @@ class PredictResponse(BaseModel):
     model_version: str
 
 
-def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+MAX_BODY_ENV = "SUGGEST_MAX_BODY_MB"
+WEBHOOK_SECRET_ENV = "SUGGEST_WEBHOOK_SECRET"
+SECRET_HEADER = "X-Suggest-Secret"
+MAX_ID = 2**63 - 1  # SQLite's INTEGER
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    max_body_mb: float | None = None,
+    webhook_secret: str | None = None,
+) -> FastAPI:
+    """The app; `max_body_mb` and `webhook_secret` default to SUGGEST_MAX_BODY_MB and SUGGEST_WEBHOOK_SECRET."""
     settings = settings or Settings.from_env()
+    if max_body_mb is None:
+        raw = os.environ.get(MAX_BODY_ENV, "").strip() or "50"
+        try:
+            max_body_mb = float(raw)
+        except ValueError:
+            raise ValueError(f"{MAX_BODY_ENV} must be a number of megabytes, got {raw!r}") from None
+    if webhook_secret is None:
+        webhook_secret = os.environ.get(WEBHOOK_SECRET_ENV) or None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -73,28 +108,38 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         version=__version__,
         description="Active-learning label suggestions for Label Studio (ML backend protocol).",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None, openapi_url=None,  # served below, behind basic auth
     )
     guard = _basic_auth(settings)
+    app.add_middleware(BodyLimit, max_bytes=int(max_body_mb * 1024 * 1024), limit_mb=max_body_mb)
 
     @app.exception_handler(BadInput)
     async def bad_input(_: Request, exc: BadInput) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+        return JSONResponse(status_code=422, content={"detail": _printable(str(exc))})
 
     @app.exception_handler(SchemaError)
     async def bad_schema(_: Request, exc: SchemaError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+        return JSONResponse(status_code=422, content={"detail": _printable(str(exc))})
 
     @app.exception_handler(UnknownProject)
     async def unknown_project(_: Request, exc: UnknownProject) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"detail": str(exc)})
+        return JSONResponse(status_code=404, content={"detail": _printable(str(exc))})
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-            problems.append(f"{where}: {err.get('msg')}")
+            problems.append(_printable(f"{where}: {err.get('msg')}"))
         return JSONResponse(status_code=422, content={"detail": "; ".join(problems), "errors": problems})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        cause = exc.__cause__
+        if exc.status_code == 400 and cause is not None:  # FastAPI's "error parsing the body": say what
+            what = "nested too deeply" if isinstance(cause, RecursionError) else f"not valid JSON ({cause})"
+            exc = HTTPException(400, detail=_printable(f"the request body is {what}"), headers=exc.headers)
+        return await http_exception_handler(request, exc)
 
     def engine_of(request: Request) -> Engine:
         return request.app.state.engine
@@ -104,8 +149,22 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         eng = engine_of(request)
         return {"status": "UP", "model_class": "EmbeddingClassifier", "encoder_loaded": eng.encoder.loaded}
 
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(guard)])
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(guard)])
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="suggest")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=[Depends(guard)])
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="suggest")
+
     @app.post("/setup", response_model=SetupResponse, dependencies=[Depends(guard)])
     def setup(body: SetupRequest, request: Request) -> SetupResponse:
+        for name in ("schema_", "hostname", "access_token"):
+            _check_text(getattr(body, name), name.rstrip("_"))
         project = engine_of(request).setup(
             ls.project_key(body.project), body.schema_, body.hostname, body.access_token
         )
@@ -114,12 +173,15 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     @app.post("/predict", response_model=PredictResponse, dependencies=[Depends(guard)])
     def predict(body: PredictRequest, request: Request) -> PredictResponse:
         eng = engine_of(request)
+        _check_text(body.label_config, "label_config")
         project = eng.project(_project_of(body), body.label_config)
         items, positions, results = [], [], []
         version = project.model_version
         for i, task in enumerate(body.tasks):
             try:
-                items.append(ls.task_item(task, project.schema))
+                item = ls.task_item(task, project.schema)
+                _check_text(item.text, f"task {item.task_id if item.task_id is not None else i}: the text")
+                items.append(item)
                 positions.append(i)
             except BadInput as exc:
                 if len(body.tasks) == 1:
@@ -134,9 +196,17 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         filled = [r if r is not None else ls.empty_prediction(version) for r in results]
         return PredictResponse(results=filled, model_version=version)
 
-    @app.post("/webhook", summary="Label Studio events; answers at once, trains in the background")
+    @app.post("/webhook", summary="Label Studio events; answers at once, trains in the background",
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                  "schema": WEBHOOK_SCHEMA}}}})
     async def webhook(request: Request) -> dict:
         payload = await _json_object(request)
+        if webhook_secret and not _webhook_allowed(request, payload, webhook_secret, settings):
+            raise HTTPException(
+                status_code=401,
+                detail=f"this webhook needs header {SECRET_HEADER} equal to {WEBHOOK_SECRET_ENV}: add it to the "
+                       "webhook's headers in Label Studio",
+            )
         return await _run_sync(_handle_event, engine_of(request), payload)
 
     @app.get("/versions", dependencies=[Depends(guard)])
@@ -165,13 +235,13 @@ def _project_of(body: PredictRequest) -> str:
 
 
 async def _json_object(request: Request) -> dict:
-    import json
-
     raw = await request.body()
     try:
         payload = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadInput(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadInput("the body is not valid JSON: it is nested too deeply") from None
     if not isinstance(payload, dict):
         raise BadInput(f"the body must be a JSON object, got {type(payload).__name__}")
     return payload
@@ -192,20 +262,154 @@ def _handle_event(engine: Engine, payload: dict) -> dict:
         return {"status": "ignored", "action": action}
     project_json = payload.get("project")
     config = project_json.get("label_config") if isinstance(project_json, dict) else None
-    project = engine.project(ls.project_key(project_json), config)
+    if config is not None and not isinstance(config, str):
+        raise BadInput(f"project.label_config must be text, got {type(config).__name__}")
+    _check_text(config, "project.label_config")
+    project = engine.webhook_project(ls.project_key(project_json), config)
     if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
         annotation = payload.get("annotation")
         label = ls.annotation_label(annotation, payload.get("task"), project.schema)
-        engine.record_annotation(project, annotation["id"], label)
+        task = payload.get("task")
+        task_id = task.get("id") if isinstance(task, dict) else annotation.get("task")
+        task_id = task_id if isinstance(task_id, int) and not isinstance(task_id, bool) else None
+        _check_ids([annotation["id"]] + ([task_id] if task_id is not None else []), "annotation/task")
+        if label is not None:
+            _check_text(label.text, f"task {label.task_id}: the text")
+        engine.record_annotation(project, annotation["id"], label, task_id)
     elif action == "ANNOTATIONS_DELETED":
-        engine.delete_annotations(project, ls.annotation_ids(payload))
+        engine.delete_annotations(project, _check_ids(ls.annotation_ids(payload), "annotation"))
     elif action == "TASKS_DELETED":
-        engine.delete_tasks(project, ls.task_ids(payload))
+        engine.delete_tasks(project, _check_ids(ls.task_ids(payload), "task"))
     elif action == "TASKS_CREATED":
         engine.tasks_created(project)
     elif action == "START_TRAINING":
         engine.start_training(project)
     return {"status": "ok", "action": action}
+
+
+def _check_ids(ids: list[int], what: str) -> list[int]:
+    bad = [i for i in ids if not 0 <= i <= MAX_ID]
+    if bad:
+        raise BadInput(f"{what} id {bad[0]} is out of range (Label Studio ids are 0 to {MAX_ID})")
+    return ids
+
+
+def _check_text(text: str | None, where: str) -> None:
+    """Text must be valid Unicode: a lone UTF-16 surrogate (JSON "\\ud800") cannot be stored or encoded."""
+    if text is None:
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadInput(f"{where} is not valid Unicode: lone surrogate {text[exc.start]!r} at "
+                       f"position {exc.start}") from None
+
+
+def _printable(detail: str) -> str:
+    """A message safe to send as UTF-8 JSON even when it quotes invalid input (lone surrogates)."""
+    return detail.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _webhook_allowed(request: Request, payload: dict, secret: str, settings: Settings) -> bool:
+    """X-Suggest-Secret matches, or valid basic auth, or START_TRAINING.
+
+    START_TRAINING comes through Label Studio's ML client, which sends no custom headers (basic
+    auth only, when configured); all it does is make suggest re-read Label Studio and retrain.
+    """
+    sent = request.headers.get(SECRET_HEADER, "")
+    if secrets.compare_digest(sent.encode(), secret.encode()):
+        return True
+    if settings.auth_enabled and _basic_ok(request.headers.get("authorization"), settings):
+        return True
+    return payload.get("action") == "START_TRAINING"
+
+
+def _basic_ok(header: str | None, settings: Settings) -> bool:
+    scheme, _, encoded = (header or "").partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return secrets.compare_digest(user.encode(), (settings.basic_auth_user or "").encode()) and \
+        secrets.compare_digest(password.encode(), (settings.basic_auth_pass or "").encode())
+
+
+WEBHOOK_SCHEMA = {
+    "type": "object",
+    "description": "A Label Studio webhook event (extra keys are ignored)",
+    "required": ["action"],
+    "properties": {
+        "action": {"type": "string", "enum": [
+            "ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "TASKS_CREATED", "TASKS_DELETED",
+            "START_TRAINING", "PROJECT_UPDATED", "PROJECT_CREATED"]},
+        "project": {"type": "object", "properties": {"id": {"type": "integer"}, "label_config": {"type": "string"}}},
+        "annotation": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "was_cancelled": {"type": "boolean"}, "ground_truth": {"type": "boolean"},
+            "result": {"type": "array", "items": {"type": "object"}}, "task": {"type": "integer"}}},
+        "task": {"type": "object", "properties": {"id": {"type": "integer"}, "data": {"type": "object"}}},
+        "annotations": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "integer"}}}},
+        "tasks": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "integer"}}}},
+    },
+}
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a request body over the limit, counted as it streams in.
+
+    A declared Content-Length over the limit is refused before reading; a chunked body is cut off as
+    soon as it passes the limit, so an oversized body is never held in memory.
+    """
+
+    def __init__(self, app, max_bytes: int, limit_mb: float):
+        self.app, self.max_bytes, self.limit_mb = app, max_bytes, limit_mb
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._too_large(send)
+        seen, over, started = 0, False, False
+
+        async def counted_receive():
+            nonlocal seen, over
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    over = True
+                    raise _BodyTooLarge
+            return message
+
+        async def guarded_send(message) -> None:
+            nonlocal started
+            if over:  # whatever the app makes of the cut-off body, the answer is the 413
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not over:
+                raise
+        if over and not started:
+            await self._too_large(send)
+
+    async def _too_large(self, send) -> None:
+        detail = (f"the request body is larger than the {self.limit_mb:g} MB limit; set {MAX_BODY_ENV} "
+                  "to accept bigger requests")
+        body = json.dumps({"detail": detail}).encode()
+        await send({"type": "http.response.start", "status": 413, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass
 
 
 HANDLED_ACTIONS = {

@@ -7,6 +7,7 @@ transformers are imported lazily, so a server can answer /health and /setup whil
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import threading
@@ -98,7 +99,16 @@ class TextEncoder:
                 out[idx] = pooled.numpy()
                 if progress:
                     progress(len(idx))
+        _return_freed_memory()
         return out
+
+
+def _return_freed_memory() -> None:
+    """Hand freed activation memory back to the OS (glibc keeps it otherwise, and RSS only grows)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc
 
 
 def _token_budget_batches(lengths: list[int], max_batch: int, budget: int) -> list[np.ndarray]:

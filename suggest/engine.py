@@ -21,6 +21,7 @@ from suggest.project import Project, open_project
 from suggest.schema import BadInput, Label
 from suggest.store import ProjectRecord, Store
 from suggest.trainer import Trainer
+from suggest.worker import ProjectWorker
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +316,7 @@ class _Hints:
         self.failures = max(self.failures, other.failures)
 
 
-class Confirmer:
+class Confirmer(ProjectWorker):
     """One thread that confirms webhook hints against Label Studio, off the request path.
 
     Hints coalesce: a project's batch goes out `debounce` s after its last hint (at most `max_delay`
@@ -329,12 +330,9 @@ class Confirmer:
         self._confirm_fn = confirm
         self.debounce, self.max_delay = debounce, max_delay
         self.errors: dict[str, str] = {}
+        super().__init__("suggest-confirmer")
         self._pending: dict[str, _Hints] = {}
-        self._running: str | None = None
-        self._cond = threading.Condition()
-        self._stopped = False
-        self._thread = threading.Thread(target=self._loop, name="suggest-confirmer", daemon=True)
-        self._thread.start()
+        self._start()
 
     def add(self, project_id: str, tasks: Iterable[int] = (), annotations: Iterable[int] = (), *,
             full: bool = False, events: int = 1) -> None:
@@ -357,26 +355,6 @@ class Confirmer:
         with self._cond:
             h = self._pending.get(project_id)
             return 0 if h is None else h.events
-
-    def is_busy(self, project_id: str) -> bool:
-        with self._cond:
-            return self._running == project_id or project_id in self._pending
-
-    def wait_idle(self, timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._pending or self._running:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify_all()
-        self._thread.join(timeout=10)
 
     def _loop(self) -> None:
         while True:

@@ -9,13 +9,13 @@ labeled texts, so the retrain at the end of a burst only refits the head.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
 from suggest.project import Project
+from suggest.worker import ProjectWorker
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class _Pending:
     not_before: float = 0.0  # rate limit on Label Studio calls: not due before this time
 
 
-class Trainer:
+class Trainer(ProjectWorker):
     """One worker thread for all projects: training never runs inside a request."""
 
     def __init__(
@@ -48,12 +48,9 @@ class Trainer:
         self.label_studio_interval = label_studio_interval  # min seconds between syncs, and between pushes
         self._sync = sync
         self._on_published = on_published
+        super().__init__("suggest-trainer")
         self._pending: dict[str, tuple[Project, _Pending]] = {}
-        self._running: str | None = None
-        self._cond = threading.Condition()
-        self._stopped = False
-        self._thread = threading.Thread(target=self._loop, name="suggest-trainer", daemon=True)
-        self._thread.start()
+        self._start()
 
     def request(
         self,
@@ -80,27 +77,6 @@ class Trainer:
                 pending.warmed = False
                 pending.not_before = max(pending.not_before, not_before)
             self._cond.notify_all()
-
-    def is_busy(self, project_id: str) -> bool:
-        with self._cond:
-            return self._running == project_id or project_id in self._pending
-
-    def wait_idle(self, timeout: float = 60.0) -> bool:
-        """Block until nothing is pending or running (tests, benchmarks, shutdown)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._pending or self._running:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify_all()
-        self._thread.join(timeout=10)
 
     def _due(self, now: float) -> tuple[str | None, float]:
         """The project to train now, or how long to sleep until one is due."""

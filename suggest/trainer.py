@@ -42,10 +42,14 @@ class Trainer(ProjectWorker):
         sync: Callable[[Project], None] | None = None,
         on_published: Callable[[Project], None] | None = None,
         label_studio_interval: float = 5.0,
+        push_quiet: float = 2.0,
+        max_push_wait: float = 60.0,
     ):
         self.debounce = debounce
         self.max_delay = max_delay
         self.label_studio_interval = label_studio_interval  # min seconds between syncs, and between pushes
+        self.push_quiet = push_quiet  # seconds without events before a push
+        self.max_push_wait = max_push_wait  # ... unless the last push is this old
         self._sync = sync
         self._on_published = on_published
         super().__init__("suggest-trainer")
@@ -60,17 +64,22 @@ class Trainer(ProjectWorker):
         sync: bool = False,
         push: bool = False,
         not_before: float = 0.0,
+        last_event: float | None = None,
     ) -> None:
-        """Ask for a retrain of `project` (`push`: re-rank the pool even if no new version); never blocks."""
+        """Ask for a retrain of `project` (`push`: re-rank the pool even if no new version); never blocks.
+
+        `last_event` keeps the time of the event a deferred push stems from (default: now).
+        """
         t = time.monotonic()
+        event_at = t if last_event is None else last_event
         with self._cond:
             entry = self._pending.get(project.project_id)
             if entry is None:
-                pending = _Pending(first=t, last=t, force=force, sync=sync, push=push, not_before=not_before)
+                pending = _Pending(first=t, last=event_at, force=force, sync=sync, push=push, not_before=not_before)
                 self._pending[project.project_id] = (project, pending)
             else:
                 pending = entry[1]
-                pending.last = t
+                pending.last = max(pending.last, event_at)
                 pending.force |= force
                 pending.sync |= sync
                 pending.push |= push
@@ -136,9 +145,13 @@ class Trainer(ProjectWorker):
                 newer[1].push |= want_push
                 newer[1].sync |= sync_later
                 return
-        push_at = project.last_push_at + self.label_studio_interval
+        # Push when annotators pause (a bulk insert into Label Studio's database slows their saves),
+        # but at least every `max_push_wait` seconds during continuous work, and never more often
+        # than `label_studio_interval`.
+        pause_at = min(pending.last + self.push_quiet, project.last_push_at + self.max_push_wait)
+        push_at = max(project.last_push_at + self.label_studio_interval, pause_at)
         if want_push and now < push_at:
-            self.request(project, push=True, sync=sync_later, not_before=push_at)
+            self.request(project, push=True, sync=sync_later, not_before=push_at, last_event=pending.last)
             return
         if want_push:
             project.last_push_at = time.monotonic()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from backends.encoders import shared_text_encoder
 from suggest.config import Settings
-from suggest.labelstudio import LabelStudioClient, LabelStudioError, labels_from_tasks, parse_config
+from suggest.labelstudio import LabelStudioClient, labels_from_tasks, parse_config
 from suggest.loop import LoopSettings, PoolRefresher
 from suggest.project import Project, open_project
 from suggest.schema import BadInput, Label
@@ -194,7 +194,7 @@ class Engine:
 
     def client(self, project: Project) -> LabelStudioClient | None:
         access = self._ls_access(project)
-        return _RedactingClient(*access) if access else None
+        return LabelStudioClient(*access) if access else None
 
     def sync(self, project: Project) -> bool:
         """Make the stored labels equal Label Studio's annotations (the source of truth)."""
@@ -205,12 +205,17 @@ class Engine:
             return False
         try:
             with self._ls_lock:
-                labels = labels_from_tasks(client.labeled_tasks(project.project_id), project.schema)
-                self.store.replace_labels(project.project_id, labels)
+                labels = self._replace_with_label_studio(client, project)
         finally:
             client.close()
         log.info("project %s: reconciled with Label Studio, %d annotations", project.project_id, len(labels))
         return True
+
+    def _replace_with_label_studio(self, client: LabelStudioClient, project: Project) -> list[Label]:
+        """Stored labels := every annotation Label Studio holds for the project."""
+        labels = labels_from_tasks(client.labeled_tasks(project.project_id), project.schema)
+        self.store.replace_labels(project.project_id, labels)
+        return labels
 
     def _confirm(self, project_id: str, hints: _Hints) -> None:
         """Store what Label Studio holds for the tasks some webhooks named (all tasks when `full`)."""
@@ -223,22 +228,14 @@ class Engine:
         try:
             with self._ls_lock:
                 if hints.full:  # the config may have changed too (a webhook carried another one)
-                    config = client.request("GET", f"/api/projects/{pid}").json().get("label_config")
-                    if isinstance(config, str) and config != project.label_config:
+                    config = client.label_config(pid)
+                    if config is not None and config != project.label_config:
                         self.setup(pid, config, *self._credentials.get(pid, (None, None)))
-                    labels = labels_from_tasks(client.labeled_tasks(pid), project.schema)
-                    self.store.replace_labels(pid, labels)
+                    labels = self._replace_with_label_studio(client, project)
                 else:
                     held = self.store.labels(pid)
                     tasks = hints.tasks | {lb.task_id for lb in held if lb.annotation_id in hints.annotations}
-                    ids = sorted(tasks)
-                    exported: list = []
-                    for start in range(0, len(ids), 200):
-                        exported += client.request("GET", f"/api/projects/{pid}/export", params={
-                            "exportType": "JSON", "download_all_tasks": "true", "ids[]": ids[start : start + 200],
-                        }).json()
-                    mine = [t for t in exported if isinstance(t, dict) and t.get("id") in tasks]
-                    labels = labels_from_tasks(mine, project.schema)
+                    labels = labels_from_tasks(client.tasks_by_id(pid, sorted(tasks)), project.schema)
                     kept = {lb.annotation_id for lb in labels}
                     gone = [lb.annotation_id for lb in held if lb.task_id in tasks and lb.annotation_id not in kept]
                     self.store.delete_annotations(pid, gone)
@@ -278,20 +275,6 @@ class Engine:
             "encoder": {"id": self.encoder.encoder_id, "loaded": self.encoder.loaded,
                         "load_seconds": self.encoder.load_seconds},
         }
-
-
-class _RedactingClient(LabelStudioClient):
-    """The REST client whose errors never carry its token (a proxy or Label Studio may echo it back)."""
-
-    def request(self, method: str, path: str, **kwargs):
-        try:
-            return super().request(method, path, **kwargs)
-        except LabelStudioError as exc:
-            text = str(exc)
-            for secret in (self._token, self._access[0] if self._access else None):
-                if secret:
-                    text = text.replace(secret, "[redacted]")
-            raise LabelStudioError(text) from None
 
 
 @dataclass

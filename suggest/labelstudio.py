@@ -320,6 +320,33 @@ class LabelStudioClient:
     def update_project(self, project_id: str, **fields: Any) -> dict:
         return self.request("PATCH", f"/api/projects/{project_id}", json=fields).json()
 
+    def fetch_file(self, path: str, *, max_bytes: int = 32 * 1024 * 1024) -> bytes:
+        """A media file Label Studio serves (`/data/upload/...`, `/data/local-files/?d=...`), with the token.
+
+        Streamed, so an oversized file is refused (BadInput) before it fills memory; HTTP and network
+        failures raise LabelStudioError with the status (404: the file is missing).
+        """
+        if not path.startswith("/"):
+            path = "/" + path
+        try:
+            with self._http.stream("GET", path, headers=self._auth_header()) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise LabelStudioError(self._redact(
+                        f"Label Studio answered {resp.status_code} to GET {path}: {resp.text[:200]}"
+                    ))
+                declared = resp.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
+                    raise BadInput(f"is too large: {int(declared):,} bytes (at most {max_bytes:,})")
+                body = bytearray()
+                for chunk in resp.iter_bytes():
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise BadInput(f"is too large: more bytes (at most {max_bytes:,})")
+                return bytes(body)
+        except httpx.HTTPError as exc:
+            raise LabelStudioError(self._redact(f"cannot reach Label Studio at {self.url}: {exc}")) from None
+
 
 def unlabeled_items(tasks: list[dict], schema: Schema, skip_version: str | None = None) -> list[Item]:
     """The pool: tasks with no usable annotation, as Items; unreadable tasks are skipped with a log line.

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from backends.encoders import shared_text_encoder
 from suggest.config import Settings
-from suggest.labelstudio import LabelStudioClient, labels_from_tasks, parse_config
+from suggest.labelstudio import LabelStudioClient, labels_from_tasks, parse_controls
 from suggest.loop import LoopSettings, PoolRefresher
 from suggest.project import Project, open_project
 from suggest.schema import BadInput, Label
@@ -46,6 +46,7 @@ class Engine:
         self._ls_lock = threading.Lock()  # a sync and a confirmation never interleave their read and write
         self._credentials: dict[str, tuple[str | None, str | None]] = {}
         self.projects: dict[str, Project] = {}
+        self._loaders: dict[str, object] = {}  # project id -> ImageLoader, made when an image is first needed
         for record in self.store.projects():
             try:
                 self._open(record)
@@ -81,14 +82,16 @@ class Engine:
     # projects ---------------------------------------------------------------------------------
 
     def _open(self, record: ProjectRecord) -> Project:
-        project = open_project(self.store, record, parse_config(record.label_config), self.settings.uncertainty)
+        pid = record.project_id
+        project = open_project(self.store, record, parse_controls(record.label_config), self.settings.uncertainty,
+                               load_image=lambda ref: self.load_image(pid, ref))
         self.projects[record.project_id] = project
         self._credentials[record.project_id] = (record.hostname, record.access_token)
         return project
 
     def setup(self, project_id: str, label_config: str, hostname: str | None, token: str | None) -> Project:
         """Register or refresh a project from /setup; cheap when nothing changed."""
-        schema = parse_config(label_config)  # raises SchemaError before anything is stored
+        schema = parse_controls(label_config)  # raises SchemaError before anything is stored
         with self._lock:
             project = self.projects.get(project_id)
             if project is not None and project.label_config == label_config and \
@@ -135,7 +138,7 @@ class Engine:
         return self.project(project_id, label_config)
 
     def record_annotation(
-        self, project: Project, annotation_id: int, label: Label | None, task_id: int | None = None
+        self, project: Project, annotation_id: int, label: Label | list[Label] | None, task_id: int | None = None
     ) -> None:
         """Upsert (or, for a cancelled or emptied annotation, drop) one annotation, then retrain.
 
@@ -143,15 +146,17 @@ class Engine:
         Label Studio in the background and stores what Label Studio holds (webhooks carry no
         credentials, so a forged one must not be able to inject a label).
         """
+        labels = [label] if isinstance(label, Label) else list(label or [])
         if self.confirms(project):
-            tasks = [t for t in (task_id, label.task_id if label else None) if t is not None]
+            tasks = [t for t in (task_id, *(lb.task_id for lb in labels[:1])) if t is not None]
             self.confirmer.add(project.project_id, tasks, [annotation_id])
             return
-        if label is None:
+        if not labels:
             self.store.delete_annotations(project.project_id, [annotation_id])
         else:
-            self.store.upsert_labels(project.project_id, [label])
-            project.note_new_text(label.text)
+            self.store.upsert_labels(project.project_id, labels)
+            for lb in labels:
+                project.note_new_text(lb.text, lb.control)
         self.trainer.request(project)
 
     def delete_annotations(self, project: Project, annotation_ids: list[int]) -> None:
@@ -181,6 +186,19 @@ class Engine:
         self.trainer.request(project, force=True, sync=True)
 
     # Label Studio -----------------------------------------------------------------------------
+
+    def load_image(self, project_id: str, ref: str) -> bytes:
+        """An image a task of the project refers to: uploaded to Label Studio, local storage, a URL or inline."""
+        from suggest.media import ImageLoader
+
+        hostname, token = self._credentials.get(project_id, (None, None))
+        url = self.settings.label_studio_url or hostname
+        key = self.settings.label_studio_api_key or token
+        with self._lock:
+            loader = self._loaders.get(project_id)
+            if loader is None or loader.label_studio_url != url or loader.token != key:
+                loader = self._loaders[project_id] = ImageLoader(label_studio_url=url, token=key)
+        return loader.load(ref)
 
     def _ls_access(self, project: Project) -> tuple[str, str] | None:
         hostname, token = self._credentials.get(project.project_id, (None, None))
@@ -213,7 +231,7 @@ class Engine:
 
     def _replace_with_label_studio(self, client: LabelStudioClient, project: Project) -> list[Label]:
         """Stored labels := every annotation Label Studio holds for the project."""
-        labels = labels_from_tasks(client.labeled_tasks(project.project_id), project.schema)
+        labels = labels_from_tasks(client.labeled_tasks(project.project_id), project.schemas)
         self.store.replace_labels(project.project_id, labels)
         return labels
 
@@ -235,13 +253,13 @@ class Engine:
                 else:
                     held = self.store.labels(pid)
                     tasks = hints.tasks | {lb.task_id for lb in held if lb.annotation_id in hints.annotations}
-                    labels = labels_from_tasks(client.tasks_by_id(pid, sorted(tasks)), project.schema)
+                    labels = labels_from_tasks(client.tasks_by_id(pid, sorted(tasks)), project.schemas)
                     kept = {lb.annotation_id for lb in labels}
                     gone = [lb.annotation_id for lb in held if lb.task_id in tasks and lb.annotation_id not in kept]
                     self.store.delete_annotations(pid, gone)
                     self.store.upsert_labels(pid, labels)
                     for lb in labels:
-                        project.note_new_text(lb.text)
+                        project.note_new_text(lb.text, lb.control)
         finally:
             client.close()
         log.info("project %s: confirmed with Label Studio (%s): %d annotation(s)", pid,

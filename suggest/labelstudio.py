@@ -15,22 +15,29 @@ from typing import Any
 
 import httpx
 
-from suggest.schema import BadInput, Item, Label, Prediction, Schema, SchemaError
+from suggest.schema import Answer, BadInput, Item, Label, Prediction, Schema, SchemaError, Span
 
 log = logging.getLogger(__name__)
 
 TEXT_OBJECTS = {"text", "hypertext", "paragraphs"}
-SUPPORTED = "a <Choices> control (single choice) on a <Text> object, e.g. " \
-    '<View><Text name="text" value="$text"/><Choices name="label" toName="text">' \
+IMAGE_OBJECTS = {"image"}
+SUPPORTED = (
+    "<Choices> (single or multiple choice) on a <Text> or <Image> object, and <Labels> (entity spans) on a "
+    '<Text> object, e.g. <View><Text name="text" value="$text"/><Choices name="label" toName="text">'
     '<Choice value="A"/><Choice value="B"/></Choices></View>'
+)
 
 
 # label config ---------------------------------------------------------------------------------
 
 
 @functools.lru_cache(maxsize=256)
-def parse_config(label_config: str) -> Schema:
-    """The first control this engine can serve; raises SchemaError naming what it supports."""
+def parse_controls(label_config: str) -> tuple[Schema, ...]:
+    """Every control of the config this engine can serve, in config order.
+
+    The others (a TextArea, Choices on audio, ...) are ignored with one log line each; a config
+    with no servable control raises SchemaError naming what suggest supports.
+    """
     from label_studio_sdk.label_interface import LabelInterface
 
     if not isinstance(label_config, str) or not label_config.strip():
@@ -43,35 +50,54 @@ def parse_config(label_config: str) -> Schema:
         ) from exc
     objects = {obj.name: obj for obj in interface.objects}
     found: list[Schema] = []
-    seen: list[str] = []
+    skipped: list[str] = []
     for control in interface.controls:
-        targets = [objects.get(name) for name in (control.to_name or [])]
-        target = targets[0] if targets else None
-        kind = f"<{control.tag}> on <{target.tag if target else '?'}>"
-        seen.append(kind)
-        if control.tag.lower() != "choices" or target is None or target.tag.lower() not in TEXT_OBJECTS:
-            continue
-        if str(control.attr.get("choice", "single")).lower() == "multiple":
-            continue
-        labels = list(dict.fromkeys(control.labels))
-        if len(labels) < 2:
-            continue
-        value = str(target.attr.get("value", ""))
-        if not value.startswith("$") or len(value) < 2:
-            continue
-        hints = {
-            label: str(tag.attr["hint"])
-            for label, tag in (getattr(control, "labels_attrs", None) or {}).items()
-            if isinstance(getattr(tag, "attr", None), dict) and tag.attr.get("hint")
-        }
-        found.append(Schema(control.name, target.name, value[1:], tuple(labels), target.tag.lower(), False, hints))
+        schema, why = _servable(control, objects)
+        if schema is None:
+            skipped.append(f"<{control.tag} name={control.name!r}>: {why}")
+        else:
+            found.append(schema)
     if not found:
-        has = ", ".join(seen) or "no control tags"
-        raise SchemaError(f"this label config has {has}; suggest serves {SUPPORTED}")
-    if len(found) > 1:
-        log.info("config has %d classification controls; serving %r, ignoring the others",
-                 len(found), found[0].from_name)
-    return found[0]
+        has = "; ".join(skipped) or "no control tags"
+        raise SchemaError(f"this label config has nothing suggest can serve ({has}); suggest serves {SUPPORTED}")
+    for why in skipped:
+        log.info("label config: ignoring %s", why)
+    return tuple(found)
+
+
+def parse_config(label_config: str) -> Schema:
+    """The first control this engine can serve (see `parse_controls`)."""
+    return parse_controls(label_config)[0]
+
+
+def _servable(control: Any, objects: dict[str, Any]) -> tuple[Schema | None, str]:
+    """The Schema of one control, or None and why suggest cannot serve it."""
+    tag = control.tag.lower()
+    targets = [objects.get(name) for name in (control.to_name or [])]
+    target = targets[0] if targets else None
+    if target is None:
+        return None, "it labels no object"
+    obj = target.tag.lower()
+    if tag == "choices" and obj in TEXT_OBJECTS | IMAGE_OBJECTS:
+        kind = "image" if obj in IMAGE_OBJECTS else "text"
+    elif tag == "labels" and obj in TEXT_OBJECTS - {"paragraphs"}:
+        kind = "text"
+    else:
+        return None, f"suggest does not serve <{control.tag}> on <{target.tag}>"
+    labels = list(dict.fromkeys(control.labels))
+    multiple = tag == "choices" and str(control.attr.get("choice", "single")).lower() == "multiple"
+    if len(labels) < (1 if tag == "labels" or multiple else 2):
+        return None, f"it has {len(labels)} label(s)"
+    value = str(target.attr.get("value", ""))
+    if not value.startswith("$") or len(value) < 2:
+        return None, f"its object <{target.tag}> reads no task field (value={value!r})"
+    hints = {
+        label: str(tag_.attr["hint"])
+        for label, tag_ in (getattr(control, "labels_attrs", None) or {}).items()
+        if isinstance(getattr(tag_, "attr", None), dict) and tag_.attr.get("hint")
+    }
+    return Schema(control.name, target.name, value[1:], tuple(labels), kind, multiple, hints,
+                  "labels" if tag == "labels" else "choices"), ""
 
 
 def validate_predictions(label_config: str, results: list[dict]) -> list[str]:
@@ -112,7 +138,7 @@ def project_key(value: Any) -> str:
 
 
 def task_item(task: Any, schema: Schema) -> Item:
-    """The text a task asks to classify; BadInput names what is missing."""
+    """What a task asks one control to label: its text, or its image reference; BadInput names what is missing."""
     if not isinstance(task, dict):
         raise BadInput(f"a task must be an object, got {type(task).__name__}")
     task_id = task.get("id")
@@ -124,16 +150,30 @@ def task_item(task: Any, schema: Schema) -> Item:
         raise BadInput(f"{where}: data has no field {schema.value_key!r} (the config reads ${schema.value_key})")
     text = data[schema.value_key]
     if not isinstance(text, str):
-        raise BadInput(f"{where}: data.{schema.value_key} must be text, got {type(text).__name__}")
+        what = "an image URL or path" if schema.object_type == "image" else "text"
+        raise BadInput(f"{where}: data.{schema.value_key} must be {what}, got {type(text).__name__}")
     if not text.strip():
         raise BadInput(f"{where}: data.{schema.value_key} is empty")
     return Item(text=text, task_id=task_id if isinstance(task_id, int) else None)
 
 
-def annotation_label(annotation: Any, task: Any, schema: Schema) -> Label | None:
-    """The label one annotation gives its task, or None when it gives none (cancelled, skipped, empty).
+def task_items(task: Any, schemas: tuple[Schema, ...]) -> dict[str, Item | BadInput]:
+    """One task read for every control: its Item, or the BadInput saying why that control cannot read it."""
+    out: dict[str, Item | BadInput] = {}
+    for schema in schemas:
+        try:
+            out[schema.from_name] = task_item(task, schema)
+        except BadInput as exc:
+            out[schema.from_name] = exc
+    return out
 
-    Raises BadInput for a label that is not in the config or a task without usable text.
+
+def annotation_labels(annotation: Any, task: Any, schemas: tuple[Schema, ...]) -> list[Label]:
+    """The answers one annotation gives its task, one Label per control it answers.
+
+    Empty for a cancelled annotation. A spans control always gets an answer from a submitted
+    annotation: no regions means "this text has no entities", which is worth learning. Raises
+    BadInput for a label that is not in the config or a task without usable data.
     """
     if not isinstance(annotation, dict):
         raise BadInput(f"annotation must be an object, got {type(annotation).__name__}")
@@ -141,37 +181,82 @@ def annotation_label(annotation: Any, task: Any, schema: Schema) -> Label | None
     if not isinstance(ann_id, int) or isinstance(ann_id, bool):
         raise BadInput("annotation has no integer 'id'")
     if annotation.get("was_cancelled"):
-        return None
-    choice = _first_choice(annotation.get("result"), schema)
-    if choice is None:
-        return None
-    schema.check_label(choice)
-    item = task_item(task, schema)
-    if item.task_id is None:
-        raise BadInput(f"annotation {ann_id}: its task has no integer 'id'")
-    return Label(
-        task_id=item.task_id,
-        annotation_id=ann_id,
-        label=choice,
-        text=item.text,
-        ground_truth=bool(annotation.get("ground_truth")),
-        updated_at=str(annotation.get("updated_at") or annotation.get("created_at") or ""),
-    )
-
-
-def _first_choice(result: Any, schema: Schema) -> str | None:
-    if not isinstance(result, list):
-        return None
-    for region in result:
-        if not isinstance(region, dict) or region.get("from_name") != schema.from_name:
+        return []
+    result = annotation.get("result")
+    labels = []
+    for schema in schemas:
+        answer = _answer(result, schema)
+        if answer is None:
             continue
+        item = task_item(task, schema)
+        if item.task_id is None:
+            raise BadInput(f"annotation {ann_id}: its task has no integer 'id'")
+        if isinstance(answer, tuple) and answer and isinstance(answer[0], Span):
+            answer = tuple(_check_span(sp, item.text, ann_id) for sp in answer)
+        labels.append(Label(
+            task_id=item.task_id,
+            annotation_id=ann_id,
+            label=answer,
+            text=item.text,
+            ground_truth=bool(annotation.get("ground_truth")),
+            updated_at=str(annotation.get("updated_at") or annotation.get("created_at") or ""),
+            control=schema.from_name,
+        ))
+    return labels
+
+
+def annotation_label(annotation: Any, task: Any, schema: Schema) -> Label | None:
+    """The label one annotation gives one control, or None when it gives none (cancelled, skipped, empty)."""
+    found = annotation_labels(annotation, task, (schema,))
+    return found[0] if found else None
+
+
+def _regions(result: Any, schema: Schema) -> list[dict]:
+    if result is None:
+        return []
+    if not isinstance(result, list):
+        raise BadInput(f"annotation result must be a list, got {type(result).__name__}")
+    return [r for r in result if isinstance(r, dict) and r.get("from_name") == schema.from_name]
+
+
+def _answer(result: Any, schema: Schema) -> Answer | None:
+    """One control's answer in a result list: None when the control was not answered."""
+    regions = _regions(result, schema)
+    if schema.control == "labels":
+        spans = []
+        for region in regions:
+            value = region.get("value")
+            if not isinstance(value, dict):
+                continue
+            names = value.get("labels")
+            start, end = value.get("start"), value.get("end")
+            if not isinstance(names, list) or not names or not isinstance(start, int) or not isinstance(end, int):
+                raise BadInput(f"a {schema.from_name!r} region needs integer start/end and labels: {value!r}")
+            for name in names:
+                if not isinstance(name, str):
+                    raise BadInput(f"span labels must be text, got {name!r}")
+                spans.append(Span(start, end, schema.check_label(name), str(value.get("text") or "")))
+        return tuple(sorted(set(spans), key=lambda sp: (sp.start, sp.end, sp.label)))
+    for region in regions:
         value = region.get("value")
         choices = value.get("choices") if isinstance(value, dict) else None
-        if isinstance(choices, list) and choices:
-            if not isinstance(choices[0], str):
-                raise BadInput(f"annotation choices must be text, got {choices[0]!r}")
-            return choices[0]
+        if not isinstance(choices, list) or not choices:
+            continue
+        for choice in choices:
+            if not isinstance(choice, str):
+                raise BadInput(f"annotation choices must be text, got {choice!r}")
+            schema.check_label(choice)
+        if schema.multiple:
+            return tuple(sorted(set(choices)))
+        return choices[0]
     return None
+
+
+def _check_span(span: Span, text: str, ann_id: int) -> Span:
+    """A span must lie inside its text; its text is re-read from the offsets, the source of truth."""
+    if not 0 <= span.start < span.end <= len(text):
+        raise BadInput(f"annotation {ann_id}: span {span.start}-{span.end} is outside the text ({len(text)} chars)")
+    return Span(span.start, span.end, span.label, text[span.start : span.end])
 
 
 def annotation_ids(payload: Any) -> list[int]:
@@ -196,20 +281,49 @@ def task_ids(payload: Any) -> list[int]:
 # predictions ----------------------------------------------------------------------------------
 
 
-def prediction_json(pred: Prediction, schema: Schema) -> dict:
-    """One task's entry in a /predict reply."""
-    return {
-        "result": [
+def result_json(pred: Prediction, schema: Schema) -> list[dict]:
+    """One control's regions in Label Studio's result format."""
+    if schema.control == "labels":
+        spans = pred.label if isinstance(pred.label, tuple) else ()
+        return [
             {
+                "id": f"{schema.from_name}-{i}",
                 "from_name": schema.from_name,
                 "to_name": schema.to_name,
-                "type": "choices",
-                "value": {"choices": [pred.label]},
-                "score": _finite(pred.probability),
+                "type": "labels",
+                "value": {"start": sp.start, "end": sp.end, "text": sp.text, "labels": [sp.label]},
+                "score": _finite(sp.score if sp.score is not None else pred.probability),
             }
-        ],
-        "score": _finite(pred.score),
-        "model_version": pred.model_version,
+            for i, sp in enumerate(spans)
+            if isinstance(sp, Span)
+        ]
+    choices = list(pred.label) if isinstance(pred.label, tuple) else [pred.label]
+    if not choices:
+        return []
+    return [
+        {
+            "from_name": schema.from_name,
+            "to_name": schema.to_name,
+            "type": "choices",
+            "value": {"choices": choices},
+            "score": _finite(pred.probability),
+        }
+    ]
+
+
+def prediction_json(preds: Prediction | list[Prediction], schema: Schema | tuple[Schema, ...]) -> dict:
+    """One task's entry in a /predict reply: every control's regions; the task's score is the least certain."""
+    preds = [preds] if isinstance(preds, Prediction) else preds
+    schemas = (schema,) if isinstance(schema, Schema) else schema
+    by_name = {sc.from_name: sc for sc in schemas}
+    result: list[dict] = []
+    for pred in preds:
+        sc = by_name.get(pred.control) or schemas[0]
+        result += result_json(pred, sc)
+    return {
+        "result": result,
+        "score": _finite(min(p.score for p in preds)) if preds else 0.0,
+        "model_version": preds[0].model_version if preds else "",
     }
 
 
@@ -348,12 +462,16 @@ class LabelStudioClient:
             raise LabelStudioError(self._redact(f"cannot reach Label Studio at {self.url}: {exc}")) from None
 
 
-def unlabeled_items(tasks: list[dict], schema: Schema, skip_version: str | None = None) -> list[Item]:
-    """The pool: tasks with no usable annotation, as Items; unreadable tasks are skipped with a log line.
+def unlabeled_rows(
+    tasks: list[dict], schemas: Schema | tuple[Schema, ...], skip_version: str | None = None
+) -> list[dict[str, Item]]:
+    """The pool: each task with no usable annotation, read for every control it can be read for.
 
-    Tasks that already hold a prediction of `skip_version` (stored through /predict meanwhile) are
-    left out, so Label Studio never holds two predictions of one version for a task.
+    Tasks no control can read are skipped with a log line. Tasks that already hold a prediction
+    of `skip_version` (stored through /predict meanwhile) are left out, so Label Studio never
+    holds two predictions of one version for a task.
     """
+    schemas = (schemas,) if isinstance(schemas, Schema) else schemas
     pool = []
     for task in tasks:
         if any(not a.get("was_cancelled") for a in task.get("annotations") or [] if isinstance(a, dict)):
@@ -361,28 +479,34 @@ def unlabeled_items(tasks: list[dict], schema: Schema, skip_version: str | None 
         if skip_version and any(isinstance(p, dict) and p.get("model_version") == skip_version
                                 for p in task.get("predictions") or []):
             continue
-        try:
-            pool.append(task_item(task, schema))
-        except BadInput as exc:
-            log.warning("pool: skipping %s", exc)
+        read = task_items(task, schemas)
+        row = {name: it for name, it in read.items() if isinstance(it, Item)}
+        if row:
+            pool.append(row)
+        else:
+            log.warning("pool: skipping %s", next(iter(read.values())))
     return pool
 
 
-def prediction_import_json(task_id: int, pred: Prediction, schema: Schema) -> dict:
+def unlabeled_items(tasks: list[dict], schema: Schema, skip_version: str | None = None) -> list[Item]:
+    """The pool for one control (see `unlabeled_rows`)."""
+    return [row[schema.from_name] for row in unlabeled_rows(tasks, (schema,), skip_version)]
+
+
+def prediction_import_json(task_id: int, preds: Prediction | list[Prediction],
+                           schema: Schema | tuple[Schema, ...]) -> dict:
     """One row for Label Studio's bulk prediction import."""
-    return {"task": task_id, **prediction_json(pred, schema)}
+    return {"task": task_id, **prediction_json(preds, schema)}
 
 
-def labels_from_tasks(tasks: list[dict], schema: Schema) -> list[Label]:
+def labels_from_tasks(tasks: list[dict], schemas: Schema | tuple[Schema, ...]) -> list[Label]:
     """Labels from exported tasks; annotations that give no usable label are skipped with a log line."""
+    schemas = (schemas,) if isinstance(schemas, Schema) else schemas
     labels = []
     for task in tasks:
         for annotation in task.get("annotations") or []:
             try:
-                label = annotation_label(annotation, task, schema)
+                labels += annotation_labels(annotation, task, schemas)
             except BadInput as exc:
                 log.warning("skipping annotation %s from Label Studio: %s", annotation.get("id"), exc)
-                continue
-            if label is not None:
-                labels.append(label)
     return labels

@@ -20,7 +20,7 @@ import numpy as np
 from suggest import labelstudio as ls
 from suggest.project import Project
 from suggest.schema import Item, Prediction
-from suggest.strategies import make_strategy, rank_pool
+from suggest.strategies import CertaintyStrategy, make_strategy, rank_by_certainty, rank_pool
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,55 @@ def rank_items(project: Project, items: list[Item], settings: LoopSettings) -> t
     strategy = make_strategy(name, random_state=0) if not name.startswith("modal:") else make_strategy(name)
     scores, batch = rank_pool(proba, X, batch_size=settings.batch_size, strategy=strategy)
     base = project.predictions_from_proba(proba, published.version)
-    ranked = [Prediction(p.label, p.probability, float(s), p.model_version) for p, s in zip(base, scores, strict=True)]
+    ranked = [Prediction(p.label, p.probability, float(s), p.model_version, p.control)
+              for p, s in zip(base, scores, strict=True)]
     project.set_queue_scores(published.version, {
         it.task_id: p.score for it, p in zip(items, ranked, strict=True) if it.task_id is not None
+    })
+    return ranked, batch
+
+
+def rank_rows(
+    project: Project, rows: list[dict[str, Item]], settings: LoopSettings
+) -> tuple[list[list[Prediction]], np.ndarray]:
+    """`rank_items` for any project: tasks read for several controls, of any task kind.
+
+    A single text classifier goes through the class-probability path (all strategies, the modAL
+    plug-in included). Otherwise each control's model guesses, a task's certainty is its least
+    certain control's, and diversity is measured in the first control's embedding space.
+    """
+    first = project.schema
+    if len(project.schemas) == 1 and first.task_kind == "classification" and first.object_type == "text":
+        preds, batch = rank_items(project, [row[first.from_name] for row in rows], settings)
+        return [[p] for p in preds], batch
+    published = project.published
+    n = len(rows)
+    cert = np.ones(n)
+    X: np.ndarray | None = None
+    preds: list[list[Prediction]] = [[] for _ in rows]
+    for schema in project.schemas:
+        guessed, kept = project.guess_control(published, schema, rows)
+        for i, _, pred in guessed:
+            preds[i].append(pred)
+            cert[i] = min(cert[i], pred.score)
+        if X is None and kept:
+            vectors = published.models[schema.from_name].embed([it for _, it in kept])
+            X = np.zeros((n, vectors.shape[1]), dtype=np.float32)
+            X[[i for i, _ in kept]] = vectors
+    if X is None:
+        X = np.zeros((n, 1), dtype=np.float32)
+    name = "coldstart" if published.record is None else settings.strategy
+    strategy = make_strategy(name, random_state=0) if not name.startswith("modal:") else None
+    if not isinstance(strategy, CertaintyStrategy):
+        log.info("project %s: strategy %r needs class probabilities; ranking with 'diverse'", project.project_id, name)
+        strategy = make_strategy("diverse", random_state=0)
+    scores, batch = rank_by_certainty(None if published.record is None else cert, X,
+                                      batch_size=settings.batch_size, strategy=strategy)
+    ranked = [[Prediction(p.label, p.probability, float(s), p.model_version, p.control) for p in row]
+              for row, s in zip(preds, scores, strict=True)]
+    project.set_queue_scores(published.version, {
+        next(iter(row.values())).task_id: float(s) for row, s in zip(rows, scores, strict=True)
+        if next(iter(row.values())).task_id is not None
     })
     return ranked, batch
 
@@ -78,15 +124,16 @@ class PoolRefresher:
         version = project.model_version
         try:
             tasks = client.all_tasks(project.project_id)
-            items = ls.unlabeled_items(tasks, project.schema, skip_version=version)
+            items = ls.unlabeled_rows(tasks, project.schemas, skip_version=version)
             fetched = time.perf_counter()
             if items:
-                preds, batch = rank_items(project, items, self.settings)
-                rows = [ls.prediction_import_json(it.task_id, p, project.schema)
-                        for it, p in zip(items, preds, strict=True)]
+                preds, batch = rank_rows(project, items, self.settings)
+                task_ids = [next(iter(row.values())).task_id for row in items]
+                rows = [ls.prediction_import_json(t, p, project.schemas)
+                        for t, p in zip(task_ids, preds, strict=True) if p]
                 ranked = time.perf_counter()
                 client.import_predictions(project.project_id, rows)
-                next_tasks = [items[i].task_id for i in batch[:10]]
+                next_tasks = [task_ids[i] for i in batch[:10]]
             else:
                 ranked, next_tasks = fetched, []
             pushed = time.perf_counter()

@@ -15,13 +15,13 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from backends.base import Backend
 from backends.embedding import EmbeddingClassifier
-from suggest.schema import Item, Label, Prediction, Schema
+from suggest.schema import BadInput, Item, Label, Prediction, Schema, Span
 from suggest.store import ProjectRecord, Store, VersionRecord
 from suggest.strategies import certainty
 
@@ -29,11 +29,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Published:
-    """What /predict serves: replaced as a whole, never mutated."""
+    """What /predict serves: one model per control, replaced as a whole, never mutated."""
 
-    model: Backend
+    models: dict[str, Backend]  # control name -> model
     version: str
     record: VersionRecord | None  # None for the zero-shot starting point
+
+    @property
+    def model(self) -> Backend:
+        """The first control's model (single-control projects have only this one)."""
+        return next(iter(self.models.values()))
 
 
 def resolve_labels(annotations: list[Label]) -> dict[int, Label]:
@@ -52,45 +57,60 @@ def resolve_labels(annotations: list[Label]) -> dict[int, Label]:
         if truth:
             resolved[task_id] = truth[0]
             continue
-        counts = Counter(a.label for a in anns)
+        counts = Counter(a.label for a in anns)  # answers are hashable: a label, a tuple of labels or spans
         top = max(counts.values())
         resolved[task_id] = next(a for a in latest_first if counts[a.label] == top)
     return resolved
 
 
-def labels_fingerprint(labels: dict[int, Label]) -> str:
+def labels_fingerprint(labels: dict[int, Label], control: str = "") -> str:
     """Identifies a labeled set, so an event received twice does not trigger a new version."""
     digest = hashlib.sha256()
     for task_id in sorted(labels):
         lb = labels[task_id]
-        digest.update(f"{task_id}\x1f{lb.label}\x1f{lb.text}\x1e".encode())
+        answer = lb.label if isinstance(lb.label, str) else repr(lb.label)
+        digest.update(f"{control}\x1f{task_id}\x1f{answer}\x1f{lb.text}\x1e".encode())
     return digest.hexdigest()[:16]
 
 
+def min_examples(schema: Schema, labeled: dict[int, Label]) -> bool:
+    """Whether a control has enough labels to train: two classes for a classifier, two texts otherwise."""
+    if schema.task_kind == "classification":
+        return len({lb.label for lb in labeled.values()}) >= 2
+    return len(labeled) >= 2
+
+
+def control_dir(schema: Schema) -> str:
+    """A control's sub-folder inside a version folder."""
+    return "control-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in schema.from_name)[:80]
+
+
 class Project:
-    """Holds a labeled set and a model; predicts, retrains and publishes versions."""
+    """Holds a labeled set and one model per control; predicts, retrains and publishes versions."""
 
     def __init__(
         self,
         project_id: str,
         label_config: str,
-        schema: Schema,
+        schema: Schema | tuple[Schema, ...],
         store: Store,
         *,
         make_backend: Callable[[Schema], Backend],
         load_backend: Callable[[Schema, object], Backend],
         uncertainty: str = "margin",
+        load_image: Callable[[str], bytes] | None = None,
     ):
         self.project_id = project_id
         self.label_config = label_config
-        self.schema = schema
+        self.schemas: tuple[Schema, ...] = (schema,) if isinstance(schema, Schema) else tuple(schema)
         self.store = store
         self.uncertainty = uncertainty
+        self.load_image = load_image
         self._make_backend = make_backend
         self._load_backend = load_backend
         self._train_lock = threading.Lock()  # one writer per project
         self._pending_lock = threading.Lock()
-        self._pending_texts: list[str] = []
+        self._pending_texts: list[tuple[str, str]] = []
         self.last_error: str | None = None
         self.loop_status: dict = {"enabled": False, "reason": "no version pushed to Label Studio yet"}
         self.last_sync_at = float("-inf")  # monotonic times of the last Label Studio calls (rate limit)
@@ -101,11 +121,19 @@ class Project:
     # state ------------------------------------------------------------------------------------
 
     @property
+    def schema(self) -> Schema:
+        """The first control (the only one in a single-control project)."""
+        return self.schemas[0]
+
+    @property
     def model_version(self) -> str:
         return self.published.version
 
     def zero_shot_version(self) -> str:
-        key = json.dumps([self.schema.labels, self.schema.hints], sort_keys=True)
+        key = json.dumps([[s.from_name, s.control, s.multiple, s.object_type, s.labels, s.hints]
+                          for s in self.schemas], sort_keys=True)
+        if len(self.schemas) == 1 and self.schema.task_kind == "classification":  # unchanged for old stores
+            key = json.dumps([self.schema.labels, self.schema.hints], sort_keys=True)
         return "zeroshot-" + hashlib.sha256(key.encode()).hexdigest()[:6]
 
     def _initial_model(self) -> Published:
@@ -116,26 +144,42 @@ class Project:
                 log.warning("project %s: version %s is missing or incomplete at %s; skipping it",
                             self.project_id, record.version, folder)
                 continue
-            try:
-                model = self._load_backend(self.schema, folder)
-            except Exception as exc:  # a corrupt folder must not keep the server from starting
-                log.warning("project %s: version %s does not load (%s); skipping it",
-                            self.project_id, record.version, exc)
-                continue
-            if list(getattr(model, "classes_", [])) != list(self.schema.labels):
-                log.info("project %s: version %s was trained for other labels; not serving it",
-                         self.project_id, record.version)
-                continue
-            return Published(model, record.version, record)
-        return Published(self._make_backend(self.schema), self.zero_shot_version(), None)
+            models = self._load_version(record.version, folder)
+            if models is not None:
+                return Published(models, record.version, record)
+        return Published({s.from_name: self._make_backend(s) for s in self.schemas}, self.zero_shot_version(), None)
 
-    def update_config(self, label_config: str, schema: Schema) -> bool:
-        """Follow a changed label config; returns True when the labels changed (model reset)."""
+    def _load_version(self, version: str, folder) -> dict[str, Backend] | None:
+        models: dict[str, Backend] = {}
+        for i, schema in enumerate(self.schemas):
+            sub = folder / control_dir(schema)
+            if not sub.is_dir():
+                if i == 0 and (folder / "meta.json").exists():
+                    sub = folder  # a version written before multi-control projects
+                else:
+                    log.info("project %s: version %s has no model for control %r; not serving it",
+                             self.project_id, version, schema.from_name)
+                    return None
+            try:
+                model = self._load_backend(schema, sub)
+            except Exception as exc:  # a corrupt folder must not keep the server from starting
+                log.warning("project %s: version %s does not load (%s); skipping it", self.project_id, version, exc)
+                return None
+            if list(getattr(model, "classes_", [])) != list(schema.labels):
+                log.info("project %s: version %s was trained for other labels; not serving it",
+                         self.project_id, version)
+                return None
+            models[schema.from_name] = model
+        return models
+
+    def update_config(self, label_config: str, schema: Schema | tuple[Schema, ...]) -> bool:
+        """Follow a changed label config; returns True when the controls changed (model reset)."""
         if label_config == self.label_config:
             return False
         self.label_config = label_config
-        changed = schema != self.schema
-        self.schema = schema
+        schemas = (schema,) if isinstance(schema, Schema) else tuple(schema)
+        changed = schemas != self.schemas
+        self.schemas = schemas
         if changed:
             self.published = self._initial_model()
         return changed
@@ -143,30 +187,87 @@ class Project:
     def annotations(self) -> list[Label]:
         return self.store.labels(self.project_id)
 
-    def labeled(self) -> dict[int, Label]:
-        """Per-task labels after the multi-annotator rule, restricted to the config's labels."""
-        valid = set(self.schema.labels)
-        return {t: lb for t, lb in resolve_labels(self.annotations()).items() if lb.label in valid}
+    def labeled(self, control: str | None = None) -> dict[int, Label]:
+        """Per-task answers of one control (the first by default) after the multi-annotator rule.
+
+        Answers outside the config's labels are dropped: the config may have changed since.
+        """
+        schema = self._schema_of(control)
+        first = self.schema.from_name
+        mine = [lb for lb in self.annotations() if (lb.control or first) == schema.from_name]
+        valid = set(schema.labels)
+        return {t: lb for t, lb in resolve_labels(mine).items() if _within(lb.label, valid)}
+
+    def _schema_of(self, control: str | None) -> Schema:
+        if control is None:
+            return self.schema
+        for schema in self.schemas:
+            if schema.from_name == control:
+                return schema
+        raise KeyError(f"project {self.project_id} has no control {control!r}")
 
     # predict ----------------------------------------------------------------------------------
 
     def predict(self, items: list[Item]) -> list[Prediction]:
-        """Predictions from the published version; a task already ranked in the pool keeps its queue score.
+        """The first control's predictions for items (see `predict_rows`)."""
+        rows = self.predict_rows([{self.schema.from_name: it} for it in items])
+        return [row[0] if row else Prediction("", 0.0, 0.0, self.model_version, self.schema.from_name)
+                for row in rows]
 
-        So a prediction Label Studio stores through /predict agrees with the one the loop pushed.
+    def predict_rows(self, rows: list[dict[str, Item]]) -> list[list[Prediction]]:
+        """Predictions of the published version for tasks, each read for some controls (name -> Item).
+
+        A task already ranked in the pool keeps its queue score, so a prediction Label Studio stores
+        through /predict agrees with the one the loop pushed. An item a control cannot use (an image
+        that does not load, a model with nothing to suggest yet) gets no prediction for that control.
         """
         published = self.published  # one read: a concurrent swap cannot mix two versions
-        if not items:
-            return []
-        proba = published.model.predict_proba(items)
-        preds = self.predictions_from_proba(proba, published.version)
+        out: list[list[Prediction]] = [[] for _ in rows]
+        for schema in self.schemas:
+            for i, _, pred in self.guess_control(published, schema, rows)[0]:
+                out[i].append(pred)
         version, queue = self._queue_scores
-        if version != published.version or not queue:
-            return preds
-        return [
-            Prediction(p.label, p.probability, queue[it.task_id], p.model_version) if it.task_id in queue else p
-            for it, p in zip(items, preds, strict=True)
-        ]
+        if version == published.version and queue:
+            for row, preds in zip(rows, out, strict=True):
+                task_id = next(iter(row.values())).task_id if row else None
+                if task_id in queue:
+                    preds[:] = [replace(p, score=queue[task_id]) for p in preds]
+        return out
+
+    def guess_control(
+        self, published: Published, schema: Schema, rows: list[dict[str, Item]]
+    ) -> tuple[list[tuple[int, Item, Prediction]], list[tuple[int, Item]]]:
+        """One control's predictions for the rows that read it: (row index, item, prediction) for each
+        guess, and every (row index, item) the model could use (with or without a guess)."""
+        name = schema.from_name
+        where = [i for i, row in enumerate(rows) if name in row]
+        items = self.prepare(schema, [rows[i][name] for i in where])
+        kept = [(i, it) for i, it in zip(where, items, strict=True) if it is not None]
+        if not kept:
+            return [], []
+        guesses = published.models[name].guess([it for _, it in kept], self.uncertainty)
+        preds = [(i, it, Prediction(g.value, g.probability, g.certainty, published.version, name))
+                 for (i, it), g in zip(kept, guesses, strict=True) if g is not None]
+        return preds, kept
+
+    def prepare(self, schema: Schema, items: list[Item]) -> list[Item | None]:
+        """Items ready for the control's model: images get their bytes; one that cannot load becomes None."""
+        if schema.object_type != "image":
+            return list(items)
+        ready: list[Item | None] = []
+        for it in items:
+            if it.data is not None:
+                ready.append(it)
+                continue
+            try:
+                if self.load_image is None:
+                    raise BadInput("no image loader is configured")
+                ready.append(Item(it.text, it.task_id, self.load_image(it.text)))
+            except BadInput as exc:
+                log.warning("project %s, task %s: image %r not used: %s", self.project_id, it.task_id,
+                            it.text[:200], exc)
+                ready.append(None)
+        return ready
 
     def set_queue_scores(self, version: str, scores: dict[int, float]) -> None:
         """Remember the queue scores the loop pushed for this version (replaced as a whole)."""
@@ -178,89 +279,173 @@ class Project:
         top = proba[np.arange(len(proba)), best]
         scores = certainty(proba, self.uncertainty)
         return [
-            Prediction(labels[b], float(p), float(s), version)
+            Prediction(labels[b], float(p), float(s), version, self.schema.from_name)
             for b, p, s in zip(best.tolist(), top.tolist(), scores.tolist(), strict=True)
         ]
 
     # train ------------------------------------------------------------------------------------
 
-    def note_new_text(self, text: str) -> None:
+    def note_new_text(self, text: str, control: str = "") -> None:
         """Remember a newly labeled text so the trainer can embed it while the burst goes on."""
         with self._pending_lock:
-            self._pending_texts.append(text)
+            self._pending_texts.append((control or self.schema.from_name, text))
 
     def warm_embeddings(self) -> int:
         """Embed the texts labeled since the last call: O(new), so it is cheap to call often."""
         with self._pending_lock:
-            texts, self._pending_texts = self._pending_texts, []
-        model = self.published.model
-        if texts and hasattr(model, "embed"):
-            model.embed([Item(t) for t in texts])
-        return len(texts)
+            pending, self._pending_texts = self._pending_texts, []
+        models = self.published.models
+        kinds = {s.from_name: s.object_type for s in self.schemas}
+        by_control: dict[str, list[Item]] = defaultdict(list)
+        for control, text in pending:
+            if kinds.get(control) == "text":
+                by_control[control].append(Item(text))
+        for control, items in by_control.items():
+            model = models.get(control)
+            if model is not None:
+                model.embed(items)
+        return len(pending)
 
     def retrain(self, *, force: bool = False) -> VersionRecord | None:
-        """Fit a new model on the current labeled set and publish it as a new version.
+        """Fit new models on the current labeled sets and publish them together as a new version.
 
-        Returns None when there is nothing new to learn (the same labeled set as the published
-        version, unless forced) or too few classes to train on.
+        Returns None when there is nothing new to learn (the same labeled sets as the published
+        version, unless forced) or no control has enough labels to train on. A control with too
+        few labels keeps its starting model (zero-shot, bootstrap or untrained) in the new version.
         """
         with self._train_lock:
-            labeled = self.labeled()
-            fingerprint = labels_fingerprint(labeled)
+            labeled = {s.from_name: self.labeled(s.from_name) for s in self.schemas}
+            if len(self.schemas) == 1:
+                fingerprint = labels_fingerprint(labeled[self.schema.from_name])
+            else:
+                fingerprint = hashlib.sha256("".join(
+                    labels_fingerprint(labeled[s.from_name], s.from_name) for s in self.schemas
+                ).encode()).hexdigest()[:16]
             current = self.published.record
             if not force and current is not None and current.info.get("fingerprint") == fingerprint:
                 return None
-            classes = {lb.label for lb in labeled.values()}
-            if len(classes) < 2:
-                log.info("project %s: %d label(s) in %d class(es); zero-shot until 2 classes have labels",
-                         self.project_id, len(labeled), len(classes))
+            trainable = [s for s in self.schemas if min_examples(s, labeled[s.from_name])]
+            if not trainable:
+                log.info("project %s: %s; zero-shot until a control has enough labels", self.project_id,
+                         ", ".join(f"{s.from_name}: {len(labeled[s.from_name])} label(s)" for s in self.schemas))
                 return None
             started = time.perf_counter()
-            tasks = sorted(labeled)
-            model = self._make_backend(self.schema)
-            if hasattr(model, "_memory") and hasattr(self.published.model, "_memory"):
-                model._memory = self.published.model._memory  # keep warm vectors across versions
-            model.fit([Item(labeled[t].text, t) for t in tasks], [labeled[t].label for t in tasks])
+            models: dict[str, Backend] = {}
+            counts: dict[str, dict] = {}
+            for schema in self.schemas:
+                name = schema.from_name
+                old = self.published.models.get(name)
+                if schema not in trainable:
+                    models[name] = old if old is not None and getattr(old, "mode", "") != "trained" \
+                        else self._make_backend(schema)
+                    continue
+                models[name] = self._fit(schema, labeled[name], old)
+                counts[name] = dict(Counter(_count_key(lb.label) for lb in labeled[name].values()))
             seconds = time.perf_counter() - started
             version = f"v{self.store.next_seq(self.project_id)}-{uuid.uuid4().hex[:6]}"
-            counts = Counter(labeled[t].label for t in tasks)
+            n_labels = len(set().union(*(labeled[s.from_name] for s in trainable)))
+            info = {"fingerprint": fingerprint,
+                    "class_counts": counts[self.schema.from_name] if len(self.schemas) == 1 else counts}
             record = self.store.publish_version(
-                self.project_id, version, model.save,
-                n_labels=len(tasks), train_seconds=seconds,
-                info={"fingerprint": fingerprint, "class_counts": dict(counts)},
+                self.project_id, version, self._saver(models), n_labels=n_labels, train_seconds=seconds, info=info,
             )
-            self.published = Published(model, version, record)
+            self.published = Published(models, version, record)
             self.last_error = None
             log.info("project %s: published %s (%d labels, trained in %.2f s)",
-                     self.project_id, version, len(tasks), seconds)
+                     self.project_id, version, n_labels, seconds)
             return record
 
+    def _fit(self, schema: Schema, labeled: dict[int, Label], old: Backend | None) -> Backend:
+        tasks = sorted(labeled)
+        items = self.prepare(schema, [Item(labeled[t].text, t) for t in tasks])
+        pairs = [(it, labeled[t].label) for t, it in zip(tasks, items, strict=True) if it is not None]
+        model = self._make_backend(schema)
+        if old is not None and hasattr(model, "_memory") and hasattr(old, "_memory"):
+            model._memory = old._memory  # keep warm vectors across versions
+        model.fit([it for it, _ in pairs], [lb for _, lb in pairs])
+        return model
+
+    def _saver(self, models: dict[str, Backend]) -> Callable:
+        single = len(self.schemas) == 1
+
+        def save(folder) -> None:
+            for schema in self.schemas:
+                if single:  # one control: the folder itself, as before multi-control projects
+                    models[schema.from_name].save(folder)
+                    continue
+                sub = folder / control_dir(schema)
+                sub.mkdir()
+                models[schema.from_name].save(sub)
+
+        return save
+
     def metrics(self) -> dict:
-        return {
+        published = self.published
+        out = {
             "labels": len(self.labeled()),
-            "annotations": len(self.annotations()),
+            "annotations": len({a.annotation_id for a in self.annotations()}),
             "model_version": self.model_version,
-            "mode": getattr(self.published.model, "mode", "trained"),
+            "mode": getattr(published.model, "mode", "trained"),
             "labels_config": list(self.schema.labels),
             "versions": [v.as_dict() for v in self.store.versions(self.project_id)],
             "last_error": self.last_error,
             "loop": self.loop_status,
         }
+        if len(self.schemas) > 1 or self.schema.task_kind != "classification":
+            out["controls"] = {
+                s.from_name: {"kind": s.task_kind, "object": s.object_type, "labels": len(self.labeled(s.from_name)),
+                              "mode": getattr(published.models[s.from_name], "mode", "trained")}
+                for s in self.schemas
+            }
+        return out
+
+
+def _within(answer: object, valid: set[str]) -> bool:
+    if isinstance(answer, str):
+        return answer in valid
+    return all((a.label if isinstance(a, Span) else a) in valid for a in answer)  # type: ignore[union-attr]
+
+
+def _count_key(answer: object) -> str:
+    if isinstance(answer, str):
+        return answer
+    return f"{len(answer)} spans" if answer and isinstance(answer[0], Span) else "|".join(answer)  # type: ignore
+
+
+def backend_family(schema: Schema) -> type[Backend]:
+    """The model family for a control: its task kind and object decide; imports stay lazy (memory)."""
+    if schema.object_type == "image":
+        from backends.images import ImageClassifier
+
+        return ImageClassifier
+    if schema.task_kind == "spans":
+        from backends.spans import SpanTagger
+
+        return SpanTagger
+    if schema.task_kind == "multilabel":
+        from backends.multilabel import MultiLabelClassifier
+
+        return MultiLabelClassifier
+    return EmbeddingClassifier
 
 
 def default_backend_factory(store: Store) -> tuple[Callable[[Schema], Backend], Callable[[Schema, object], Backend]]:
-    """Make and load the default model family, sharing the process-wide encoder and the store's cache."""
+    """Make and load the default model families, sharing the process-wide encoders and the store's cache."""
 
     def make(schema: Schema) -> Backend:
-        return EmbeddingClassifier(list(schema.labels), hints=schema.hints, cache=store)
+        family = backend_family(schema)
+        if family is EmbeddingClassifier or schema.task_kind == "multilabel":
+            return family(list(schema.labels), hints=schema.hints, cache=store)  # type: ignore[call-arg]
+        return family(list(schema.labels), cache=store)  # type: ignore[call-arg]
 
     def load(schema: Schema, folder: object) -> Backend:
-        return EmbeddingClassifier.load(folder, cache=store)  # type: ignore[arg-type]
+        return backend_family(schema).load(folder, cache=store)  # type: ignore[arg-type]
 
     return make, load
 
 
-def open_project(store: Store, record: ProjectRecord, schema: Schema, uncertainty: str = "margin") -> Project:
+def open_project(store: Store, record: ProjectRecord, schemas: Schema | tuple[Schema, ...],
+                 uncertainty: str = "margin", load_image: Callable[[str], bytes] | None = None) -> Project:
     make, load = default_backend_factory(store)
-    return Project(record.project_id, record.label_config, schema, store,
-                   make_backend=make, load_backend=load, uncertainty=uncertainty)
+    return Project(record.project_id, record.label_config, schemas, store,
+                   make_backend=make, load_backend=load, uncertainty=uncertainty, load_image=load_image)

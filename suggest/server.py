@@ -37,7 +37,7 @@ from suggest import __version__
 from suggest import labelstudio as ls
 from suggest.config import Settings
 from suggest.engine import Engine, UnknownProject
-from suggest.schema import BadInput, SchemaError
+from suggest.schema import BadInput, Item, SchemaError
 
 log = logging.getLogger(__name__)
 
@@ -175,24 +175,29 @@ def create_app(
         eng = engine_of(request)
         _check_text(body.label_config, "label_config")
         project = eng.project(_project_of(body), body.label_config)
-        items, positions, results = [], [], []
-        version = project.model_version
+        rows, positions = [], []
         for i, task in enumerate(body.tasks):
-            try:
-                item = ls.task_item(task, project.schema)
-                _check_text(item.text, f"task {item.task_id if item.task_id is not None else i}: the text")
-                items.append(item)
+            read = ls.task_items(task, project.schemas)
+            row = {name: it for name, it in read.items() if isinstance(it, Item)}
+            for it in row.values():
+                _check_text(it.text, f"task {it.task_id if it.task_id is not None else i}: the data")
+            if row:
+                rows.append(row)
                 positions.append(i)
-            except BadInput as exc:
-                if len(body.tasks) == 1:
-                    raise
-                log.warning("predict: skipping task %d of %d: %s", i, len(body.tasks), exc)
-            results.append(None)
-        predictions = project.predict(items)
-        if predictions:
-            version = predictions[0].model_version
-        for pos, pred in zip(positions, predictions, strict=True):
-            results[pos] = ls.prediction_json(pred, project.schema)
+                continue
+            problem = next(iter(read.values()))
+            if len(body.tasks) == 1:
+                raise problem  # type: ignore[misc]
+            log.warning("predict: skipping task %d of %d: %s", i, len(body.tasks), problem)
+        predictions = project.predict_rows(rows)
+        version = project.model_version
+        for preds in predictions:
+            if preds:
+                version = preds[0].model_version
+                break
+        results: list[dict | None] = [None] * len(body.tasks)
+        for pos, preds in zip(positions, predictions, strict=True):
+            results[pos] = ls.prediction_json(preds, project.schemas) if preds else None
         filled = [r if r is not None else ls.empty_prediction(version) for r in results]
         return PredictResponse(results=filled, model_version=version)
 
@@ -268,14 +273,14 @@ def _handle_event(engine: Engine, payload: dict) -> dict:
     project = engine.webhook_project(ls.project_key(project_json), config)
     if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
         annotation = payload.get("annotation")
-        label = ls.annotation_label(annotation, payload.get("task"), project.schema)
+        labels = ls.annotation_labels(annotation, payload.get("task"), project.schemas)
         task = payload.get("task")
         task_id = task.get("id") if isinstance(task, dict) else annotation.get("task")
         task_id = task_id if isinstance(task_id, int) and not isinstance(task_id, bool) else None
         _check_ids([annotation["id"]] + ([task_id] if task_id is not None else []), "annotation/task")
-        if label is not None:
-            _check_text(label.text, f"task {label.task_id}: the text")
-        engine.record_annotation(project, annotation["id"], label, task_id)
+        for label in labels:
+            _check_text(label.text, f"task {label.task_id}: the data")
+        engine.record_annotation(project, annotation["id"], labels, task_id)
     elif action == "ANNOTATIONS_DELETED":
         engine.delete_annotations(project, _check_ids(ls.annotation_ids(payload), "annotation"))
     elif action == "TASKS_DELETED":

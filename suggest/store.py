@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from suggest.schema import Label
+from suggest.schema import Answer, Label, Span
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,13 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA_SQL)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Stores written before multi-control projects lack `answers`: add it (old rows read as control "")."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(annotations)")}
+        if "answers" not in columns:
+            self._db.execute("ALTER TABLE annotations ADD COLUMN answers TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -145,15 +152,9 @@ class Store:
     # annotations ------------------------------------------------------------------------------
 
     def upsert_labels(self, project_id: str, labels: Iterable[Label]) -> None:
+        """Store annotations; the Labels of one annotation (one per control) replace its whole row."""
         with self._tx() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO annotations VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (project_id, lb.annotation_id, lb.task_id, lb.label, lb.text, int(lb.ground_truth),
-                     lb.updated_at)
-                    for lb in labels
-                ],
-            )
+            db.executemany(_UPSERT, _rows(project_id, labels))
 
     def delete_annotations(self, project_id: str, annotation_ids: Iterable[int]) -> int:
         with self._tx() as db:
@@ -172,25 +173,26 @@ class Store:
 
     def replace_labels(self, project_id: str, labels: Iterable[Label]) -> None:
         """Make the stored annotations exactly `labels` (reconciliation with Label Studio)."""
-        labels = list(labels)
+        rows = _rows(project_id, labels)
         with self._tx() as db:
             db.execute("DELETE FROM annotations WHERE project_id = ?", (project_id,))
-            db.executemany(
-                "INSERT OR REPLACE INTO annotations VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (project_id, lb.annotation_id, lb.task_id, lb.label, lb.text, int(lb.ground_truth),
-                     lb.updated_at)
-                    for lb in labels
-                ],
-            )
+            db.executemany(_UPSERT, rows)
 
     def labels(self, project_id: str) -> list[Label]:
+        """One Label per (annotation, control), in annotation order."""
         rows = self._query(
-            "SELECT task_id, annotation_id, label, text, ground_truth, updated_at FROM annotations "
+            "SELECT task_id, annotation_id, label, text, ground_truth, updated_at, answers FROM annotations "
             "WHERE project_id = ? ORDER BY annotation_id",
             (project_id,),
         )
-        return [Label(t, a, lb, tx, bool(gt), up) for t, a, lb, tx, gt, up in rows]
+        out: list[Label] = []
+        for t, a, lb, tx, gt, up, answers in rows:
+            if answers is None:  # written before multi-control projects: one choice, control ""
+                out.append(Label(t, a, lb, tx, bool(gt), up))
+                continue
+            for control, entry in json.loads(answers).items():
+                out.append(Label(t, a, _decode_answer(entry["value"]), entry["text"], bool(gt), up, control))
+        return out
 
     # versions ---------------------------------------------------------------------------------
 
@@ -285,6 +287,39 @@ class Store:
                 "INSERT OR IGNORE INTO embeddings VALUES (?, ?, ?)",
                 [(encoder_id, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in vectors.items()],
             )
+
+
+_UPSERT = "INSERT OR REPLACE INTO annotations VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def _rows(project_id: str, labels: Iterable[Label]) -> list[tuple]:
+    """One row per annotation: its controls' answers as JSON, the first choice also in `label` for humans."""
+    by_annotation: dict[int, list[Label]] = {}
+    for lb in labels:
+        by_annotation.setdefault(lb.annotation_id, []).append(lb)
+    rows = []
+    for ann_id, group in by_annotation.items():
+        first = group[0]
+        answers = {lb.control: {"value": _encode_answer(lb.label), "text": lb.text} for lb in group}
+        readable = first.label if isinstance(first.label, str) else json.dumps(_encode_answer(first.label))
+        rows.append((project_id, ann_id, first.task_id, readable, first.text, int(first.ground_truth),
+                     first.updated_at, json.dumps(answers, ensure_ascii=False)))
+    return rows
+
+
+def _encode_answer(value: Answer) -> object:
+    if isinstance(value, str):
+        return value
+    return [[v.start, v.end, v.label, v.text] if isinstance(v, Span) else v for v in value]
+
+
+def _decode_answer(value: object) -> Answer:
+    if isinstance(value, str):
+        return value
+    assert isinstance(value, list)
+    if value and isinstance(value[0], list):
+        return tuple(Span(int(s), int(e), str(lb), str(tx)) for s, e, lb, tx in value)
+    return tuple(str(v) for v in value)
 
 
 def _safe(name: str) -> str:

@@ -45,10 +45,11 @@ def test_setup_reports_a_version_for_any_extra_params(client, extra_params):
 @pytest.mark.parametrize(
     "config, named",
     [
-        ('<View><Text name="t" value="$t"/><Labels name="ner" toName="t"><Label value="PER"/></Labels></View>',
-         "<Labels> on <Text>"),
-        ('<View><Image name="i" value="$img"/><Choices name="c" toName="i"><Choice value="a"/>'
-         '<Choice value="b"/></Choices></View>', "<Choices> on <Image>"),
+        ('<View><Audio name="a" value="$a"/><Choices name="c" toName="a"><Choice value="x"/>'
+         '<Choice value="y"/></Choices></View>', "<Choices> on <Audio>"),
+        ('<View><Text name="t" value="$t"/><TextArea name="n" toName="t"/></View>', "<TextArea"),
+        ('<View><Text name="t" value="$t"/><Choices name="c" toName="t"><Choice value="only"/></Choices></View>',
+         "1 label"),
         ("<View><Text", "not valid"),
         ("", "empty"),
     ],

@@ -16,18 +16,24 @@ def test_parse_config_reads_control_object_field_labels_and_hints():
     assert schema.hints["fresh"] == "a positive, good movie review"
 
 
-def test_parse_config_picks_the_servable_control_among_others():
-    config = ('<View><Text name="body" value="$review"/>'
+def test_parse_controls_serves_every_control_it_can_and_ignores_the_rest(caplog):
+    config = ('<View><Text name="body" value="$review"/><Image name="img" value="$photo"/>'
               '<Labels name="ner" toName="body"><Label value="PER"/></Labels>'
-              '<Choices name="topic" toName="body"><Choice value="a"/><Choice value="b"/></Choices></View>')
-    schema = ls.parse_config(config)
-    assert (schema.from_name, schema.value_key) == ("topic", "review")
+              '<TextArea name="notes" toName="body"/>'
+              '<Choices name="tags" toName="body" choice="multiple"><Choice value="a"/><Choice value="b"/></Choices>'
+              '<Choices name="kind" toName="img"><Choice value="cat"/><Choice value="dog"/></Choices></View>')
+    with caplog.at_level("INFO"):
+        schemas = ls.parse_controls(config)
+    assert [(s.from_name, s.task_kind, s.object_type, s.value_key) for s in schemas] == [
+        ("ner", "spans", "text", "review"), ("tags", "multilabel", "text", "review"),
+        ("kind", "classification", "image", "photo"),
+    ]
+    assert sum("notes" in r.getMessage() for r in caplog.records) == 1
 
 
-def test_multiple_choice_is_not_served_yet_and_the_error_says_what_is():
-    config = ('<View><Text name="t" value="$t"/><Choices name="c" toName="t" choice="multiple">'
-              '<Choice value="a"/><Choice value="b"/></Choices></View>')
-    with pytest.raises(SchemaError, match="single choice"):
+def test_a_config_with_nothing_servable_says_what_is_served():
+    config = '<View><Audio name="a" value="$a"/><Choices name="c" toName="a"><Choice value="x"/></Choices></View>'
+    with pytest.raises(SchemaError, match="Labels.*entity spans"):
         ls.parse_config(config)
 
 

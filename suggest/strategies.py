@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 from scipy import sparse
-from sklearn.cluster import AgglomerativeClustering
 
 __all__ = [
     "BATCH_BAND",
@@ -404,6 +403,8 @@ def _pick_kmeans(Xc: np.ndarray, u: np.ndarray, b: int, rng: np.random.Generator
 
 def _pick_agglomerative(Xc: np.ndarray, u: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
     """Average-linkage clusters on the candidates (Cluster-Margin style), most uncertain per cluster."""
+    from sklearn.cluster import AgglomerativeClustering  # lazy: scikit-learn costs ~75 MiB resident
+
     labels = AgglomerativeClustering(n_clusters=b, linkage="average").fit_predict(Xc)
     return _best_per_cluster(labels, u, b)
 
@@ -767,4 +768,18 @@ def rank_pool(
         batch = strategy.select(certainty=cert, X=X, batch_size=batch_size)
     else:
         batch = strategy.query(proba=full, X=X, batch_size=batch_size)
+    return _scores(cert, batch, X.shape[0]), batch
+
+
+def rank_by_certainty(
+    cert: np.ndarray | None, X: np.ndarray, *, batch_size: int = 50, strategy: QueryStrategy | str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`rank_pool` for model families that give a certainty per item instead of class probabilities
+    (multi-label, spans, several controls at once): same score contract; None means cold start."""
+    X = _check_X(X)
+    if strategy is None or isinstance(strategy, str):
+        strategy = make_strategy(strategy or ("coldstart" if cert is None else DEFAULT_STRATEGY), random_state=0)
+    if not isinstance(strategy, CertaintyStrategy):
+        raise ValueError(f"{strategy!r} needs class probabilities; this pool has only certainties")
+    batch = strategy.select(certainty=cert, X=X, batch_size=batch_size)
     return _scores(cert, batch, X.shape[0]), batch

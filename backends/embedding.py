@@ -8,16 +8,21 @@ each label name (or the Choice's `hint` attribute when the config gives one). On
 same label prompts stay in the head's training set as weighted pseudo-examples (`prior_weight`):
 measured on Rotten Tomatoes, that lifts accuracy at 50-200 labels by about 0.01 with bare label
 names and by 0.02 with descriptive hints, and lets the head predict classes with no example yet.
+
+scikit-learn fits the head but never serves it: the fitted coefficients live in a `LinearHead`
+that predicts in NumPy, and scikit-learn is imported inside `fit` only. Importing it (with the
+scipy.stats and pandas it pulls in) costs about 75 MiB of resident memory in a server that may
+only ever predict from a saved version.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 from backends.base import Backend
 from backends.encoders import EmbeddingCache, TextEncoder, cached_encode, shared_text_encoder
@@ -25,6 +30,50 @@ from suggest.schema import Item
 
 ZERO_SHOT_TEMPLATES = ("{}", "This text is about {}.", "A {} example.")
 _MEMORY_CAP = 200_000  # vectors kept in RAM per backend instance (~300 MB at 384-d float32)
+
+
+@dataclass(frozen=True)
+class LinearHead:
+    """A fitted logistic-regression head as plain arrays, predicting exactly as scikit-learn's does.
+
+    Same arithmetic as `LogisticRegression.predict_proba` (scikit-learn 1.9): the logistic of the
+    single decision score for two classes, a softmax of the scores otherwise. tests/unit/
+    test_embedding_head.py holds both to within 1e-12.
+    """
+
+    classes_: np.ndarray  # (k,) the labels seen in training, sorted
+    coef_: np.ndarray  # (1, d) for two classes, else (k, d)
+    intercept_: np.ndarray  # (1,) or (k,)
+
+    @classmethod
+    def from_estimator(cls, estimator) -> LinearHead:
+        """Copy the learned state out of a fitted scikit-learn linear classifier."""
+        return cls(
+            np.asarray(estimator.classes_), np.asarray(estimator.coef_, dtype=np.float64),
+            np.asarray(estimator.intercept_, dtype=np.float64),
+        )
+
+    @property
+    def n_features_in_(self) -> int:
+        return int(self.coef_.shape[1])
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has shape {X.shape}; the head expects (n, {self.n_features_in_})")
+        scores = X @ self.coef_.T + self.intercept_
+        return scores.reshape(-1) if scores.shape[1] == 1 else scores
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """(n, k) float64 probabilities, columns in `classes_` order."""
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            p = 1.0 / (1.0 + np.exp(-scores))
+            return np.stack([1 - p, p], axis=1)
+        scores -= scores.max(axis=1).reshape((-1, 1))
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=1).reshape((-1, 1))
+        return scores
 
 
 class EmbeddingClassifier(Backend):
@@ -56,7 +105,7 @@ class EmbeddingClassifier(Backend):
         self.encoder = encoder or shared_text_encoder()
         self.cache = cache
         self.classes_ = list(labels)
-        self.head_: LogisticRegression | None = None
+        self.head_: LinearHead | None = None
         self.prototypes_: np.ndarray | None = None
         self._memory: dict[str, np.ndarray] = {}
 
@@ -82,9 +131,11 @@ class EmbeddingClassifier(Backend):
             X = np.vstack([X, self.prototypes_.astype(np.float64)])
             labels = [*labels, *self.labels]
         weights = np.concatenate([np.ones(len(items)), np.full(len(X) - len(items), self.prior_weight)])
+        from sklearn.linear_model import LogisticRegression  # only when training: see the module docstring
+
         head = LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000)
         head.fit(X, np.asarray(labels), sample_weight=weights)
-        self.head_ = head
+        self.head_ = LinearHead.from_estimator(head)
         return self
 
     def predict_proba(self, items: list[Item]) -> np.ndarray:
@@ -138,13 +189,9 @@ class EmbeddingClassifier(Backend):
             zero_shot_temperature=meta["zero_shot_temperature"], encoder=encoder, cache=cache,
         )
         if meta["mode"] == "trained":
-            arrays = np.load(Path(directory) / "head.npz")
-            head = LogisticRegression(C=meta["C"], class_weight="balanced")
-            head.classes_ = np.asarray(meta["head_classes"])
-            head.coef_ = arrays["coef"]
-            head.intercept_ = arrays["intercept"]
-            head.n_features_in_ = head.coef_.shape[1]
-            model.head_ = head
+            with np.load(Path(directory) / "head.npz", allow_pickle=False) as arrays:
+                coef, intercept = arrays["coef"].astype(np.float64), arrays["intercept"].astype(np.float64)
+            model.head_ = LinearHead(np.asarray(meta["head_classes"]), coef, intercept)
         return model
 
     # zero-shot --------------------------------------------------------------------------------

@@ -89,10 +89,12 @@ def main() -> None:
         http = httpx.Client(base_url=url, timeout=120)
         try:
             http.post("/setup", json={"project": PROJECT, "schema": CONFIG})
+            rss_idle = rss_mib(proc.pid)
             console.print(f"server up in {startup:.1f} s; loading {n_held} labels ...")
             for k, i in enumerate(held):
                 http.post("/webhook", json=annotation_event(k + 1, int(i), texts[i], labels[i], project_id=1))
             wait_for_labels(http, n_held)
+            rss_labels = rss_mib(proc.pid)
 
             ack: list[float] = []
             for k, i in enumerate(burst):
@@ -117,7 +119,8 @@ def main() -> None:
                 r = http.post("/predict", json=body)
                 hundred.append(time.perf_counter() - t0)
                 assert len(r.json()["results"]) == 100
-            rss = psutil.Process(proc.pid).memory_info().rss / 2**20
+            rss = rss_mib(proc.pid)
+            breakdown = memory_breakdown(proc.pid)
         finally:
             os.killpg(proc.pid, signal.SIGKILL)
 
@@ -130,7 +133,11 @@ def main() -> None:
         "burst_to_new_version_s": round(to_version, 3),
         "predict_1_cached_ms": {"p50": round(pct(one, 50), 2), "p99": round(pct(one, 99), 2)},
         "predict_100_new_s": [round(x, 3) for x in hundred],
+        "rss_idle_mib": round(rss_idle, 1),
+        "rss_after_labels_mib": round(rss_labels, 1),
         "rss_mib": round(rss, 1),
+        "rss_peak_mib": breakdown.pop("peak"),
+        "rss_by_mapping_mib": breakdown,
     }
     table = Table(title="suggest backend latency (real server, loopback)")
     table.add_column("measure")
@@ -141,11 +148,37 @@ def main() -> None:
     table.add_row(f"last of {n_burst} -> new version served", f"{to_version:.2f} s", "< 2 s")
     table.add_row("/predict 1 cached task p50", f"{result['predict_1_cached_ms']['p50']} ms", "< 5 ms")
     table.add_row("/predict 100 new tasks", " / ".join(f"{x:.2f}" for x in hundred) + " s", "< 1.5 s")
-    table.add_row("server RSS, encoder loaded", f"{rss:.0f} MiB", "< 600 MiB")
+    table.add_row("server RSS idle, encoder loaded", f"{rss_idle:.0f} MiB", "< 600 MiB")
+    table.add_row("server RSS after the workload", f"{rss:.0f} MiB (peak {result['rss_peak_mib']:.0f})", "< 600 MiB")
     console.print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     console.print(f"wrote {args.out}")
+
+
+def rss_mib(pid: int) -> float:
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def memory_breakdown(pid: int, top: int = 8) -> dict[str, float]:
+    """Resident MiB by mapping (anonymous/heap vs each shared library's package), plus the peak."""
+    totals: dict[str, float] = {}
+    name = "[anon]"
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if parts and "-" in parts[0] and len(parts) >= 5 and not parts[0].endswith(":"):
+                path = parts[5] if len(parts) > 5 else "[anon]"
+                if "site-packages/" in path:
+                    path = path.split("site-packages/")[1].split("/")[0]
+                name = path
+            elif parts and parts[0] == "Rss:":
+                totals[name] = totals.get(name, 0.0) + int(parts[1]) / 1024
+    out = {k: round(v, 1) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])[:top]}
+    with open(f"/proc/{pid}/status") as f:
+        peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+    out["peak"] = round(peak / 1024, 1)
+    return out
 
 
 def wait_for_labels(http: httpx.Client, n: int, timeout: float = 600) -> float:

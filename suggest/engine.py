@@ -46,7 +46,7 @@ class Engine:
         self._ls_lock = threading.Lock()  # a sync and a confirmation never interleave their read and write
         self._credentials: dict[str, tuple[str | None, str | None]] = {}
         self.projects: dict[str, Project] = {}
-        self._loaders: dict[str, object] = {}  # project id -> ImageLoader, made when an image is first needed
+        self._loaders: dict[str, tuple] = {}  # project id -> (access, ImageLoader), made when first needed
         for record in self.store.projects():
             try:
                 self._open(record)
@@ -77,6 +77,8 @@ class Engine:
     def close(self) -> None:
         self.confirmer.stop()
         self.trainer.stop()
+        for _, loader in self._loaders.values():
+            loader.close()
         self.store.close()
 
     # projects ---------------------------------------------------------------------------------
@@ -191,14 +193,16 @@ class Engine:
         """An image a task of the project refers to: uploaded to Label Studio, local storage, a URL or inline."""
         from suggest.media import ImageLoader
 
-        hostname, token = self._credentials.get(project_id, (None, None))
-        url = self.settings.label_studio_url or hostname
-        key = self.settings.label_studio_api_key or token
+        project = self.projects.get(project_id)
+        access = self._ls_access(project) if project is not None else None
         with self._lock:
-            loader = self._loaders.get(project_id)
-            if loader is None or loader.label_studio_url != url or loader.token != key:
-                loader = self._loaders[project_id] = ImageLoader(label_studio_url=url, token=key)
-        return loader.load(ref)
+            held = self._loaders.get(project_id)
+            if held is None or held[0] != access:
+                if held is not None:
+                    held[1].close()
+                client = LabelStudioClient(*access) if access else None
+                held = self._loaders[project_id] = (access, ImageLoader(client))
+        return held[1].load(ref)
 
     def _ls_access(self, project: Project) -> tuple[str, str] | None:
         hostname, token = self._credentials.get(project.project_id, (None, None))

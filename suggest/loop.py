@@ -83,7 +83,9 @@ def rank_rows(
             preds[i].append(pred)
             cert[i] = min(cert[i], pred.score)
         if X is None and kept:
-            vectors = published.models[schema.from_name].embed([it for _, it in kept])
+            model = published.models[schema.from_name]
+            embed_partial = getattr(model, "embed_partial", None)  # images: a broken one must not fail the pool
+            vectors = embed_partial([it for _, it in kept])[0] if embed_partial else model.embed([it for _, it in kept])
             X = np.zeros((n, vectors.shape[1]), dtype=np.float32)
             X[[i for i, _ in kept]] = vectors
     if X is None:

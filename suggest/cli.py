@@ -115,20 +115,63 @@ def _progress():
                     console=console, transient=False)
 
 
-def _load_data(data: str, text_field: str, label_field: str) -> tuple[list[str], list[str]]:
-    from suggest.datasets import rotten_tomatoes
-    from suggest.simulate import read_labelled
+BUILT_IN_DATASETS = ("rotten-tomatoes", "fashion-mnist")
+FASHION_MNIST_DEFAULT_LIMIT = 6000  # about 2 minutes to embed on 2 cores; --limit 0 takes all 60,000
 
-    if data == "rotten-tomatoes":
-        return rotten_tomatoes()
-    return read_labelled(Path(data), text_field, label_field)
+
+def _load_simulation_data(
+    data: str | None, dataset: str | None, text_field: str, image_field: str | None, label_field: str,
+    limit: int | None, bar,
+) -> tuple[list, list[str], str]:
+    """Examples (texts, or Items holding image bytes) and labels, and a line saying what was read."""
+    from suggest.datasets import fashion_mnist, rotten_tomatoes, stratified_sample
+    from suggest.schema import Item
+    from suggest.simulate import read_labelled, read_labelled_images
+
+    if dataset is None and data in BUILT_IN_DATASETS:  # `--data rotten-tomatoes` predates --dataset
+        dataset, data = data, None
+    if (dataset is None) == (data is None):
+        raise typer.BadParameter("give either --data FILE or --dataset NAME", param_hint="--data/--dataset")
+    skipped: list[str] = []
+    if dataset == "fashion-mnist":
+        n = FASHION_MNIST_DEFAULT_LIMIT if limit is None else (limit or None)
+        payloads, labels = fashion_mnist("train", limit=n)
+        examples: list = [Item(f"fashion-mnist/train/{i}", None, p) for i, p in enumerate(payloads)]
+        limit = None
+        source = f"Fashion-MNIST train ({'all' if n is None else f'a stratified sample of {len(labels):,}'})"
+    elif dataset == "rotten-tomatoes":
+        examples, labels = rotten_tomatoes()
+        source = "Rotten Tomatoes snippets"
+    elif dataset is not None:
+        raise typer.BadParameter(f"unknown data set {dataset!r}; built in: {', '.join(BUILT_IN_DATASETS)}",
+                                 param_hint="--dataset")
+    elif image_field:
+        task = bar.add_task("load images", total=None)
+        examples, labels, skipped = read_labelled_images(
+            Path(data), image_field, label_field, progress=lambda d, t: bar.update(task, completed=d, total=t))
+        source = f"{data} (images in {image_field!r})"
+    else:
+        examples, labels = read_labelled(Path(data), text_field, label_field)
+        source = str(data)
+    if limit:
+        keep = stratified_sample(labels, limit)
+        examples, labels = [examples[i] for i in keep], [labels[i] for i in keep]
+    for problem in skipped[:5]:
+        console.print(f"[yellow]skipped[/yellow] {problem}")
+    if len(skipped) > 5:
+        console.print(f"[yellow]skipped[/yellow] {len(skipped) - 5} more images that could not be loaded")
+    return examples, labels, source
 
 
 @app.command()
 def simulate(
-    data: Annotated[str, typer.Option(help="Labelled CSV or JSONL file, or 'rotten-tomatoes' (built in)")],
     out: Annotated[Path, typer.Option(help="Folder for results.json and learning_curve.png")],
+    data: Annotated[str | None, typer.Option(help="Labelled CSV or JSONL file")] = None,
+    dataset: Annotated[str | None, typer.Option(help=f"A built-in data set: {', '.join(BUILT_IN_DATASETS)}")] = None,
     text_field: Annotated[str, typer.Option(help="Column/key holding the text")] = "text",
+    image_field: Annotated[str | None, typer.Option(
+        help="Column/key holding an image (file path relative to the file, http(s) URL, data: URI or "
+             "/data/local-files/?d=...): simulate image classification instead of text")] = None,
     label_field: Annotated[str, typer.Option(help="Column/key holding the label")] = "label",
     strategies: Annotated[str, typer.Option(help="Comma-separated: random, margin, least_confidence, entropy, "
                                             "diverse, coldstart, modal:<module>:<function>")] = "random,diverse",
@@ -136,21 +179,38 @@ def simulate(
     batch: Annotated[int, typer.Option(help="Labels added per round")] = 10,
     budget: Annotated[int, typer.Option(help="Stop at this many labels")] = 400,
     initial: Annotated[int, typer.Option(help="Random seed labels before the first query")] = 10,
+    test_fraction: Annotated[float, typer.Option(help="Share of the data held out to measure accuracy")] = 0.2,
+    limit: Annotated[int | None, typer.Option(
+        help="Use a stratified random sample of this many examples (fashion-mnist: 6000 unless given; 0: all)")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Image encoder input side in pixels (multiple of 32)")] = None,
     cache_dir: CacheDir = DEFAULT_CACHE,
 ) -> None:
-    """Run the active-learning loop offline on a labelled file; write learning curves per strategy."""
+    """Run the active-learning loop offline on labelled texts or images; write learning curves per strategy."""
+    from suggest.datasets import DatasetMissing
     from suggest.schema import BadInput
-    from suggest.simulate import SimulationConfig, accuracy_at, default_model_factory, plot_curves, run_simulation
+    from suggest.simulate import (
+        SimulationConfig,
+        accuracy_at,
+        default_model_factory,
+        image_model_factory,
+        plot_curves,
+        run_simulation,
+    )
     from suggest.store import Store
 
-    try:
-        texts, labels = _load_data(data, text_field, label_field)
-    except BadInput as exc:
-        raise typer.BadParameter(str(exc), param_hint="--data") from None
+    if not 0 < test_fraction < 1:
+        raise typer.BadParameter("must be between 0 and 1", param_hint="--test-fraction")
     config = SimulationConfig(tuple(s.strip() for s in strategies.split(",") if s.strip()), seeds, batch, budget,
-                              initial)
-    console.print(f"{len(texts)} examples, {len(set(labels))} labels; strategies {', '.join(config.strategies)}")
+                              initial, test_fraction)
     with _progress() as bar:
+        try:
+            examples, labels, source = _load_simulation_data(data, dataset, text_field, image_field, label_field,
+                                                              limit, bar)
+        except (BadInput, DatasetMissing) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--dataset" if dataset else "--data") from None
+        images = bool(examples) and not isinstance(examples[0], str)
+        console.print(f"{source}: {len(examples)} examples, {len(set(labels))} labels; "
+                      f"strategies {', '.join(config.strategies)}")
         tasks: dict[str, int] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
@@ -158,13 +218,18 @@ def simulate(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done)
 
-        result = run_simulation(texts, labels, config, make_model=default_model_factory(Store(cache_dir)),
-                                progress=progress)
+        cache = Store(cache_dir)
+        make_model = image_model_factory(cache, size=image_size) if images else default_model_factory(cache)
+        try:
+            result = run_simulation(examples, labels, config, make_model=make_model, progress=progress)
+        except BadInput as exc:
+            raise typer.BadParameter(str(exc), param_hint="--data") from None
+    result["data"] = source
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     plot_curves(result, out / "learning_curve.png")
     table = Table(title=f"test accuracy (mean of {seeds}); full pool {result['full_pool_accuracy']['mean']:.3f}")
-    marks = [n for n in (50, 100, 200, 400) if n <= budget]
+    marks = [n for n in (50, 100, 200, 400, 800) if n <= budget]
     for col in ("strategy", *[f"@{n}" for n in marks], "labels to 95%", "vs random"):
         table.add_column(col)
     at = {n: accuracy_at(result, n) for n in marks}

@@ -1,8 +1,9 @@
 """Offline active-learning runs: how many labels each strategy needs on a labelled data set.
 
-The loop is the server's own code, not a copy: the same `EmbeddingClassifier` (encoder, cache,
-head, zero-shot start) learns, and the same `suggest.strategies` objects choose each batch. A
-held-out test split measures accuracy after every batch; the labels come from the file.
+The loop is the server's own code, not a copy: the same `EmbeddingClassifier` (text: encoder,
+cache, head, zero-shot start) or `ImageClassifier` (images) learns, and the same
+`suggest.strategies` objects choose each batch. A held-out test split measures accuracy after
+every batch; the labels come from the file.
 """
 
 from __future__ import annotations
@@ -12,12 +13,18 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from backends.embedding import EmbeddingClassifier
 from suggest.schema import BadInput, Item
 from suggest.strategies import make_strategy
+
+if TYPE_CHECKING:
+    from backends.images import ImageClassifier
+
+    Model = EmbeddingClassifier | ImageClassifier
 
 
 @dataclass(frozen=True)
@@ -60,25 +67,43 @@ def _split(labels: np.ndarray, test_fraction: float, rng: np.random.Generator) -
     return np.concatenate(train), np.concatenate(test)
 
 
-def _accuracy(model: EmbeddingClassifier, X: np.ndarray, y: np.ndarray) -> float:
+def _accuracy(model: Model, X: np.ndarray, y: np.ndarray) -> float:
     pred = np.asarray(model.labels)[model.predict_proba_embedded(X).argmax(axis=1)]
     return float((pred == y).mean())
 
 
 def run_simulation(
-    texts: list[str],
+    examples: list[str] | list[Item],
     labels: list[str],
     config: SimulationConfig,
     *,
-    make_model: Callable[[list[str]], EmbeddingClassifier],
+    make_model: Callable[[list[str]], Model],
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict:
-    """Learning curves per strategy (mean and spread over seeds) and labels needed to reach 95% of full-pool."""
+    """Learning curves per strategy (mean and spread over seeds) and labels needed to reach 95% of full-pool.
+
+    `examples` are texts, or Items (images: `data` holds the file's bytes). Examples the model
+    cannot embed (a broken image) are left out and counted in the result's "skipped".
+    """
     classes = sorted(set(labels))
-    y = np.asarray(labels)
     probe = make_model(classes)
-    items = [Item(t) for t in texts]
-    X = probe.embed(items, progress=(lambda n: progress("embed", n, len(items))) if progress else None)
+    items = [x if isinstance(x, Item) else Item(x) for x in examples]
+    embed_progress = (lambda n: progress("embed", n, len(items))) if progress else None
+    skipped: dict[int, str] = {}
+    if hasattr(probe, "embed_partial"):
+        X, skipped = probe.embed_partial(items, progress=_counting(embed_progress))
+    else:
+        X = probe.embed(items, progress=_counting(embed_progress))
+    if progress:
+        progress("embed", len(items), len(items))
+    if skipped:
+        keep = np.asarray([i for i in range(len(items)) if i not in skipped], dtype=int)
+        items, labels, X = [items[i] for i in keep], [labels[i] for i in keep], X[keep]
+        classes = sorted(set(labels))
+        if len(classes) < 2:
+            raise BadInput(f"{len(skipped)} of {len(skipped) + len(items)} examples could not be used; "
+                           "fewer than 2 labels are left")
+    y = np.asarray(labels)
     steps = list(range(config.initial, config.budget + 1, config.batch))
     curves: dict[str, list[list[float]]] = {s: [] for s in config.strategies}
     full: list[float] = []
@@ -109,7 +134,28 @@ def run_simulation(
                 proba = model.predict_proba_embedded(pool_X)
                 mask[strategy.query(proba=proba, X=pool_X, batch_size=config.batch, labeled_mask=mask)] = True
             curves[name].append(curve)
-    return summarize(curves, steps, full, config)
+    out = summarize(curves, steps, full, config)
+    out["examples"] = len(items)
+    out["classes"] = len(classes)
+    if getattr(probe, "encoder", None) is not None:
+        out["encoder_id"] = probe.encoder.encoder_id
+    if skipped:
+        out["skipped"] = {"count": len(skipped), "first": [str(v) for v in list(skipped.values())[:5]]}
+    return out
+
+
+def _counting(progress: Callable[[int], None] | None) -> Callable[[int], None] | None:
+    """Encoders report increments; the CLI's bar wants a running total."""
+    if progress is None:
+        return None
+    done = 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        progress(done)
+
+    return step
 
 
 def summarize(curves: dict[str, list[list[float]]], steps: list[int], full: list[float], config) -> dict:
@@ -186,4 +232,73 @@ def default_model_factory(cache) -> Callable[[list[str]], EmbeddingClassifier]:
     return make
 
 
-__all__ = ["SimulationConfig", "accuracy_at", "plot_curves", "read_labelled", "run_simulation"]
+def image_model_factory(cache, *, size: int | None = None) -> Callable[[list[str]], ImageClassifier]:
+    """Fresh image heads that share one warm EfficientNet-Lite0 and one embedding memory across the run."""
+    from backends.images import DEFAULT_IMAGE_SIZE, ImageClassifier, shared_image_encoder
+
+    encoder = shared_image_encoder(size or DEFAULT_IMAGE_SIZE)
+    memory: dict[str, np.ndarray] = {}
+
+    def make(classes: list[str]) -> ImageClassifier:
+        model = ImageClassifier(classes, encoder=encoder, cache=cache)
+        model._memory = memory
+        return model
+
+    return make
+
+
+def read_labelled_images(
+    path: Path, image_field: str, label_field: str, *, progress: Callable[[int, int], None] | None = None
+) -> tuple[list[Item], list[str], list[str]]:
+    """Image items (bytes loaded) and labels from a CSV or JSON-lines file, plus one line per skipped row.
+
+    The image field holds a file path (relative to the data file's folder), an http(s) URL, a
+    `data:` URI or a `/data/local-files/?d=` reference (under LOCAL_FILES_DOCUMENT_ROOT). Rows whose
+    image cannot be loaded are skipped and reported, not fatal.
+    """
+    from suggest.media import ImageLoader
+
+    refs, labels = read_labelled(path, image_field, label_field)
+    base = Path(path).resolve().parent
+    loader = ImageLoader()
+    items: list[Item] = []
+    kept: list[str] = []
+    problems: list[str] = []
+    for n, (ref, label) in enumerate(zip(refs, labels, strict=True)):
+        try:
+            if _is_file_path(ref):
+                file = Path(ref).expanduser()
+                file = file if file.is_absolute() else base / file
+                if not file.is_file():
+                    raise BadInput(f"image {ref!r} is missing: no file {file}")
+                data = file.read_bytes()
+            else:
+                data = loader.load(ref)
+        except BadInput as exc:
+            problems.append(str(exc))
+        else:
+            items.append(Item(ref, None, data))
+            kept.append(label)
+        if progress:
+            progress(n + 1, len(refs))
+    loader.close()
+    if len(set(kept)) < 2:
+        detail = f" ({len(problems)} images could not be loaded, e.g. {problems[0]})" if problems else ""
+        raise BadInput(f"{path} needs at least 2 distinct labels among loadable images{detail}")
+    return items, kept, problems
+
+
+def _is_file_path(ref: str) -> bool:
+    return not (ref.startswith(("data:", "http://", "https://", "/data/local-files", "/data/upload")))
+
+
+__all__ = [
+    "SimulationConfig",
+    "accuracy_at",
+    "default_model_factory",
+    "image_model_factory",
+    "plot_curves",
+    "read_labelled",
+    "read_labelled_images",
+    "run_simulation",
+]

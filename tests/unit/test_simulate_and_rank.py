@@ -70,3 +70,63 @@ def test_rank_cli_prints_json_lines_and_names_bad_files(rt_sample, tmp_path):
     bad = CliRunner().invoke(app, ["rank", "--pool", str(tmp_path / "bad.jsonl"), "--cache-dir", str(tmp_path)],
                              env={"COLUMNS": "400"})
     assert bad.exit_code != 0 and "bad.jsonl:2 is not JSON" in bad.output
+
+
+def test_image_simulation_runs_the_image_classifier_on_fashion_mnist(tmp_path):
+    from suggest.datasets import fashion_mnist
+    from suggest.schema import Item
+    from suggest.simulate import image_model_factory
+
+    payloads, labels = fashion_mnist("test", limit=300)
+    items = [Item(f"fm/{i}", None, p) for i, p in enumerate(payloads)]
+    config = SimulationConfig(("random", "diverse"), seeds=1, batch=20, budget=70, initial=30)
+    result = run_simulation(items, labels, config, make_model=image_model_factory(Store(tmp_path)))
+    assert result["labels"] == [30, 50, 70] and result["classes"] == 10 and result["examples"] == 300
+    assert result["encoder_id"].startswith("efficientnet-lite0-")
+    assert 0.5 < result["full_pool_accuracy"]["mean"] <= 1.0  # 10 classes: chance is 0.1
+    assert result["strategies"]["diverse"]["mean"][-1] > 0.35
+
+
+def test_simulate_cli_on_an_image_file_skips_what_it_cannot_load(tmp_path):
+    import base64
+    import io
+
+    from PIL import Image, ImageDraw
+
+    rows = []
+    for i in range(36):
+        img = Image.new("RGB", (48, 48), (230, 230, 230))
+        draw = ImageDraw.Draw(img)
+        if i % 2:
+            draw.rectangle([0, 8 + i % 5, 48, 20 + i % 5], fill=(20, 20, 160))
+        else:
+            draw.ellipse([8 + i % 7, 8, 36 + i % 7, 36], fill=(200, 20, 20))
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        if i % 3 == 0:  # a data URI
+            ref = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+        else:  # a path relative to the data file
+            (tmp_path / f"{i}.png").write_bytes(buf.getvalue())
+            ref = f"{i}.png"
+        rows.append({"image": ref, "label": "bar" if i % 2 else "disc"})
+    (tmp_path / "broken.png").write_bytes(b"no picture here")
+    rows += [{"image": "broken.png", "label": "bar"}, {"image": "missing.png", "label": "disc"}]
+    data = tmp_path / "images.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = CliRunner().invoke(app, [
+        "simulate", "--data", str(data), "--image-field", "image", "--out", str(tmp_path / "out"), "--seeds", "1",
+        "--budget", "14", "--batch", "4", "--initial", "6", "--test-fraction", "0.3", "--cache-dir", str(tmp_path),
+    ], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert (tmp_path / "out" / "learning_curve.png").exists()
+    assert out["examples"] == 36 and out["skipped"]["count"] == 1  # missing.png never loaded; broken.png never decoded
+    assert "missing.png" in result.output and "is missing" in result.output
+    assert out["full_pool_accuracy"]["mean"] > 0.9
+
+
+def test_simulate_cli_names_an_unknown_data_set(tmp_path):
+    bad = CliRunner().invoke(app, ["simulate", "--dataset", "cifar", "--out", str(tmp_path)], env={"COLUMNS": "200"})
+    assert bad.exit_code != 0 and "unknown data set 'cifar'" in bad.output
+    both = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path)], env={"COLUMNS": "200"})
+    assert both.exit_code != 0 and "either --data FILE or --dataset NAME" in both.output

@@ -102,8 +102,11 @@ class TextEncoder:
         _return_freed_memory()
         return out
 
-    def encode_tokens(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per text: (t, 2) int64 character offsets and (t, 384) float32 last-layer vectors of its word pieces.
+    def encode_tokens(self, texts: list[str], layer: int = -1) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per text: (t, 2) int64 character offsets and (t, 384) float32 vectors of its word pieces.
+
+        `layer` picks the hidden layer (0: embeddings, -1: the last); a middle layer keeps more of what
+        a word is, which suits tagging better than the last one, tuned for mean-pooled sentences.
 
         Special tokens are dropped; offsets are Python character (code point) offsets into the text, so
         `text[a:b]` is the piece. A text longer than `max_length` tokens is cut into windows that overlap
@@ -135,7 +138,10 @@ class TextEncoder:
             for idx in _token_budget_batches(lengths, self.batch_size, self.token_budget):
                 ids_batch = [[cls, *pieces[j][2], sep] for j in idx]
                 batch = self._tokenizer.pad({"input_ids": ids_batch}, return_tensors="pt")
-                hidden = self._model(**batch).last_hidden_state.numpy()
+                if layer == -1:
+                    hidden = self._model(**batch).last_hidden_state.numpy()
+                else:
+                    hidden = self._model(**batch, output_hidden_states=True).hidden_states[layer].numpy()
                 for row, j in enumerate(idx.tolist()):
                     i, first, ids = pieces[j]
                     n_total, pos = len(offsets[i]), np.arange(first, first + len(ids))

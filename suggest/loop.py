@@ -97,7 +97,10 @@ def rank_rows(
         strategy = make_strategy("diverse", random_state=0)
     scores, batch = rank_by_certainty(None if published.record is None else cert, X,
                                       batch_size=settings.batch_size, strategy=strategy)
+    # A task with nothing to suggest (an untrained image model, an image that did not load) still gets
+    # an empty prediction carrying its queue score: Label Studio orders by it, and accepts the version.
     ranked = [[Prediction(p.label, p.probability, float(s), p.model_version, p.control) for p in row]
+              or [Prediction((), 0.0, float(s), published.version, first.from_name)]
               for row, s in zip(preds, scores, strict=True)]
     project.set_queue_scores(published.version, {
         next(iter(row.values())).task_id: float(s) for row, s in zip(rows, scores, strict=True)

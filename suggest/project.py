@@ -391,7 +391,7 @@ class Project:
             "last_error": self.last_error,
             "loop": self.loop_status,
         }
-        if len(self.schemas) > 1 or self.schema.task_kind != "classification":
+        if len(self.schemas) > 1 or self.schema.task_kind != "classification" or self.schema.object_type != "text":
             out["controls"] = {
                 s.from_name: {"kind": s.task_kind, "object": s.object_type, "labels": len(self.labeled(s.from_name)),
                               "mode": getattr(published.models[s.from_name], "mode", "trained")}

@@ -73,7 +73,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
 _JOINERS = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u20d0-\u20ff\ufe00-\ufe0f\u200d\U0001f3fb-\U0001f3ff"
                       r"\U000e0020-\U000e007f]")
 CERTAINTY_METHODS = ("token_entropy", "mnlp", "token_margin", "least_confident_token")
-_FEATURE_CACHE_BYTES = 256 * 2**20  # token features kept in RAM per instance (float16)
+_FEATURE_CACHE_BYTES = 256 * 2**20  # piece features kept in RAM per process (float16), shared by versions
 _MEMORY_CAP = 200_000  # sentence vectors kept in RAM per instance, as in embedding.py
 
 
@@ -131,6 +131,39 @@ def spacy_candidates(texts: list[str], beam_width: int = 16) -> list[list[tuple[
             parses.sort(key=lambda p: -p[0])
             out.append(parses)
     return out
+
+
+class _FeatureCache:
+    """Process-wide LRU of per-text piece features under a byte budget: a retrain builds a new version
+    (a new SpanTagger) over mostly the same labeled texts, and re-scoring the pool should not re-encode."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._data: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, keys: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        with self._lock:
+            found = {}
+            for k in keys:
+                if k in self._data:
+                    self._data.move_to_end(k)
+                    found[k] = self._data[k]
+            return found
+
+    def put(self, entries: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        with self._lock:
+            for k, v in entries.items():
+                if k not in self._data:
+                    self._bytes += v[1].nbytes
+                self._data[k] = v
+            while self._bytes > self.max_bytes and self._data:
+                _, (_, old) = self._data.popitem(last=False)
+                self._bytes -= old.nbytes
+
+
+_piece_features = _FeatureCache(_FEATURE_CACHE_BYTES)
 
 
 # the estimator --------------------------------------------------------------------------------------
@@ -197,9 +230,6 @@ class SpanTagger(Backend):
         self.seen_tags_: np.ndarray | None = None  # bool (n_tags,): tags the head was fitted with
         self.transitions_: np.ndarray | None = None  # (n_tags + 1, n_tags) log P(tag | previous tag); last row: start
         self._memory: dict[str, np.ndarray] = {}
-        self._features: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        self._features_bytes = 0
-        self._features_lock = threading.Lock()
 
     @property
     def mode(self) -> str:
@@ -387,13 +417,9 @@ class SpanTagger(Backend):
 
     def _token_features(self, items: list[Item]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per item: piece offsets and its feature rows, from the in-memory cache when possible."""
-        keys = [f"{self.layer}:{int(self.bootstrap_features)}:{it.content_hash}" for it in items]
-        found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        with self._features_lock:
-            for k in keys:
-                if k in self._features:
-                    self._features.move_to_end(k)
-                    found[k] = self._features[k]
+        spacy_key = f"beam{self.beam_width}" if self.bootstrap_features else "nospacy"
+        keys = [f"{self.encoder.encoder_id}:{self.layer}:{spacy_key}:{it.content_hash}" for it in items]
+        found = _piece_features.get(keys)
         todo = list(dict.fromkeys(k for k in keys if k not in found))
         if todo:
             text_of = {k: it.text for k, it in zip(keys, items, strict=True)}
@@ -405,13 +431,7 @@ class SpanTagger(Backend):
                 if self.bootstrap_features:
                     parts.append(_spacy_features(offsets, p))
                 found[k] = (offsets, np.hstack(parts).astype(np.float16))
-            with self._features_lock:
-                for k in todo:
-                    self._features[k] = found[k]
-                    self._features_bytes += found[k][1].nbytes
-                while self._features_bytes > _FEATURE_CACHE_BYTES and self._features:
-                    _, (_, old) = self._features.popitem(last=False)
-                    self._features_bytes -= old.nbytes
+            _piece_features.put({k: found[k] for k in todo})
         if not self.context:
             return [found[k] for k in keys]
         return [(off, _with_neighbours(f)) for off, f in (found[k] for k in keys)]

@@ -9,10 +9,12 @@ same label prompts stay in the head's training set as weighted pseudo-examples (
 measured on Rotten Tomatoes, that lifts accuracy at 50-200 labels by about 0.01 with bare label
 names and by 0.02 with descriptive hints, and lets the head predict classes with no example yet.
 
-scikit-learn fits the head but never serves it: the fitted coefficients live in a `LinearHead`
-that predicts in NumPy, and scikit-learn is imported inside `fit` only. Importing it (with the
-scipy.stats and pandas it pulls in) costs about 75 MiB of resident memory in a server that may
-only ever predict from a saved version.
+The head never needs scikit-learn at run time: `fit_logistic` minimizes exactly the objective
+of scikit-learn's `LogisticRegression(solver="lbfgs", class_weight="balanced")` with the same
+SciPy L-BFGS-B call and settings (tests/unit/test_embedding_head.py holds coefficients and
+probabilities to scikit-learn's), and `LinearHead` predicts in NumPy. Importing scikit-learn (with
+the scipy.stats and pandas it pulls in) cost about 75 MiB of the server's resident memory, while
+scipy.optimize is already loaded by transformers.
 """
 
 from __future__ import annotations
@@ -76,7 +78,93 @@ class LinearHead:
         return scores
 
 
-class EmbeddingClassifier(Backend):
+def fit_logistic(
+    X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None, *, C: float = 1.0,
+    max_iter: int = 100, tol: float = 1e-4, class_weight: str | None = "balanced",
+) -> LinearHead:
+    """L2-penalized logistic regression, the same fit as scikit-learn 1.9's lbfgs solver.
+
+    Same objective (mean weighted log-loss + ||W||^2 / (2 C sum(w)), intercepts unpenalized; the
+    multinomial loss over all k classes, the binomial one for two), the same "balanced" class
+    weights (weighted counts), the same start (zeros, F-ordered parameters) and the same
+    `scipy.optimize.minimize("L-BFGS-B")` options, so it stops where scikit-learn stops.
+    """
+    from scipy.optimize import minimize
+
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    classes, y_ind = np.unique(np.asarray(y), return_inverse=True)
+    n, d = X.shape
+    k = len(classes)
+    if k < 2:
+        raise ValueError(f"logistic regression needs at least 2 classes, got {list(classes)}")
+    sw = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).copy()
+    if class_weight == "balanced":
+        counts = np.bincount(y_ind, weights=sw, minlength=k)
+        sw *= (counts.sum() / (k * counts))[y_ind]
+    elif class_weight is not None:
+        raise ValueError(f"class_weight must be 'balanced' or None, got {class_weight!r}")
+    sw_sum = float(sw.sum())
+    l2 = 1.0 / (C * sw_sum)
+    options = {"maxiter": max_iter, "maxls": 50, "gtol": tol, "ftol": 64 * np.finfo(float).eps}
+
+    if k == 2:
+        target = (y_ind == 1).astype(np.float64)
+
+        def binomial(w: np.ndarray) -> tuple[float, np.ndarray]:
+            z = X @ w[:d] + w[d]
+            loss = np.logaddexp(0.0, z) - target * z
+            grad_pointwise = sw * (_expit(z) - target) / sw_sum
+            grad = np.empty_like(w)
+            grad[:d] = X.T @ grad_pointwise + l2 * w[:d]
+            grad[d] = grad_pointwise.sum()
+            return float((sw * loss).sum() / sw_sum) + 0.5 * l2 * float(w[:d] @ w[:d]), grad
+
+        w = minimize(binomial, np.zeros(d + 1), method="L-BFGS-B", jac=True, options=options).x
+        return LinearHead(classes, w[:d].reshape(1, d).copy(), w[d:].copy())
+
+    onehot = np.zeros((n, k))
+    onehot[np.arange(n), y_ind] = 1.0
+
+    def multinomial(w: np.ndarray) -> tuple[float, np.ndarray]:
+        W = w.reshape((k, d + 1), order="F")
+        z = X @ W[:, :d].T + W[:, d]
+        top = z.max(axis=1, keepdims=True)
+        e = np.exp(z - top)
+        total = e.sum(axis=1, keepdims=True)
+        loss = (np.log(total) + top).ravel() - z[np.arange(n), y_ind]
+        grad_pointwise = sw[:, None] * (e / total - onehot) / sw_sum
+        grad = np.empty((k, d + 1), order="F")
+        grad[:, :d] = grad_pointwise.T @ X + l2 * W[:, :d]
+        grad[:, d] = grad_pointwise.sum(axis=0)
+        penalty = 0.5 * l2 * float((W[:, :d] ** 2).sum())
+        return float((sw * loss).sum() / sw_sum) + penalty, grad.ravel(order="F")
+
+    w0 = np.zeros((k, d + 1), order="F").ravel(order="F")
+    W = minimize(multinomial, w0, method="L-BFGS-B", jac=True, options=options).x.reshape((k, d + 1), order="F")
+    return LinearHead(classes, np.ascontiguousarray(W[:, :d]), W[:, d].copy())
+
+
+def _expit(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+class CachedTextEmbeddings:
+    """`embed` for text families on the shared encoder: RAM memo, then the (encoder id, content hash) cache."""
+
+    encoder: TextEncoder
+    cache: EmbeddingCache | None
+    _memory: dict[str, np.ndarray]
+
+    def embed(self, items: list[Item], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        if len(self._memory) > _MEMORY_CAP:
+            self._memory.clear()
+        return cached_encode(
+            self.encoder, [it.text for it in items], [it.content_hash for it in items],
+            self.cache, self._memory, progress,
+        )
+
+
+class EmbeddingClassifier(CachedTextEmbeddings, Backend):
     """Frozen encoder + logistic regression (class-balanced, C=1), zero-shot until two classes are labeled.
 
     Parameters follow scikit-learn: settings in `__init__`, learned state with a trailing
@@ -131,11 +219,7 @@ class EmbeddingClassifier(Backend):
             X = np.vstack([X, self.prototypes_.astype(np.float64)])
             labels = [*labels, *self.labels]
         weights = np.concatenate([np.ones(len(items)), np.full(len(X) - len(items), self.prior_weight)])
-        from sklearn.linear_model import LogisticRegression  # only when training: see the module docstring
-
-        head = LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000)
-        head.fit(X, np.asarray(labels), sample_weight=weights)
-        self.head_ = LinearHead.from_estimator(head)
+        self.head_ = fit_logistic(X, np.asarray(labels), weights, C=self.C, max_iter=2000)
         return self
 
     def predict_proba(self, items: list[Item]) -> np.ndarray:
@@ -154,14 +238,6 @@ class EmbeddingClassifier(Backend):
         cols = [self.labels.index(c) for c in self.head_.classes_]
         out[:, cols] = self.head_.predict_proba(X)
         return out
-
-    def embed(self, items: list[Item], progress: Callable[[int], None] | None = None) -> np.ndarray:
-        if len(self._memory) > _MEMORY_CAP:
-            self._memory.clear()
-        return cached_encode(
-            self.encoder, [it.text for it in items], [it.content_hash for it in items],
-            self.cache, self._memory, progress,
-        )
 
     def save(self, directory: Path) -> None:
         meta = {
@@ -197,21 +273,24 @@ class EmbeddingClassifier(Backend):
     # zero-shot --------------------------------------------------------------------------------
 
     def _ensure_prototypes(self) -> None:
-        """One unit vector per label: the mean embedding of its prompts."""
-        if self.prototypes_ is not None:
-            return
-        prompts = [self._prompts(label) for label in self.labels]
-        flat = [p for group in prompts for p in group]
-        vectors = self.encoder.encode(flat)
-        protos, start = [], 0
-        for group in prompts:
-            v = vectors[start : start + len(group)].mean(axis=0)
-            protos.append(v / max(np.linalg.norm(v), 1e-9))
-            start += len(group)
-        self.prototypes_ = np.stack(protos).astype(np.float32)
+        if self.prototypes_ is None:
+            self.prototypes_ = label_prototypes(self.encoder, self.labels, self.hints)
 
-    def _prompts(self, label: str) -> list[str]:
-        if label in self.hints and self.hints[label].strip():
-            return [self.hints[label].strip()]
-        name = label.replace("_", " ").strip()
-        return [t.format(name) for t in ZERO_SHOT_TEMPLATES]
+
+def label_prototypes(encoder: TextEncoder, labels: list[str], hints: dict[str, str]) -> np.ndarray:
+    """(k, dim) float32: one unit vector per label, the mean embedding of its prompts (hint, else templates)."""
+    prompts = [_label_prompts(label, hints) for label in labels]
+    vectors = encoder.encode([p for group in prompts for p in group])
+    protos, start = [], 0
+    for group in prompts:
+        v = vectors[start : start + len(group)].mean(axis=0)
+        protos.append(v / max(np.linalg.norm(v), 1e-9))
+        start += len(group)
+    return np.stack(protos).astype(np.float32)
+
+
+def _label_prompts(label: str, hints: dict[str, str]) -> list[str]:
+    if label in hints and hints[label].strip():
+        return [hints[label].strip()]
+    name = label.replace("_", " ").strip()
+    return [t.format(name) for t in ZERO_SHOT_TEMPLATES]

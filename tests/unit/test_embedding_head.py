@@ -1,8 +1,8 @@
-"""The NumPy head must predict what scikit-learn's LogisticRegression predicts, and serve without it.
+"""The head must fit and predict what scikit-learn's LogisticRegression does, without importing it.
 
-Why this matters: the server predicts through `LinearHead` so that scikit-learn (about 75 MiB
-resident with scipy.stats and pandas) is imported only when a head is trained. If the NumPy path
-drifted from scikit-learn's arithmetic, saved versions would silently score differently.
+Why this matters: the server fits with `fit_logistic` (SciPy L-BFGS-B on scikit-learn's objective)
+and predicts through `LinearHead` (NumPy), so scikit-learn (about 75 MiB resident with scipy.stats
+and pandas) never loads. If either drifted from scikit-learn, versions would silently change.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from backends.embedding import EmbeddingClassifier, LinearHead
+from backends.embedding import EmbeddingClassifier, LinearHead, fit_logistic
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,6 +45,27 @@ def test_numpy_head_matches_sklearn(k: int) -> None:
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
     np.testing.assert_allclose(head.decision_function(X_new), est.decision_function(X_new), rtol=0, atol=1e-12)
     assert list(head.classes_) == list(est.classes_)
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_fit_logistic_matches_sklearn(k: int) -> None:
+    """Same objective, start and L-BFGS-B settings: the same coefficients, to rounding."""
+    X, y = _features(300, 384, k, seed=10 + k)
+    weights = np.concatenate([np.ones(300 - k), np.full(k, 5.0)])  # label prompts as weighted pseudo-examples
+    y[:40] = "c0"  # unbalanced, so the balanced class weights matter
+    est = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000).fit(X, y, sample_weight=weights)
+    ours = fit_logistic(X, y, weights, C=1.0, max_iter=2000)
+    ref = LinearHead.from_estimator(est)
+    assert list(ours.classes_) == list(ref.classes_) and ours.coef_.shape == ref.coef_.shape
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(ours.intercept_, ref.intercept_, rtol=0, atol=1e-8)
+    X_new, _ = _features(500, 384, k, seed=200 + k)
+    np.testing.assert_allclose(ours.predict_proba(X_new), est.predict_proba(X_new), rtol=0, atol=1e-10)
+
+
+def test_fit_logistic_refuses_one_class() -> None:
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        fit_logistic(np.zeros((3, 2)), np.asarray(["a", "a", "a"]))
 
 
 def test_head_rejects_wrong_width() -> None:
@@ -96,8 +117,8 @@ def test_saved_head_loads_into_sklearn_and_numpy_alike(tmp_path: Path, labels: l
     np.testing.assert_array_equal(loaded.predict_proba_embedded(X), model.predict_proba_embedded(X))
 
 
-def test_serving_a_saved_version_never_imports_sklearn(tmp_path: Path) -> None:
-    """Loading a version and predicting must not pull scikit-learn into the server process."""
+def test_training_and_serving_never_import_sklearn(tmp_path: Path) -> None:
+    """Fitting, loading a version and predicting must not pull scikit-learn into the server process."""
     model, _ = _trained(tmp_path, ["neg", "pos"])
     model.save(tmp_path)
     code = f"""
@@ -109,8 +130,14 @@ from backends.embedding import EmbeddingClassifier
 import suggest.project, suggest.strategies
 class Encoder:
     encoder_id, dim, loaded = "hash-test", 16, True
+    def encode(self, texts, progress=None):
+        return np.random.default_rng(len(texts)).normal(size=(len(texts), 16)).astype(np.float32)
 m = EmbeddingClassifier.load(Path({str(tmp_path)!r}), encoder=Encoder())
 m.predict_proba_embedded(np.eye(16, dtype=np.float32))
+from suggest.schema import Item
+from backends.multilabel import MultiLabelClassifier
+EmbeddingClassifier(["a", "b", "c"], encoder=Encoder()).fit([Item(str(i)) for i in range(9)], list("abcabcabc"))
+MultiLabelClassifier(["a", "b"], encoder=Encoder()).fit([Item(str(i)) for i in range(8)], [("a",), ("a", "b")] * 4)
 bad = sorted(n for n in sys.modules if n == "sklearn" or n.startswith("sklearn."))
 assert not bad, bad[:5]
 """

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from PIL import Image
 from suggest.labelstudio import validate_predictions
 from tests.api.test_protocol import predict, setup
 
+NER_DATA = Path(__file__).resolve().parents[1] / "data" / "ner"
 NER = (
     '<View><Text name="text" value="$text"/><Labels name="ner" toName="text">'
     '<Label value="Person"/><Label value="Organization"/><Label value="Location"/></Labels></View>'
@@ -114,11 +117,18 @@ def test_ner_bootstraps_from_spacy_then_retrains_on_annotated_spans(client):
         resp = client.post("/webhook", json=event(100 + i, task, ner_regions(text, spans), NER))
         assert resp.status_code == 200
     version = wait_for_version(client, NER, first["results"][0]["model_version"])
+    ner = client.get("/metrics").json()["projects"]["7"]["controls"]["ner"]
+    assert ner == {"kind": "spans", "object": "text", "labels": 6, "mode": "bootstrap"}  # < 20 spans: spaCy still
+    more = [json.loads(line) for line in (NER_DATA / "train.jsonl").read_text().splitlines()[:20]]
+    for i, row in enumerate(more):
+        regions = [span_region(row["text"], s, e, label) for s, e, label in row["spans"]]
+        client.post("/webhook", json=event(200 + i, {"id": 50 + i, "data": {"text": row["text"]}}, regions, NER))
+    version = wait_for_version(client, NER, version)
     after = predict(client, ner_tasks(), NER).json()["results"]
     assert_valid(NER, after)
     assert all(r["model_version"] == version for r in after)
-    metrics = client.get("/metrics").json()["projects"]["7"]
-    assert metrics["controls"]["ner"]["mode"] == "trained" and metrics["controls"]["ner"]["labels"] == 6
+    ner = client.get("/metrics").json()["projects"]["7"]["controls"]["ner"]
+    assert ner["mode"] == "trained" and ner["labels"] == 26
 
 
 def test_a_span_outside_its_text_is_refused_and_nothing_stored(client):
@@ -226,7 +236,7 @@ def test_each_servable_control_gets_predictions_and_trains_on_its_own_answers(cl
     assert after["model_version"] == version
     controls = client.get("/metrics").json()["projects"]["7"]["controls"]
     assert controls["sentiment"] == {"kind": "classification", "object": "text", "labels": 4, "mode": "trained"}
-    assert controls["ner"]["labels"] == 4 and controls["ner"]["mode"] == "trained"
+    assert controls["ner"] == {"kind": "spans", "object": "text", "labels": 4, "mode": "bootstrap"}  # few spans
 
 
 @pytest.mark.parametrize("config", [NER, TAGS, BOTH])

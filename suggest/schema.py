@@ -109,3 +109,11 @@ class Prediction:
     score: float
     model_version: str
     control: str = ""  # the control's from_name; "" means the project's first control
+
+
+def answer_to_json(value: Answer) -> object:
+    """An answer as plain JSON: a label, a list of labels, or a list of {start, end, label, text} spans."""
+    if isinstance(value, str):
+        return value
+    return [{"start": v.start, "end": v.end, "label": v.label, "text": v.text} if isinstance(v, Span) else v
+            for v in value]

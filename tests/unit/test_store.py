@@ -66,3 +66,43 @@ def test_embedding_cache_round_trip(tmp_path):
     got = store.get_embeddings("enc", ["h1", "h2"])
     assert list(got) == ["h1"] and np.array_equal(got["h1"], v)
     assert store.get_embeddings("other", ["h1"]) == {}
+
+
+def test_every_answer_kind_round_trips_one_row_per_annotation(tmp_path):
+    from suggest.schema import Span, answer_to_json
+
+    store = Store(tmp_path)
+    text = "Zoë met 🎉 Apple\nin Paris"
+    spans = (Span(0, 3, "Person", "Zoë"), Span(10, 15, "Organization", "Apple"))
+    labels = [
+        Label(1, 10, "positive", text, control="sentiment"),
+        Label(1, 10, spans, text, control="ner"),
+        Label(2, 11, ("acting", "music"), "Songs and actors", control="tags"),
+        Label(3, 12, (), "No entities here", control="ner"),
+    ]
+    store.upsert_labels("p", labels)
+    assert store.labels("p") == labels
+    assert store._query("SELECT COUNT(*) FROM annotations")[0][0] == 3  # one row per annotation
+    store.upsert_labels("p", [Label(1, 10, "negative", text, control="sentiment")])  # the annotation changed
+    assert [lb.label for lb in store.labels("p") if lb.annotation_id == 10] == ["negative"]
+    store.replace_labels("p", labels[2:])
+    assert store.labels("p") == labels[2:]
+    assert answer_to_json(spans)[1] == {"start": 10, "end": 15, "label": "Organization", "text": "Apple"}
+
+
+def test_a_store_written_before_multi_control_projects_still_reads(tmp_path):
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "suggest.sqlite3")
+    db.executescript("""
+        CREATE TABLE annotations (project_id TEXT NOT NULL, annotation_id INTEGER NOT NULL, task_id INTEGER NOT NULL,
+            label TEXT NOT NULL, text TEXT NOT NULL, ground_truth INTEGER NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL DEFAULT '', PRIMARY KEY (project_id, annotation_id));
+        INSERT INTO annotations VALUES ('7', 1, 5, 'fresh', 'a fine film', 1, '2026-01-01');
+    """)
+    db.commit()
+    db.close()
+    store = Store(tmp_path)
+    assert store.labels("7") == [Label(5, 1, "fresh", "a fine film", True, "2026-01-01", "")]
+    store.upsert_labels("7", [Label(6, 2, "rotten", "dull", control="sentiment")])
+    assert [lb.control for lb in store.labels("7")] == ["", "sentiment"]

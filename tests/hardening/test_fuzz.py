@@ -131,7 +131,7 @@ BAD_REQUESTS = [
      json.dumps({"project": PROJECT, "schema": CONFIG, "access_token": "\ud800"}).encode("utf-8", "surrogatepass")
      .replace(b"\xed\xa0\x80", b"\\ud800"), 422, "surrogate"),
     ("no supported control", "/setup", json.dumps({"project": PROJECT, "schema":
-     '<View><Image name="i" value="$i"/><Choices name="c" toName="i"><Choice value="a"/><Choice value="b"/>'
+     '<View><Audio name="a" value="$a"/><Choices name="c" toName="a"><Choice value="a"/><Choice value="b"/>'
      "</Choices></View>"}), 422, "suggest serves"),
     ("config not XML", "/setup", json.dumps({"project": PROJECT, "schema": "<View"}), 422, "not valid"),
     ("config with NUL", "/setup", json.dumps({"project": PROJECT, "schema": "<View>\x00</View>"}), 422,

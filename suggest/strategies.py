@@ -2,12 +2,12 @@
 
 Label Studio shows tasks in ascending `score`, so after each retrain the engine calls
 `rank_pool(proba, X)` once over the whole unlabeled pool: it picks a batch that is uncertain *and*
-diverse (no near-duplicates), gives that batch the lowest scores in batch order, and ranks every
-other task by uncertainty after it.
+typical (dense neighbourhoods, no near-duplicates), gives that batch the lowest scores in batch
+order, and ranks every other task by uncertainty after it.
 
 Everything is NumPy / SciPy / scikit-learn, vectorised over tasks and chunked over the pool so memory stays
-bounded: only `chunk_size` rows of probabilities and a few thousand candidate embeddings are ever
-held besides the caller's `X` (n, d) and one float64 certainty per task.
+bounded: only `chunk_size` rows of probabilities, at most `max_candidates` centred candidate embeddings
+and a `reference` sample are ever held besides the caller's `X` (n, d) and one float64 certainty per task.
 
 Vocabulary: `certainty` is in [0, 1], LOWER = less certain = more worth labelling. Strategies
 follow small-text / scikit-activeml: `query(proba=..., X=..., batch_size=..., labeled_mask=...)`
@@ -16,6 +16,7 @@ returns pool indices, best first. Pick one by name with `make_strategy` (see `ST
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import math
 from abc import ABC, abstractmethod
@@ -32,6 +33,7 @@ __all__ = [
     "STRATEGIES",
     "CertaintyStrategy",
     "ColdStart",
+    "DenseUncertainty",
     "DiverseUncertainty",
     "ModalQuery",
     "QueryStrategy",
@@ -468,6 +470,146 @@ class DiverseUncertainty(CertaintyStrategy):
         return cand[picks]
 
 
+# -- uncertainty x density ------------------------------------------------------------------------
+
+
+def _unit_rows(Z: np.ndarray) -> np.ndarray:
+    return Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
+
+
+def _knn_density(
+    X: np.ndarray, cand: np.ndarray, k: int, reference: int, rng: np.random.Generator, chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean cosine similarity of each candidate to its k nearest pool rows, after removing the pool mean.
+
+    The pool is subsampled to `reference` rows (k shrinks with it, so the neighbourhood keeps its
+    size); centring first matters for sentence embeddings, whose shared mean direction otherwise
+    makes every row look equally dense. Returns (density, the candidates' centred unit vectors).
+    """
+    n = X.shape[0]
+    ref = np.arange(n) if n <= reference else np.sort(rng.choice(n, size=reference, replace=False))
+    k_eff = max(1, min(round(k * ref.size / n), ref.size - 1))
+    dtype = np.float32 if X.dtype == np.float32 else np.float64
+    R = np.asarray(X[ref], dtype=dtype)
+    mu = R.mean(axis=0)
+    R = _unit_rows(R - mu)
+    pos = np.full(n, -1)
+    pos[ref] = np.arange(ref.size)
+    dens = np.empty(cand.size)
+    Zc = _unit_rows(np.asarray(X[cand], dtype=dtype) - mu)
+    for start in range(0, cand.size, chunk):  # loop over chunks of candidates, not tasks
+        rows = cand[start : start + chunk]
+        sims = Zc[start : start + chunk] @ R.T
+        own = pos[rows]
+        inside = own >= 0
+        sims[np.flatnonzero(inside), own[inside]] = -np.inf  # a row is not its own neighbour
+        top = np.partition(sims, sims.shape[1] - k_eff, axis=1)[:, -k_eff:]
+        dens[start : start + chunk] = top.mean(axis=1)
+    return np.clip(dens, 1e-3, None), Zc
+
+
+def _skip_near_duplicates(Z: np.ndarray, order: np.ndarray, b: int, max_similarity: float) -> np.ndarray:
+    """The first b of `order` (rows of unit vectors Z) with no earlier pick at cosine >= max_similarity.
+
+    Density favours crowded regions, and reposted snippets are the most crowded of all; without
+    this a batch could be b copies of one text. Topped up in order when too few remain.
+    """
+    picks: list[int] = []
+    for i in order:  # stops after b picks; at most the shortlist
+        if not picks or float(np.max(Z[picks] @ Z[i])) < max_similarity:
+            picks.append(int(i))
+            if len(picks) == b:
+                return np.asarray(picks, dtype=np.intp)
+    taken = set(picks)
+    rest = [int(i) for i in order if int(i) not in taken]
+    return np.asarray(picks + rest[: b - len(picks)], dtype=np.intp)
+
+
+class DenseUncertainty(CertaintyStrategy):
+    """Uncertain AND typical: uncertainty x local density (information density, Settles & Craven 2008).
+
+    Plain margin spends labels on odd, unrepresentative rows near the boundary; weighting by how
+    crowded a row's neighbourhood is favours rows whose label also teaches the model about many
+    unlabeled neighbours. Score = (1 - certainty) * density^beta, where density is the mean cosine
+    similarity to the `k` nearest rows of the pool-centred embeddings (measured against at most
+    `reference` pool rows). The whole pool is scored when it has at most `max_candidates` rows
+    (density is computed once per pool and reused while the pool stays the same); larger pools
+    score only their `max_candidates` least certain rows, so the cost stays O(max_candidates x
+    reference). `candidates` (an int) restricts scoring to `candidates * batch_size` least certain
+    rows instead: measured worse (see below), kept for comparison. A row at cosine >=
+    `max_similarity` (centred) to an earlier pick is skipped: density would otherwise fill the batch
+    with near-duplicates.
+
+    Why: on Rotten Tomatoes (benchmarks/label_efficiency_rt.py, the simulate protocol, batch 10,
+    20 seeds) it needed about 250 labels to reach 95% of full-pool accuracy against 440 for margin
+    and "diverse" and 670 for random; a shortlist of 10 / 50 / 200 x batch needed 460 / 440 / 330.
+    """
+
+    name = "dense"
+
+    def __init__(
+        self,
+        method: str = "margin",
+        candidates: int | None = None,
+        *,
+        k: int = 20,
+        beta: float = 1.0,
+        reference: int = 10_000,
+        max_similarity: float = 0.9,
+        max_candidates: int = 20_000,
+        random_state: RandomStateLike = None,
+    ) -> None:
+        super().__init__(random_state=random_state)
+        self.method = _check_method(method)
+        if (candidates is not None and candidates < 1) or max_candidates < 1 or k < 1 or reference < 2:
+            raise ValueError(
+                f"candidates, max_candidates, k must be >= 1 and reference >= 2; "
+                f"got {candidates}, {max_candidates}, {k}, {reference}"
+            )
+        if not beta >= 0:
+            raise ValueError(f"beta must be >= 0; got {beta!r}")
+        if not -1.0 <= max_similarity <= 1.0:
+            raise ValueError(f"max_similarity must be a cosine in [-1, 1]; got {max_similarity!r}")
+        self.candidates = candidates
+        self.k = k
+        self.beta = beta
+        self.reference = reference
+        self.max_similarity = max_similarity
+        self.max_candidates = max_candidates
+        self._pool_density: tuple[tuple, np.ndarray, np.ndarray] | None = None
+
+    def _select(self, cert, X, available, batch_size, rng):
+        n = X.shape[0]
+        m = self.max_candidates if self.candidates is None else min(self.candidates * batch_size, self.max_candidates)
+        m = min(max(batch_size, m), int(available.sum()))
+        if m <= batch_size or n < 3:
+            return _lowest(np.where(available, cert, np.inf), m)
+        if self.candidates is None and n <= self.max_candidates:  # whole pool: density once per pool
+            cand = np.flatnonzero(available)
+            dens, Z = self._density_of_pool(X, rng)
+            dens, Z = dens[cand], Z[cand]
+        else:
+            cand = _lowest(np.where(available, cert, np.inf), m)
+            if not np.isfinite(np.asarray(X[cand])).all():
+                raise ValueError("X has NaN or inf in rows shortlisted for the batch")
+            dens, Z = _knn_density(X, cand, self.k, self.reference, rng)
+        score = (1.0 - cert[cand] + 1e-12) * dens**self.beta
+        order = np.lexsort((cert[cand], -score))  # best first, ties by certainty
+        return cand[_skip_near_duplicates(Z, order, batch_size, self.max_similarity)]
+
+    def _density_of_pool(self, X: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Density and centred unit vectors of every row, reused while X is the same pool."""
+        step = max(1, X.shape[0] // 64)
+        sample = np.ascontiguousarray(X[::step])
+        key = (X.shape, X.dtype.str, hashlib.blake2b(sample.tobytes(), digest_size=16).hexdigest())
+        if self._pool_density is None or self._pool_density[0] != key:
+            if not np.isfinite(np.asarray(X)).all():
+                raise ValueError("X has NaN or inf")
+            dens, Z = _knn_density(X, np.arange(X.shape[0]), self.k, self.reference, rng)
+            self._pool_density = (key, dens, Z)
+        return self._pool_density[1], self._pool_density[2]
+
+
 # -- cold start --------------------------------------------------------------------------------
 
 
@@ -672,16 +814,18 @@ STRATEGIES: dict[str, Callable[..., QueryStrategy]] = {
     "least_confidence": lambda **kw: UncertaintySampling("least_confidence", **kw),
     "entropy": lambda **kw: UncertaintySampling("entropy", **kw),
     "diverse": DiverseUncertainty,
+    "dense": DenseUncertainty,
     "coldstart": ColdStart,
 }
-DEFAULT_STRATEGY = "diverse"
+DEFAULT_STRATEGY = "dense"  # beat "diverse" and margin on Rotten Tomatoes (benchmarks/label_efficiency_rt.py)
 
 
 def make_strategy(name: str = DEFAULT_STRATEGY, **kwargs: Any) -> QueryStrategy:
     """Build a strategy by name; keyword arguments go to its constructor.
 
-    Names: "random", "margin", "least_confidence", "entropy", "diverse" (default: margin
-    shortlist + k-means spread), "coldstart", and "modal:<module>:<function>", which imports
+    Names: "random", "margin", "least_confidence", "entropy", "diverse" (margin shortlist +
+    k-means spread), "dense" (default: margin x local density, near-duplicates skipped), "coldstart",
+    and "modal:<module>:<function>", which imports
     any modAL-style query function by dotted path, e.g.
     `make_strategy("modal:modAL.uncertainty:margin_sampling")` or, with labeled rows as context,
     `make_strategy("modal:modAL.batch:uncertainty_batch_sampling")`; pass `classifier=` to let it
@@ -742,7 +886,7 @@ def rank_pool(
 
     `proba` is an (n, k) array or a callable `predict_proba(X_chunk) -> (m, k)` applied to
     `chunk_size` rows at a time, so a 1M-row pool never materialises its probabilities;
-    None means no model yet (cold start). `strategy` defaults to "diverse" (seeded, so the
+    None means no model yet (cold start). `strategy` defaults to "dense" (seeded, so the
     same pool ranks the same way) or "coldstart" when proba is None.
 
     Exact mapping, with B = len(batch), b = BATCH_BAND = 0.01 and c = certainty (the
@@ -756,7 +900,7 @@ def rank_pool(
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int; got {chunk_size!r}")
     if strategy is None:
-        strategy = DiverseUncertainty(random_state=0) if proba is not None else ColdStart(random_state=0)
+        strategy = make_strategy(DEFAULT_STRATEGY, random_state=0) if proba is not None else ColdStart(random_state=0)
     elif isinstance(strategy, str):
         strategy = make_strategy(strategy)
     method = strategy.method or "margin"

@@ -13,6 +13,7 @@ from suggest.strategies import (
     DIVERSITY_METHODS,
     STRATEGIES,
     ColdStart,
+    DenseUncertainty,
     DiverseUncertainty,
     ModalQuery,
     RandomSampling,
@@ -244,8 +245,8 @@ def test_strategy_rejects_mismatched_proba_and_bad_X(pool) -> None:
 
 
 def test_make_strategy_names_and_errors() -> None:
-    assert set(STRATEGIES) == {"random", "margin", "least_confidence", "entropy", "diverse", "coldstart"}
-    assert make_strategy().name == "diverse"
+    assert set(STRATEGIES) == {"random", "margin", "least_confidence", "entropy", "diverse", "dense", "coldstart"}
+    assert make_strategy().name == "dense"
     assert make_strategy("diverse").method == "margin"
     assert make_strategy("entropy").name == "entropy"
     with pytest.raises(ValueError, match="unknown strategy 'bald'.*diverse.*modal:<module>:<function>"):
@@ -290,6 +291,59 @@ def test_diverse_when_all_candidates_are_identical_still_fills_the_batch() -> No
     for diversity in DIVERSITY_METHODS:
         idx = DiverseUncertainty(diversity=diversity, random_state=0).query(proba=proba, X=X, batch_size=5)
         assert np.unique(idx).size == 5
+
+
+# -- uncertainty x density --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def outliers_and_crowd() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """10 isolated outliers with margins 0.00-0.01 and a crowd of 40 distinct rows around one point with 0.02-0.04.
+
+    Plus 400 confident background rows. The crowd is typical, the outliers are not.
+    """
+    rng = np.random.default_rng(5)
+    d = 32
+    centre = _unit(rng, 1, d)[0]
+    crowd = _unit(rng, 40, d) * 0.35 + centre  # distinct (cosine well below 0.9), but close together
+    outliers = _unit(rng, 10, d) * 3.0
+    background = _unit(rng, 400, d) * 3.0
+    X = np.vstack([outliers, crowd, background]).astype(np.float32)
+    margin = np.concatenate([rng.uniform(0.0, 0.01, 10), rng.uniform(0.02, 0.04, 40), rng.uniform(0.7, 1.0, 400)])
+    kind = np.concatenate([np.zeros(10, int), np.ones(40, int), np.full(400, 2)])
+    return _binary(margin), X, kind
+
+
+def test_dense_prefers_typical_uncertain_rows_over_outliers(outliers_and_crowd) -> None:
+    """Margin takes the 10 outliers; density weighting takes the crowd (fails without the density term)."""
+    proba, X, kind = outliers_and_crowd
+    top = UncertaintySampling("margin").query(proba=proba, X=X, batch_size=10)
+    assert (kind[top] == 0).all()
+    dense = DenseUncertainty(random_state=0).query(proba=proba, X=X, batch_size=10)
+    assert (kind[dense] == 1).sum() >= 8
+    flat = DenseUncertainty(beta=0.0, random_state=0).query(proba=proba, X=X, batch_size=10)
+    np.testing.assert_array_equal(np.sort(flat), np.sort(top))  # beta=0 is plain margin
+
+
+def test_dense_skips_near_duplicates(duplicate_groups) -> None:
+    """Duplicates are the densest rows of all; the batch must still cover many groups."""
+    proba, X, groups = duplicate_groups
+    idx = DenseUncertainty(random_state=0).query(proba=proba, X=X, batch_size=10)
+    assert np.unique(groups[idx]).size == 10
+    assert (groups[idx] >= 0).all()
+
+
+def test_dense_subsampled_reference_keeps_the_ranking(outliers_and_crowd) -> None:
+    proba, X, kind = outliers_and_crowd
+    full = DenseUncertainty(random_state=0).query(proba=proba, X=X, batch_size=10)
+    sub = DenseUncertainty(reference=150, random_state=0).query(proba=proba, X=X, batch_size=10)
+    assert (kind[sub] == 1).sum() >= 8 and (kind[full] == 1).sum() >= 8
+
+
+def test_dense_rejects_bad_arguments() -> None:
+    for kwargs in ({"candidates": 0}, {"k": 0}, {"reference": 1}, {"beta": -1.0}, {"max_similarity": 2.0}):
+        with pytest.raises(ValueError):
+            DenseUncertainty(**kwargs)
 
 
 # -- cold start -------------------------------------------------------------------------------
@@ -362,10 +416,10 @@ def test_rank_pool_score_contract(duplicate_groups) -> None:
     np.testing.assert_allclose(scores[batch], BATCH_BAND * np.arange(10) / 10)
 
 
-def test_rank_pool_default_is_the_seeded_diverse_strategy(duplicate_groups) -> None:
+def test_rank_pool_default_is_the_seeded_dense_strategy(duplicate_groups) -> None:
     proba, X, _ = duplicate_groups
     _, batch = rank_pool(proba, X, batch_size=10)
-    expected = DiverseUncertainty(random_state=0).query(proba=proba, X=X, batch_size=10)
+    expected = DenseUncertainty(random_state=0).query(proba=proba, X=X, batch_size=10)
     np.testing.assert_array_equal(batch, expected)
 
 

@@ -142,6 +142,7 @@ def pickers(selected: list[str] | None) -> dict[str, Picker]:
         "margin": ours("margin"),
         "entropy": ours("entropy"),
         "coldstart": ours("coldstart"),
+        "dense": ours("dense"),
     }
     for d in DIVERSITY_METHODS:
         table[f"diverse-{d}"] = ours("diverse", diversity=d)

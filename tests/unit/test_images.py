@@ -47,6 +47,12 @@ def encoder():
 
 
 @pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    """One embedding cache for the module: each drawing goes through the network once."""
+    return Store(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
 def shapes() -> tuple[list[Item], list[str]]:
     rng = np.random.default_rng(0)
     items, labels = [], []
@@ -94,9 +100,9 @@ def test_broken_images_are_reported_per_index(encoder, shapes):
         decode_image(_png(Image.new("RGB", (80, 60))), max_pixels=1000)
 
 
-def test_untrained_until_two_classes_then_separates_the_kinds(shapes, tmp_path):
+def test_untrained_until_two_classes_then_separates_the_kinds(shapes, store):
     items, labels = shapes
-    model = ImageClassifier(["disc", "stripes", "other"], cache=Store(tmp_path))
+    model = ImageClassifier(["disc", "stripes", "other"], cache=store)
     assert model.mode == "untrained"
     assert model.guess(items[:3]) == [None, None, None]
     np.testing.assert_allclose(model.predict_proba(items[:2]), 1 / 3)
@@ -113,9 +119,9 @@ def test_untrained_until_two_classes_then_separates_the_kinds(shapes, tmp_path):
     assert all(0 <= g.certainty <= 1 and g.probability > 0.5 for g in guesses)
 
 
-def test_guess_leaves_broken_images_empty_and_embed_names_them(shapes, tmp_path):
+def test_guess_leaves_broken_images_empty_and_embed_names_them(shapes, store):
     items, labels = shapes
-    model = ImageClassifier(["disc", "stripes"], cache=Store(tmp_path)).fit(items[:20], labels[:20])
+    model = ImageClassifier(["disc", "stripes"], cache=store).fit(items[:20], labels[:20])
     broken = Item("/data/upload/3/broken.png", 99, b"\x89PNG\r\n\x1a\nnope")
     out = model.guess([items[30], broken, items[31]])
     assert out[1] is None and out[0].value == labels[30] and out[2].value == labels[31]
@@ -136,15 +142,15 @@ def test_embeddings_come_from_the_cache_the_second_time(shapes, tmp_path):
     np.testing.assert_array_equal(first, again)
 
 
-def test_save_and_load_round_trip_without_pickles(shapes, tmp_path):
+def test_save_and_load_round_trip_without_pickles(shapes, store, tmp_path):
     items, labels = shapes
-    model = ImageClassifier(["disc", "stripes"], C=0.5).fit(items[:24], labels[:24])
+    model = ImageClassifier(["disc", "stripes"], C=0.5, cache=store).fit(items[:24], labels[:24])
     model.save(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["head.npz", "meta.json"]
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert meta["family"] == "images" and meta["mode"] == "trained" and meta["encoder_id"].endswith("px")
     np.load(tmp_path / "head.npz", allow_pickle=False)
-    loaded = ImageClassifier.load(tmp_path)
+    loaded = ImageClassifier.load(tmp_path, cache=store)
     assert loaded.C == 0.5 and loaded.mode == "trained"
     np.testing.assert_allclose(loaded.predict_proba(items[24:]), model.predict_proba(items[24:]))
 

@@ -73,11 +73,14 @@ def test_rank_cli_prints_json_lines_and_names_bad_files(rt_sample, tmp_path):
 
 
 def test_image_simulation_runs_the_image_classifier_on_fashion_mnist(tmp_path):
-    from suggest.datasets import fashion_mnist
+    from suggest.datasets import DatasetMissing, fashion_mnist
     from suggest.schema import Item
     from suggest.simulate import image_model_factory
 
-    payloads, labels = fashion_mnist("test", limit=300)
+    try:
+        payloads, labels = fashion_mnist("test", limit=300)
+    except DatasetMissing as exc:
+        pytest.skip(str(exc))
     items = [Item(f"fm/{i}", None, p) for i, p in enumerate(payloads)]
     config = SimulationConfig(("random", "diverse"), seeds=1, batch=20, budget=70, initial=30)
     result = run_simulation(items, labels, config, make_model=image_model_factory(Store(tmp_path)))
@@ -130,3 +133,10 @@ def test_simulate_cli_names_an_unknown_data_set(tmp_path):
     assert bad.exit_code != 0 and "unknown data set 'cifar'" in bad.output
     both = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path)], env={"COLUMNS": "200"})
     assert both.exit_code != 0 and "either --data FILE or --dataset NAME" in both.output
+
+
+def test_fashion_mnist_says_how_to_install_it_when_absent(tmp_path):
+    from suggest.datasets import DatasetMissing, fashion_mnist
+
+    with pytest.raises(DatasetMissing, match="apt-get install -y dataset-fashion-mnist"):
+        fashion_mnist(root=tmp_path)

@@ -299,6 +299,7 @@ class ImageClassifier(Backend):
         self.cache = cache
         self.classes_ = list(labels)
         self.head_: LogisticRegression | None = None
+        self.skipped_: dict[str, str] = {}  # labelled images the last fit could not use: reference -> problem
         self._memory: dict[str, np.ndarray] = {}
 
     @property
@@ -306,16 +307,23 @@ class ImageClassifier(Backend):
         return "trained" if self.head_ is not None else "untrained"
 
     def fit(self, items: list[Item], labels: list[str]) -> ImageClassifier:
-        """Refit the head; raises ImageError if a labelled image cannot be used."""
+        """Refit the head; labelled images that cannot be used are left out (logged, counted in `skipped_`)."""
         if len(items) != len(labels):
             raise ValueError(f"{len(items)} items but {len(labels)} labels")
         unknown = sorted(set(labels) - set(self.labels))
         if unknown:
             raise ValueError(f"labels {unknown} are not among the classes {self.labels}")
+        self.skipped_ = {}
         if len(set(labels)) < 2:
             self.head_ = None
             return self
-        return self.fit_embedded(self.embed(items), labels)
+        X, errors = self.embed_partial(items)
+        if errors:  # an annotated file that went missing must not stop every retrain
+            self.skipped_ = {_ref(items[i]): problem for i, problem in errors.items()}
+            log.warning("training without %d unusable images, e.g. %s", len(errors), next(iter(self.skipped_.items())))
+            keep = [i for i in range(len(items)) if i not in errors]
+            X, labels = X[keep], [labels[i] for i in keep]
+        return self.fit_embedded(X, labels)
 
     def fit_embedded(self, X: np.ndarray, labels: list[str]) -> ImageClassifier:
         """Refit the head on already-computed embeddings (the simulation and retrain path)."""

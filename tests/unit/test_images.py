@@ -129,6 +129,10 @@ def test_guess_leaves_broken_images_empty_and_embed_names_them(shapes, store):
         model.embed([items[30], broken])
     with pytest.raises(ImageError, match="no image bytes loaded"):
         model.predict_proba([Item("/data/upload/3/never-loaded.png", 5)])
+    model.fit([*items[:20], broken], [*labels[:20], "stripes"])  # a labelled file gone bad: train without it
+    assert model.mode == "trained" and list(model.skipped_.values())[0].startswith("not an image")
+    model.fit([items[0], broken], ["disc", "stripes"])  # one usable class left
+    assert model.mode == "untrained"
 
 
 def test_embeddings_come_from_the_cache_the_second_time(shapes, tmp_path):

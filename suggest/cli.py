@@ -205,6 +205,8 @@ def simulate(
 
     if not 0 < test_fraction < 1:
         raise typer.BadParameter("must be between 0 and 1", param_hint="--test-fraction")
+    if image_size is not None and (image_size < 32 or image_size % 32):
+        raise typer.BadParameter("must be a multiple of 32 (e.g. 128, 160, 224)", param_hint="--image-size")
     config = SimulationConfig(tuple(s.strip() for s in strategies.split(",") if s.strip()), seeds, batch, budget,
                               initial, test_fraction)
     with _progress() as bar:

@@ -538,7 +538,9 @@ class DenseUncertainty(CertaintyStrategy):
     reference). `candidates` (an int) restricts scoring to `candidates * batch_size` least certain
     rows instead: measured worse (see below), kept for comparison. A row at cosine >=
     `max_similarity` (centred) to an earlier pick is skipped: density would otherwise fill the batch
-    with near-duplicates.
+    with near-duplicates. `spread` > 0 spreads the batch instead: k-means with batch_size clusters
+    over the `spread * batch_size` best-scored distinct rows, the best of each cluster (on 10-class
+    digits, spread=3 lifted "dense" to margin's level; on Rotten Tomatoes it cost a little).
 
     Why: on Rotten Tomatoes (benchmarks/label_efficiency_rt.py, the simulate protocol, batch 10,
     20 seeds) it needed about 250 labels to reach 95% of full-pool accuracy against 440 for margin
@@ -556,11 +558,14 @@ class DenseUncertainty(CertaintyStrategy):
         beta: float = 1.0,
         reference: int = 10_000,
         max_similarity: float = 0.9,
+        spread: int = 0,
         max_candidates: int = 20_000,
         random_state: RandomStateLike = None,
     ) -> None:
         super().__init__(random_state=random_state)
         self.method = _check_method(method)
+        if spread < 0:
+            raise ValueError(f"spread must be >= 0; got {spread!r}")
         if (candidates is not None and candidates < 1) or max_candidates < 1 or k < 1 or reference < 2:
             raise ValueError(
                 f"candidates, max_candidates, k must be >= 1 and reference >= 2; "
@@ -575,6 +580,7 @@ class DenseUncertainty(CertaintyStrategy):
         self.beta = beta
         self.reference = reference
         self.max_similarity = max_similarity
+        self.spread = spread
         self.max_candidates = max_candidates
         self._pool_density: tuple[tuple, np.ndarray, np.ndarray] | None = None
 
@@ -595,6 +601,9 @@ class DenseUncertainty(CertaintyStrategy):
             dens, Z = _knn_density(X, cand, self.k, self.reference, rng)
         score = (1.0 - cert[cand] + 1e-12) * dens**self.beta
         order = np.lexsort((cert[cand], -score))  # best first, ties by certainty
+        if self.spread and order.size > batch_size:  # k-means over the spread x batch best, best per cluster
+            top = _skip_near_duplicates(Z, order, min(order.size, self.spread * batch_size), self.max_similarity)
+            return cand[top[_pick_kmeans(np.asarray(Z[top], dtype=np.float64), score[top], batch_size, rng)]]
         return cand[_skip_near_duplicates(Z, order, batch_size, self.max_similarity)]
 
     def _density_of_pool(self, X: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -340,8 +340,19 @@ def test_dense_subsampled_reference_keeps_the_ranking(outliers_and_crowd) -> Non
     assert (kind[sub] == 1).sum() >= 8 and (kind[full] == 1).sum() >= 8
 
 
+def test_dense_spread_clusters_the_best_scored_rows(duplicate_groups) -> None:
+    """spread=k: k-means over the k x batch best-scored distinct rows: reaches past the 10 best groups."""
+    proba, X, groups = duplicate_groups
+    plain = DenseUncertainty(random_state=0).query(proba=proba, X=X, batch_size=10)
+    spread = DenseUncertainty(spread=3, random_state=0).query(proba=proba, X=X, batch_size=10)
+    assert np.unique(groups[spread]).size == 10 and (groups[spread] >= 0).all()
+    assert groups[spread].max() > groups[plain].max()  # picks from the wider, 30-group shortlist
+
+
 def test_dense_rejects_bad_arguments() -> None:
-    for kwargs in ({"candidates": 0}, {"k": 0}, {"reference": 1}, {"beta": -1.0}, {"max_similarity": 2.0}):
+    for kwargs in (
+        {"candidates": 0}, {"k": 0}, {"reference": 1}, {"beta": -1.0}, {"max_similarity": 2.0}, {"spread": -1},
+    ):
         with pytest.raises(ValueError):
             DenseUncertainty(**kwargs)
 

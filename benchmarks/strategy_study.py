@@ -143,6 +143,7 @@ def pickers(selected: list[str] | None) -> dict[str, Picker]:
         "entropy": ours("entropy"),
         "coldstart": ours("coldstart"),
         "dense": ours("dense"),
+        "dense-spread0": ours("dense", spread=0),
         "dense-spread3": ours("dense", spread=3),
     }
     for d in DIVERSITY_METHODS:

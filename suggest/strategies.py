@@ -538,13 +538,16 @@ class DenseUncertainty(CertaintyStrategy):
     reference). `candidates` (an int) restricts scoring to `candidates * batch_size` least certain
     rows instead: measured worse (see below), kept for comparison. A row at cosine >=
     `max_similarity` (centred) to an earlier pick is skipped: density would otherwise fill the batch
-    with near-duplicates. `spread` > 0 spreads the batch instead: k-means with batch_size clusters
-    over the `spread * batch_size` best-scored distinct rows, the best of each cluster (on 10-class
-    digits, spread=3 lifted "dense" to margin's level; on Rotten Tomatoes it cost a little).
+    with near-duplicates. `spread` > 0 (default 3) also spreads the batch: k-means with batch_size
+    clusters over the `spread * batch_size` best-scored distinct rows, the best of each cluster;
+    0 takes the best distinct rows in score order. Why 3: same labels to 95% on Rotten Tomatoes
+    (250 at 20 seeds for both), while on 10-class digits spread=0 lost to margin (AUC -0.009, digits-dup
+    -0.006) and spread=3 beat it (+0.004, +0.014); benchmarks/results/strategy_study_dense*.json.
 
-    Why: on Rotten Tomatoes (benchmarks/label_efficiency_rt.py, the simulate protocol, batch 10,
-    20 seeds) it needed about 250 labels to reach 95% of full-pool accuracy against 440 for margin
-    and "diverse" and 670 for random; a shortlist of 10 / 50 / 200 x batch needed 460 / 440 / 330.
+    Why: on Rotten Tomatoes (`suggest simulate` protocol, batch 10; benchmarks/label_efficiency_rt.py)
+    it needed 250 labels to reach 95% of full-pool accuracy against 440 for margin and "diverse" and
+    670 for random (20 seeds; mean accuracy over 10-400 labels above margin on 19 of 20 seeds).
+    Scoring only a shortlist of 10 / 50 / 200 x batch least certain rows needed 460 / 440 / 330.
     """
 
     name = "dense"
@@ -558,7 +561,7 @@ class DenseUncertainty(CertaintyStrategy):
         beta: float = 1.0,
         reference: int = 10_000,
         max_similarity: float = 0.9,
-        spread: int = 0,
+        spread: int = 3,
         max_candidates: int = 20_000,
         random_state: RandomStateLike = None,
     ) -> None:

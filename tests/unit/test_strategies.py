@@ -319,9 +319,9 @@ def test_dense_prefers_typical_uncertain_rows_over_outliers(outliers_and_crowd) 
     proba, X, kind = outliers_and_crowd
     top = UncertaintySampling("margin").query(proba=proba, X=X, batch_size=10)
     assert (kind[top] == 0).all()
-    dense = DenseUncertainty(random_state=0).query(proba=proba, X=X, batch_size=10)
+    dense = DenseUncertainty(spread=0, random_state=0).query(proba=proba, X=X, batch_size=10)
     assert (kind[dense] == 1).sum() >= 8
-    flat = DenseUncertainty(beta=0.0, random_state=0).query(proba=proba, X=X, batch_size=10)
+    flat = DenseUncertainty(beta=0.0, spread=0, random_state=0).query(proba=proba, X=X, batch_size=10)
     np.testing.assert_array_equal(np.sort(flat), np.sort(top))  # beta=0 is plain margin
 
 
@@ -335,15 +335,15 @@ def test_dense_skips_near_duplicates(duplicate_groups) -> None:
 
 def test_dense_subsampled_reference_keeps_the_ranking(outliers_and_crowd) -> None:
     proba, X, kind = outliers_and_crowd
-    full = DenseUncertainty(random_state=0).query(proba=proba, X=X, batch_size=10)
-    sub = DenseUncertainty(reference=150, random_state=0).query(proba=proba, X=X, batch_size=10)
+    full = DenseUncertainty(spread=0, random_state=0).query(proba=proba, X=X, batch_size=10)
+    sub = DenseUncertainty(spread=0, reference=150, random_state=0).query(proba=proba, X=X, batch_size=10)
     assert (kind[sub] == 1).sum() >= 8 and (kind[full] == 1).sum() >= 8
 
 
 def test_dense_spread_clusters_the_best_scored_rows(duplicate_groups) -> None:
     """spread=k: k-means over the k x batch best-scored distinct rows: reaches past the 10 best groups."""
     proba, X, groups = duplicate_groups
-    plain = DenseUncertainty(random_state=0).query(proba=proba, X=X, batch_size=10)
+    plain = DenseUncertainty(spread=0, random_state=0).query(proba=proba, X=X, batch_size=10)
     spread = DenseUncertainty(spread=3, random_state=0).query(proba=proba, X=X, batch_size=10)
     assert np.unique(groups[spread]).size == 10 and (groups[spread] >= 0).all()
     assert groups[spread].max() > groups[plain].max()  # picks from the wider, 30-group shortlist

@@ -115,7 +115,7 @@ class ImageEncoder:
     for it, so its static "same" padding is right.
     """
 
-    def __init__(self, size: int = DEFAULT_IMAGE_SIZE, *, batch_size: int = 32, device: str | None = None,
+    def __init__(self, size: int = DEFAULT_IMAGE_SIZE, *, batch_size: int = 8, device: str | None = None,
                  threads: int | None = None):
         if size < 32 or size % 32:
             raise ValueError(f"image size must be a multiple of 32 and at least 32, got {size}")

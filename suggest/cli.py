@@ -179,7 +179,7 @@ def simulate(
              "/data/local-files/?d=...): simulate image classification instead of text")] = None,
     label_field: Annotated[str, typer.Option(help="Column/key holding the label")] = "label",
     strategies: Annotated[str, typer.Option(help="Comma-separated: random, margin, least_confidence, entropy, "
-                                            "diverse, coldstart, modal:<module>:<function>")] = "random,diverse",
+                                            "diverse, dense, coldstart, modal:<module>:<function>")] = "random,dense",
     seeds: Annotated[int, typer.Option(help="Repetitions with different splits and seed labels")] = 5,
     batch: Annotated[int, typer.Option(help="Labels added per round")] = 10,
     budget: Annotated[int, typer.Option(help="Stop at this many labels")] = 400,
@@ -253,8 +253,8 @@ def rank(
     pool: Annotated[Path, typer.Option(help="JSONL of items to choose from (one object per line)")],
     labeled: Annotated[Path | None, typer.Option(help="JSONL of labelled items; none: cold start")] = None,
     batch: Annotated[int, typer.Option(help="How many items to choose")] = 50,
-    strategy: Annotated[str, typer.Option(help="diverse, margin, least_confidence, entropy, random, coldstart, "
-                                          "or modal:<module>:<function>")] = "diverse",
+    strategy: Annotated[str, typer.Option(help="dense, diverse, margin, least_confidence, entropy, random, "
+                                          "coldstart, or modal:<module>:<function>")] = "dense",
     text_field: Annotated[str, typer.Option(help="Key holding the text")] = "text",
     label_field: Annotated[str, typer.Option(help="Key holding the label (in --labeled)")] = "label",
     cache_dir: CacheDir = DEFAULT_CACHE,

@@ -30,7 +30,7 @@ UNCERTAINTY_SAMPLING = "Uncertainty sampling"
 @dataclass(frozen=True)
 class LoopSettings:
     batch_size: int = 50
-    strategy: str = "diverse"
+    strategy: str = "dense"
     set_sampling: bool = True
 
 
@@ -93,8 +93,8 @@ def rank_rows(
     name = "coldstart" if published.record is None else settings.strategy
     strategy = make_strategy(name, random_state=0) if not name.startswith("modal:") else None
     if not isinstance(strategy, CertaintyStrategy):
-        log.info("project %s: strategy %r needs class probabilities; ranking with 'diverse'", project.project_id, name)
-        strategy = make_strategy("diverse", random_state=0)
+        log.info("project %s: strategy %r needs class probabilities; ranking with 'dense'", project.project_id, name)
+        strategy = make_strategy("dense", random_state=0)
     scores, batch = rank_by_certainty(None if published.record is None else cert, X,
                                       batch_size=settings.batch_size, strategy=strategy)
     # A task with nothing to suggest (an untrained image model, an image that did not load) still gets

@@ -34,7 +34,7 @@ def rank_items(
     labeled: list[tuple[str, str]],
     *,
     batch: int = 50,
-    strategy: str = "diverse",
+    strategy: str = "dense",
     cache: Store | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict]:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    strategies: tuple[str, ...] = ("random", "diverse")
+    strategies: tuple[str, ...] = ("random", "dense")
     seeds: int = 5
     batch: int = 10
     budget: int = 400

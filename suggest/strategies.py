@@ -598,10 +598,13 @@ class DenseUncertainty(CertaintyStrategy):
             dens, Z = self._density_of_pool(X, rng)
             dens, Z = dens[cand], Z[cand]
         else:
+            reference = self.reference
+            if self.candidates is None:  # a pool bigger than max_candidates: half the shortlist and sample,
+                m, reference = max(batch_size, m // 2), max(2, reference // 2)  # a quarter of the work (1M: <1 s)
             cand = _lowest(np.where(available, cert, np.inf), m)
             if not np.isfinite(np.asarray(X[cand])).all():
                 raise ValueError("X has NaN or inf in rows shortlisted for the batch")
-            dens, Z = _knn_density(X, cand, self.k, self.reference, rng)
+            dens, Z = _knn_density(X, cand, self.k, reference, rng)
         score = (1.0 - cert[cand] + 1e-12) * dens**self.beta
         order = np.lexsort((cert[cand], -score))  # best first, ties by certainty
         if self.spread and order.size > batch_size:  # k-means over the spread x batch best, best per cluster

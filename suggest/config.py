@@ -21,7 +21,7 @@ class Settings:
     basic_auth_pass: str | None = None
     uncertainty: str = "margin"
     batch_size: int = 50  # the diverse, uncertain batch that goes first in Label Studio's queue
-    strategy: str = "dense"  # a name from suggest.strategies, or modal:<module>:<function>
+    strategy: str = "auto"  # "auto" (dense for text, diverse for images), a name from suggest.strategies, or modal:...
     push: bool = True  # re-rank the pool in Label Studio after each version
     set_sampling: bool = True  # switch the project to uncertainty sampling when pushing
     push_interval_seconds: float = 15.0  # min seconds between pushes (and syncs) to Label Studio per project

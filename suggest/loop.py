@@ -20,7 +20,7 @@ import numpy as np
 from suggest import labelstudio as ls
 from suggest.project import Project
 from suggest.schema import Item, Prediction
-from suggest.strategies import CertaintyStrategy, make_strategy, rank_by_certainty, rank_pool
+from suggest.strategies import CertaintyStrategy, make_strategy, rank_by_certainty, rank_pool, strategy_for
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ UNCERTAINTY_SAMPLING = "Uncertainty sampling"
 @dataclass(frozen=True)
 class LoopSettings:
     batch_size: int = 50
-    strategy: str = "dense"
+    strategy: str = "auto"  # dense for text, diverse for images (strategies.strategy_for)
     set_sampling: bool = True
 
 
@@ -90,11 +90,13 @@ def rank_rows(
             X[[i for i, _ in kept]] = vectors
     if X is None:
         X = np.zeros((n, 1), dtype=np.float32)
-    name = "coldstart" if published.record is None else settings.strategy
+    name = "coldstart" if published.record is None else strategy_for(settings.strategy, first.object_type)
     strategy = make_strategy(name, random_state=0) if not name.startswith("modal:") else None
     if not isinstance(strategy, CertaintyStrategy):
-        log.info("project %s: strategy %r needs class probabilities; ranking with 'dense'", project.project_id, name)
-        strategy = make_strategy("dense", random_state=0)
+        fallback = strategy_for("auto", first.object_type)
+        log.info("project %s: strategy %r needs class probabilities; ranking with %r", project.project_id, name,
+                 fallback)
+        strategy = make_strategy(fallback, random_state=0)
     scores, batch = rank_by_certainty(None if published.record is None else cert, X,
                                       batch_size=settings.batch_size, strategy=strategy)
     # A task with nothing to suggest (an untrained image model, an image that did not load) still gets

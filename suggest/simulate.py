@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from backends.embedding import EmbeddingClassifier
 from suggest.schema import BadInput, Item
-from suggest.strategies import make_strategy
+from suggest.strategies import make_strategy, strategy_for
 
 if TYPE_CHECKING:
     from backends.images import ImageClassifier
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    strategies: tuple[str, ...] = ("random", "dense")
+    strategies: tuple[str, ...] = ("random", "auto")
     seeds: int = 5
     batch: int = 10
     budget: int = 400
@@ -104,6 +104,8 @@ def run_simulation(
             raise BadInput(f"{len(skipped)} of {len(skipped) + len(items)} examples could not be used; "
                            "fewer than 2 labels are left")
     y = np.asarray(labels)
+    kind = "image" if items and items[0].data is not None else "text"  # "auto" -> the measured best per kind
+    config = replace(config, strategies=tuple(dict.fromkeys(strategy_for(s, kind) for s in config.strategies)))
     steps = list(range(config.initial, config.budget + 1, config.batch))
     curves: dict[str, list[list[float]]] = {s: [] for s in config.strategies}
     full: list[float] = []

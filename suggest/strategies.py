@@ -835,6 +835,17 @@ STRATEGIES: dict[str, Callable[..., QueryStrategy]] = {
 DEFAULT_STRATEGY = "dense"  # beat "diverse" and margin on Rotten Tomatoes (benchmarks/label_efficiency_rt.py)
 
 
+AUTO = "auto"  # the measured best per kind of data: see `strategy_for`
+
+
+def strategy_for(name: str, object_type: str = "text") -> str:
+    """Resolve "auto": "dense" for text (Rotten Tomatoes: 250 labels to 95% vs 440 diverse), "diverse"
+    for images (Fashion-MNIST: dense trailed random, diverse needed 35% fewer labels than random)."""
+    if name != AUTO:
+        return name
+    return "diverse" if object_type == "image" else DEFAULT_STRATEGY
+
+
 def make_strategy(name: str = DEFAULT_STRATEGY, **kwargs: Any) -> QueryStrategy:
     """Build a strategy by name; keyword arguments go to its constructor.
 
@@ -848,6 +859,7 @@ def make_strategy(name: str = DEFAULT_STRATEGY, **kwargs: Any) -> QueryStrategy:
     """
     if name.startswith("modal:"):
         return ModalQuery(name.removeprefix("modal:"), **kwargs)
+    name = strategy_for(name)
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}, modal:<module>:<function>")
     return STRATEGIES[name](**kwargs)

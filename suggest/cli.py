@@ -179,8 +179,8 @@ def simulate(
              "/data/local-files/?d=...): simulate image classification instead of text")] = None,
     label_field: Annotated[str, typer.Option(help="Column/key holding the label")] = "label",
     strategies: Annotated[str, typer.Option(help="Comma-separated: random, margin, least_confidence, entropy, "
-                                            "diverse, dense, coldstart, modal:<module>:<function>; auto = the "
-                                            "default for the data (dense for text, diverse for images)")] = "random,auto",
+                                            "diverse, dense, coldstart, modal:<module>:<function>; auto = "
+                                            "the best for the data (dense: text, diverse: images)")] = "random,auto",
     seeds: Annotated[int, typer.Option(help="Repetitions with different splits and seed labels")] = 5,
     batch: Annotated[int, typer.Option(help="Labels added per round")] = 10,
     budget: Annotated[int, typer.Option(help="Stop at this many labels")] = 400,

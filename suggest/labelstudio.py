@@ -91,13 +91,30 @@ def _servable(control: Any, objects: dict[str, Any]) -> tuple[Schema | None, str
     value = str(target.attr.get("value", ""))
     if not value.startswith("$") or len(value) < 2:
         return None, f"its object <{target.tag}> reads no task field (value={value!r})"
-    hints = {
-        label: str(tag_.attr["hint"])
-        for label, tag_ in (getattr(control, "labels_attrs", None) or {}).items()
-        if isinstance(getattr(tag_, "attr", None), dict) and tag_.attr.get("hint")
-    }
+    attrs = {label: tag_.attr for label, tag_ in (getattr(control, "labels_attrs", None) or {}).items()
+             if isinstance(getattr(tag_, "attr", None), dict)}
+    hints = {label: str(a["hint"]) for label, a in attrs.items() if a.get("hint")}
+    entities = _entity_types(control.name, attrs) if tag == "labels" else {}
     return Schema(control.name, target.name, value[1:], tuple(labels), kind, multiple, hints,
-                  "labels" if tag == "labels" else "choices"), ""
+                  "labels" if tag == "labels" else "choices", entities), ""
+
+
+def _entity_types(name: str, attrs: dict[str, dict]) -> dict[str, tuple[str, ...]]:
+    """`<Label value="Firm" entity="ORG,NORP"/>`: the spaCy types that bootstrap a label ("none": no type)."""
+    found = {label: str(a["entity"]) for label, a in attrs.items() if "entity" in a}
+    if not found:
+        return {}
+    from backends.spans import SPACY_TYPES  # no spaCy import: the names only
+
+    out: dict[str, tuple[str, ...]] = {}
+    for label, text in found.items():
+        types = tuple(t.strip().upper() for t in text.split(",") if t.strip() and t.strip().lower() != "none")
+        unknown = [t for t in types if t not in SPACY_TYPES]
+        if unknown:
+            raise SchemaError(f"<Label value={label!r} entity=...> in {name!r} names {unknown}, which are not spaCy "
+                              f"entity types; use some of {list(SPACY_TYPES)} or 'none'")
+        out[label] = types
+    return out
 
 
 def validate_predictions(label_config: str, results: list[dict]) -> list[str]:

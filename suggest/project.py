@@ -429,6 +429,16 @@ def backend_family(schema: Schema) -> type[Backend]:
     return EmbeddingClassifier
 
 
+def spacy_map(schema: Schema) -> dict[str, str]:
+    """Overrides of the bootstrap's default spaCy type -> label map from the config's `entity` attributes:
+    a label that names its types gets exactly those ("" drops a type the default map gave it)."""
+    from backends.spans import default_entity_map
+
+    override = {etype: "" for etype, label in default_entity_map(list(schema.labels)).items()
+                if label in schema.entities}
+    return override | {etype: label for label, types in schema.entities.items() for etype in types}
+
+
 def default_backend_factory(store: Store) -> tuple[Callable[[Schema], Backend], Callable[[Schema, object], Backend]]:
     """Make and load the default model families, sharing the process-wide encoders and the store's cache."""
 
@@ -436,6 +446,8 @@ def default_backend_factory(store: Store) -> tuple[Callable[[Schema], Backend], 
         family = backend_family(schema)
         if family is EmbeddingClassifier or schema.task_kind == "multilabel":
             return family(list(schema.labels), hints=schema.hints, cache=store)  # type: ignore[call-arg]
+        if schema.task_kind == "spans" and schema.entities:
+            return family(list(schema.labels), cache=store, entity_map=spacy_map(schema))  # type: ignore[call-arg]
         return family(list(schema.labels), cache=store)  # type: ignore[call-arg]
 
     def load(schema: Schema, folder: object) -> Backend:

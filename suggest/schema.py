@@ -53,6 +53,9 @@ class Schema:
     multiple: bool = False
     hints: dict[str, str] = field(default_factory=dict)  # optional label descriptions (zero-shot prompts)
     control: str = "choices"  # "choices" or "labels"
+    # spans only: label -> the spaCy entity types that bootstrap it, from <Label value="Firm" entity="ORG"/>;
+    # () means none (the label gets no bootstrap suggestions); labels not named keep the default map
+    entities: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def task_kind(self) -> str:

@@ -269,3 +269,27 @@ def test_versions_of_every_task_type_survive_a_restart(settings, config):
     assert [{k: v for k, v in r.items() if k != "score"} for r in again["result"]] == \
         [{k: v for k, v in r.items() if k != "score"} for r in before["result"]]
     assert [r["score"] for r in again["result"]] == pytest.approx([r["score"] for r in before["result"]], abs=1e-4)
+
+
+def test_a_label_names_the_spacy_types_that_bootstrap_it(client):
+    config = ('<View><Text name="text" value="$text"/><Labels name="ner" toName="text">'
+              '<Label value="Firm" entity="ORG"/><Label value="Place" entity="none"/><Label value="Person"/>'
+              '</Labels></View>')
+    assert setup(client, config).status_code == 200
+    text = "Google opened a new office in Paris, said Sundar Pichai."
+    res = predict(client, [{"id": 1, "data": {"text": text}}], config).json()["results"][0]
+    assert_valid(config, [res])
+    found = {(r["value"]["text"], r["value"]["labels"][0]) for r in res["result"]}
+    assert ("Google", "Firm") in found  # ORG -> Firm, as the config says
+    assert any(t.startswith("Sundar Pichai") and label == "Person" for t, label in found)  # the default map
+    assert not any(label == "Place" for _, label in found)  # entity="none": no bootstrap for Place
+
+
+def test_an_unknown_spacy_type_is_refused_at_setup_with_the_valid_ones():
+    from suggest.labelstudio import parse_controls
+    from suggest.schema import SchemaError
+
+    config = ('<View><Text name="text" value="$text"/><Labels name="ner" toName="text">'
+              '<Label value="Firm" entity="COMPANY"/></Labels></View>')
+    with pytest.raises(SchemaError, match="COMPANY.*not spaCy entity types.*ORG"):
+        parse_controls(config)

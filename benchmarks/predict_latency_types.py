@@ -16,8 +16,6 @@ Run: .venv/bin/python benchmarks/predict_latency_types.py [--out benchmarks/resu
 from __future__ import annotations
 
 import argparse
-import base64
-import io
 import json
 import os
 import signal
@@ -30,7 +28,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
@@ -39,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.backend_latency import free_port, start_server  # noqa: E402
 from suggest.datasets import rotten_tomatoes  # noqa: E402
+from tests.samples import image_uri  # noqa: E402
 
 PROJECT = "3.1795257467"
 CLASSIFY = ('<View><Text name="text" value="$text"/><Choices name="sentiment" toName="text">'
@@ -51,13 +49,6 @@ IMAGES = ('<View><Image name="image" value="$image"/><Choices name="kind" toName
           '<Choice value="warm"/><Choice value="cool"/></Choices></View>')
 
 
-def image_uri(warm: bool, seed: int) -> str:
-    rng = np.random.default_rng(seed)
-    base = np.array([220, 90, 40] if warm else [40, 110, 220], dtype=float)
-    pixels = np.clip(base + rng.normal(0, 35, size=(64, 64, 3)), 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def event(ann_id: int, task: dict, result: list[dict], config: str) -> dict:

@@ -7,18 +7,16 @@ retrains from annotation webhooks shaped like Label Studio's.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import random
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from suggest.labelstudio import validate_predictions
 from tests.api.test_protocol import predict, setup
+from tests.samples import NER_SENTENCES, image_uri, span_regions
 
 NER_DATA = Path(__file__).resolve().parents[1] / "data" / "ner"
 NER = (
@@ -77,26 +75,10 @@ def assert_valid(config: str, results: list[dict]) -> None:
 
 # entity spans ---------------------------------------------------------------------------------
 
-NER_TEXTS = [
-    ("Angela Merkel met Emmanuel Macron in Paris.", [("Angela Merkel", "Person"), ("Emmanuel Macron", "Person"),
-                                                      ("Paris", "Location")]),
-    ("Google opened a new office in Zürich 🎉 last week.", [("Google", "Organization"), ("Zürich", "Location")]),
-    ("Barack Obama visited Microsoft\nin Seattle.", [("Barack Obama", "Person"), ("Microsoft", "Organization"),
-                                                    ("Seattle", "Location")]),
-    ("Siemens hired Maria Schmidt to run its Berlin lab.", [("Siemens", "Organization"),
-                                                           ("Maria Schmidt", "Person"), ("Berlin", "Location")]),
-    ("The café in Lyon 🥐 was recommended by Jean Dupont.", [("Lyon", "Location"), ("Jean Dupont", "Person")]),
-    ("Amazon and Apple both reported earnings in New York.", [("Amazon", "Organization"),
-                                                              ("Apple", "Organization"), ("New York", "Location")]),
-]
 
 
 def ner_tasks() -> list[dict]:
-    return [{"id": i + 1, "data": {"text": text}} for i, (text, _) in enumerate(NER_TEXTS)]
-
-
-def ner_regions(text: str, spans: list[tuple[str, str]]) -> list[dict]:
-    return [span_region(text, text.index(s), text.index(s) + len(s), label) for s, label in spans]
+    return [{"id": i + 1, "data": {"text": text}} for i, (text, _) in enumerate(NER_SENTENCES)]
 
 
 def test_ner_bootstraps_from_spacy_then_retrains_on_annotated_spans(client):
@@ -104,7 +86,7 @@ def test_ner_bootstraps_from_spacy_then_retrains_on_annotated_spans(client):
     first = predict(client, ner_tasks(), NER).json()
     results = first["results"]
     assert_valid(NER, results)
-    texts = [t for t, _ in NER_TEXTS]
+    texts = [t for t, _ in NER_SENTENCES]
     found = [(r["value"]["text"], r["value"]["labels"][0]) for res in results for r in res["result"]]
     assert ("Paris", "Location") in found and ("Google", "Organization") in found  # spaCy, mapped to our names
     for res, text in zip(results, texts, strict=True):
@@ -113,8 +95,8 @@ def test_ner_bootstraps_from_spacy_then_retrains_on_annotated_spans(client):
             v = r["value"]
             assert text[v["start"]:v["end"]] == v["text"]  # offsets line up, emoji and umlauts included
             assert 0.0 <= r["score"] <= 1.0
-    for i, (task, (text, spans)) in enumerate(zip(ner_tasks(), NER_TEXTS, strict=True)):
-        resp = client.post("/webhook", json=event(100 + i, task, ner_regions(text, spans), NER))
+    for i, (task, (text, spans)) in enumerate(zip(ner_tasks(), NER_SENTENCES, strict=True)):
+        resp = client.post("/webhook", json=event(100 + i, task, span_regions(text, spans), NER))
         assert resp.status_code == 200
     version = wait_for_version(client, NER, first["results"][0]["model_version"])
     ner = client.get("/metrics").json()["projects"]["7"]["controls"]["ner"]
@@ -173,14 +155,6 @@ def test_multilabel_gives_label_sets_and_retrains(client):
 # images ---------------------------------------------------------------------------------------
 
 
-def image_uri(warm: bool, seed: int) -> str:
-    """A real PNG: noisy warm (red/orange) or cool (blue/green) colours."""
-    rng = np.random.default_rng(seed)
-    base = np.array([220, 90, 40] if warm else [40, 110, 220], dtype=float)
-    pixels = np.clip(base + rng.normal(0, 35, size=(64, 64, 3)), 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def test_images_wait_for_two_classes_then_predict_and_a_broken_image_only_empties_its_task(client):

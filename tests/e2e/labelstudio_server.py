@@ -530,3 +530,20 @@ def poll(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last value: {value!r}")
         time.sleep(interval)
+
+
+def loop_state(suggest: HttpServer, pid: int) -> dict[str, Any] | None:
+    """`suggest`'s /metrics entry for a Label Studio project (None until it knows the project)."""
+    return suggest.get("/metrics").json()["projects"].get(str(pid))
+
+
+def wait_pushed(suggest: HttpServer, pid: int, trained: bool, timeout: float = 120.0) -> dict[str, Any]:
+    """Until the loop has pushed the current version (a trained one if asked) and is idle."""
+
+    def done(m: dict[str, Any] | None) -> bool:
+        if not m or not m["loop"].get("enabled") or m["loop"].get("version") != m["model_version"]:
+            return False
+        return (not trained or m["model_version"].startswith("v")) and not m["training"]
+
+    what = f"suggest to push {'a trained' if trained else 'its starting'} version"
+    return poll(what, lambda: loop_state(suggest, pid), done, timeout)

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import LABEL_CONFIG
-from tests.e2e.labelstudio_server import HttpServer, LabelStudioClient, choice_result, poll
+from tests.e2e.labelstudio_server import HttpServer, LabelStudioClient, choice_result, loop_state, poll
+from tests.e2e.labelstudio_server import wait_pushed as _wait_pushed
 
 pytestmark = pytest.mark.e2e
 
@@ -39,20 +40,8 @@ def loop(ls: LabelStudioClient, suggest_server: HttpServer, rt_tasks: list[tuple
     return Loop(pid, truth)
 
 
-def loop_state(suggest: HttpServer, pid: int) -> dict[str, Any] | None:
-    return suggest.get("/metrics").json()["projects"].get(str(pid))
-
-
 def wait_pushed(suggest: HttpServer, pid: int, trained: bool) -> dict[str, Any]:
-    """Until the loop has pushed the current version (a trained one if asked)."""
-
-    def done(m: dict[str, Any] | None) -> bool:
-        if not m or not m["loop"].get("enabled") or m["loop"].get("version") != m["model_version"]:
-            return False
-        return (not trained or m["model_version"].startswith("v")) and not m["training"]
-
-    what = f"suggest to push {'a trained' if trained else 'the zero-shot'} version"
-    return poll(what, lambda: loop_state(suggest, pid), done, LOOP_TIMEOUT)
+    return _wait_pushed(suggest, pid, trained, LOOP_TIMEOUT)
 
 
 def assert_pool_carries(ls: LabelStudioClient, pid: int, version: str, labeled: set[int]) -> dict[int, dict]:

@@ -9,15 +9,14 @@ holds passes label-studio-sdk's validator for the project's config.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-import numpy as np
 import pytest
 from label_studio_sdk.label_interface import LabelInterface
-from PIL import Image
 
-from tests.e2e.labelstudio_server import HttpServer, LabelStudioClient, poll
+from tests.e2e.labelstudio_server import HttpServer, LabelStudioClient
+from tests.e2e.labelstudio_server import wait_pushed as _wait_pushed
+from tests.samples import NER_SENTENCES, png, span_regions
 
 pytestmark = pytest.mark.e2e
 
@@ -33,16 +32,7 @@ IMAGE_CONFIG = (
 )
 
 SENTENCES = [
-    ("Angela Merkel met Emmanuel Macron in Paris.", [("Angela Merkel", "Person"), ("Emmanuel Macron", "Person"),
-                                                      ("Paris", "Location")]),
-    ("Google opened a new office in Zürich 🎉 last week.", [("Google", "Organization"), ("Zürich", "Location")]),
-    ("Barack Obama visited Microsoft\nin Seattle.", [("Barack Obama", "Person"), ("Microsoft", "Organization"),
-                                                    ("Seattle", "Location")]),
-    ("Siemens hired Maria Schmidt to run its Berlin lab.", [("Siemens", "Organization"),
-                                                           ("Maria Schmidt", "Person"), ("Berlin", "Location")]),
-    ("The café in Lyon 🥐 was recommended by Jean Dupont.", [("Lyon", "Location"), ("Jean Dupont", "Person")]),
-    ("Amazon and Apple both reported earnings in New York.", [("Amazon", "Organization"),
-                                                              ("Apple", "Organization"), ("New York", "Location")]),
+    *NER_SENTENCES,
     ("Tim Cook said Apple will invest in Texas.", [("Tim Cook", "Person"), ("Apple", "Organization"),
                                                    ("Texas", "Location")]),
     ("Ana García moved from Madrid to Toronto to join Shopify.", [("Ana García", "Person"), ("Madrid", "Location"),
@@ -56,18 +46,8 @@ SENTENCES = [
 N_ANNOTATED = 8
 
 
-def metrics(suggest: HttpServer, pid: int) -> dict[str, Any] | None:
-    return suggest.get("/metrics").json()["projects"].get(str(pid))
-
-
 def wait_pushed(suggest: HttpServer, pid: int, trained: bool) -> dict[str, Any]:
-    def done(m: dict[str, Any] | None) -> bool:
-        if not m or not m["loop"].get("enabled") or m["loop"].get("version") != m["model_version"]:
-            return False
-        return (not trained or m["model_version"].startswith("v")) and not m["training"]
-
-    return poll(f"suggest to push a {'trained' if trained else 'starting'} version", lambda: metrics(suggest, pid),
-                done, TIMEOUT)
+    return _wait_pushed(suggest, pid, trained, TIMEOUT)
 
 
 def held_predictions(ls: LabelStudioClient, pid: int, version: str) -> dict[int, dict]:
@@ -79,12 +59,6 @@ def assert_valid(config: str, preds: dict[int, dict]) -> None:
     interface = LabelInterface(config)
     bad = [p for p in preds.values() if not interface.validate_prediction(p)]
     assert not bad, f"{len(bad)} predictions do not validate, e.g. {bad[0]}"
-
-
-def span_results(text: str, spans: list[tuple[str, str]]) -> list[dict]:
-    return [{"from_name": "ner", "to_name": "text", "type": "labels",
-             "value": {"start": text.index(s), "end": text.index(s) + len(s), "text": s, "labels": [label]}}
-            for s, label in spans]
 
 
 def test_ner_project_gets_valid_span_preannotations_and_retrains(ls: LabelStudioClient, suggest_server: HttpServer):
@@ -108,7 +82,7 @@ def test_ner_project_gets_valid_span_preannotations_and_retrains(ls: LabelStudio
     assert ("Paris", "Location") in found and ("Angela Merkel", "Person") in found
 
     for text, spans in SENTENCES[:N_ANNOTATED]:
-        ls.annotate(tasks[text], span_results(text, spans))
+        ls.annotate(tasks[text], span_regions(text, spans))
     trained = wait_pushed(suggest_server, pid, trained=True)
     assert trained["controls"]["ner"] == {"kind": "spans", "object": "text", "labels": N_ANNOTATED,
                                           "mode": "trained"}
@@ -117,15 +91,6 @@ def test_ner_project_gets_valid_span_preannotations_and_retrains(ls: LabelStudio
     assert unlabeled <= set(after)
     assert_valid(NER_CONFIG, after)
     assert ls.project(pid)["model_version"] == trained["model_version"]
-
-
-def png(warm: bool, seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    base = np.array([220, 90, 40] if warm else [40, 110, 220], dtype=float)
-    pixels = np.clip(base + rng.normal(0, 35, size=(96, 96, 3)), 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def test_image_project_uploaded_to_label_studio_learns_and_pushes_valid_predictions(
@@ -137,7 +102,7 @@ def test_image_project_uploaded_to_label_studio_learns_and_pushes_valid_predicti
         warm = i % 2 == 0
         name = f"{'warm' if warm else 'cool'}-{i}.png"
         ls.request("POST", f"/api/projects/{pid}/import",
-                   files={"file": (name, png(warm, i), "image/png")})
+                   files={"file": (name, png(warm, i, size=96), "image/png")})
         warm_of[name] = warm
     tasks = ls.tasks(pid)
     assert len(tasks) == 12 and all(t["data"]["image"].startswith("/data/upload/") for t in tasks)

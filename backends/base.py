@@ -34,6 +34,17 @@ class Guess:
     certainty: float
 
 
+def guesses_from_proba(proba: np.ndarray, classes: list[str] | tuple[str, ...], method: str = "margin") -> list[Guess]:
+    """A classifier's suggestion per row: the most probable class, its probability, the row's certainty."""
+    from suggest.strategies import certainty
+
+    best = proba.argmax(axis=1)
+    top = proba[np.arange(len(proba)), best]
+    cert = certainty(proba, method)
+    return [Guess(classes[b], float(p), float(c)) for b, p, c in zip(best.tolist(), top.tolist(), cert.tolist(),
+                                                                      strict=True)]
+
+
 class Backend(ABC):
     """Base class for model families; register yours under the `suggest.backends` entry point group."""
 
@@ -50,16 +61,9 @@ class Backend(ABC):
 
     def guess(self, items: list[Item], method: str = "margin") -> list[Guess | None]:
         """One suggestion per item (None: nothing to suggest); classifiers derive it from `predict_proba`."""
-        from suggest.strategies import certainty
-
         if not items:
             return []
-        proba = self.predict_proba(items)
-        best = proba.argmax(axis=1)
-        top = proba[np.arange(len(proba)), best]
-        cert = certainty(proba, method)
-        return [Guess(self.classes_[b], float(p), float(c))
-                for b, p, c in zip(best.tolist(), top.tolist(), cert.tolist(), strict=True)]
+        return list(guesses_from_proba(self.predict_proba(items), self.classes_, method))
 
     @abstractmethod
     def embed(self, items: list[Item]) -> np.ndarray:

@@ -25,9 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
-from backends.base import Backend, Guess
+from backends.base import Backend, Guess, guesses_from_proba
+from backends.embedding import LinearHead, fit_logistic
 from backends.encoders import EmbeddingCache
 from suggest.schema import BadInput, Item
 
@@ -298,7 +298,7 @@ class ImageClassifier(Backend):
         self.encoder = encoder or shared_image_encoder()
         self.cache = cache
         self.classes_ = list(labels)
-        self.head_: LogisticRegression | None = None
+        self.head_: LinearHead | None = None
         self.skipped_: dict[str, str] = {}  # labelled images the last fit could not use: reference -> problem
         self._memory: dict[str, np.ndarray] = {}
 
@@ -330,9 +330,7 @@ class ImageClassifier(Backend):
         if len(set(labels)) < 2:
             self.head_ = None
             return self
-        head = LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000)
-        head.fit(np.asarray(X, dtype=np.float64), np.asarray(labels))
-        self.head_ = head
+        self.head_ = fit_logistic(np.asarray(X, dtype=np.float64), np.asarray(labels), C=self.C, max_iter=2000)
         return self
 
     def predict_proba(self, items: list[Item]) -> np.ndarray:
@@ -355,20 +353,15 @@ class ImageClassifier(Backend):
         """One suggestion per item; None while untrained and for an image that cannot be used."""
         if self.head_ is None or not items:
             return [None] * len(items)
-        from suggest.strategies import certainty
-
         X, errors = self.embed_partial(items)
         for i, problem in errors.items():
             log.warning("no suggestion for %s: %s", _ref(items[i]), problem)
         ok = [i for i in range(len(items)) if i not in errors]
         out: list[Guess | None] = [None] * len(items)
         if ok:
-            proba = self.predict_proba_embedded(X[ok])
-            best = proba.argmax(axis=1)
-            top = proba[np.arange(len(proba)), best]
-            cert = certainty(proba, method)
-            for i, b, p, c in zip(ok, best.tolist(), top.tolist(), cert.tolist(), strict=True):
-                out[i] = Guess(self.classes_[b], float(p), float(c))
+            for i, g in zip(ok, guesses_from_proba(self.predict_proba_embedded(X[ok]), self.classes_, method),
+                            strict=True):
+                out[i] = g
         return out
 
     def embed(self, items: list[Item], progress: Callable[[int], None] | None = None) -> np.ndarray:
@@ -415,12 +408,7 @@ class ImageClassifier(Backend):
         model = cls(meta["labels"], C=meta["C"], encoder=encoder, cache=cache)
         if meta["mode"] == "trained":
             arrays = np.load(Path(directory) / "head.npz", allow_pickle=False)
-            head = LogisticRegression(C=meta["C"], class_weight="balanced")
-            head.classes_ = np.asarray(meta["head_classes"])
-            head.coef_ = arrays["coef"]
-            head.intercept_ = arrays["intercept"]
-            head.n_features_in_ = head.coef_.shape[1]
-            model.head_ = head
+            model.head_ = LinearHead(np.asarray(meta["head_classes"]), arrays["coef"], arrays["intercept"])
         return model
 
 

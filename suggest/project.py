@@ -19,11 +19,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from backends.base import Backend
+from backends.base import Backend, guesses_from_proba
 from backends.embedding import EmbeddingClassifier
 from suggest.schema import BadInput, Item, Label, Prediction, Schema, Span
 from suggest.store import ProjectRecord, Store, VersionRecord
-from suggest.strategies import certainty
 
 log = logging.getLogger(__name__)
 
@@ -274,14 +273,8 @@ class Project:
         self._queue_scores = (version, scores)
 
     def predictions_from_proba(self, proba: np.ndarray, version: str) -> list[Prediction]:
-        labels = self.schema.labels
-        best = proba.argmax(axis=1)
-        top = proba[np.arange(len(proba)), best]
-        scores = certainty(proba, self.uncertainty)
-        return [
-            Prediction(labels[b], float(p), float(s), version, self.schema.from_name)
-            for b, p, s in zip(best.tolist(), top.tolist(), scores.tolist(), strict=True)
-        ]
+        return [Prediction(g.value, g.probability, g.certainty, version, self.schema.from_name)
+                for g in guesses_from_proba(proba, self.schema.labels, self.uncertainty)]
 
     # train ------------------------------------------------------------------------------------
 

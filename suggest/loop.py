@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from suggest import labelstudio as ls
-from suggest.project import Project
+from suggest.project import Project, task_id_of
 from suggest.schema import Item, Prediction
 from suggest.strategies import CertaintyStrategy, make_strategy, rank_by_certainty, rank_pool, strategy_for
 
@@ -105,8 +105,7 @@ def rank_rows(
               or [Prediction((), 0.0, float(s), published.version, first.from_name)]
               for row, s in zip(preds, scores, strict=True)]
     project.set_queue_scores(published.version, {
-        next(iter(row.values())).task_id: float(s) for row, s in zip(rows, scores, strict=True)
-        if next(iter(row.values())).task_id is not None
+        task_id_of(row): float(s) for row, s in zip(rows, scores, strict=True) if task_id_of(row) is not None
     })
     return ranked, batch
 
@@ -135,7 +134,7 @@ class PoolRefresher:
             fetched = time.perf_counter()
             if items:
                 preds, batch = rank_rows(project, items, self.settings)
-                task_ids = [next(iter(row.values())).task_id for row in items]
+                task_ids = [task_id_of(row) for row in items]
                 rows = [ls.prediction_import_json(t, p, project.schemas)
                         for t, p in zip(task_ids, preds, strict=True) if p]
                 ranked = time.perf_counter()

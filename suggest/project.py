@@ -72,6 +72,11 @@ def labels_fingerprint(labels: dict[int, Label], control: str = "") -> str:
     return digest.hexdigest()[:16]
 
 
+def task_id_of(row: dict[str, Item]) -> int | None:
+    """The task a row of per-control Items was read from (every Item of a row carries the same id)."""
+    return next(iter(row.values())).task_id if row else None
+
+
 def min_examples(schema: Schema, labeled: dict[int, Label]) -> bool:
     """Whether a control has enough labels to train: two classes for a classifier, two texts otherwise."""
     if schema.task_kind == "classification":
@@ -228,7 +233,7 @@ class Project:
         version, queue = self._queue_scores
         if version == published.version and queue:
             for row, preds in zip(rows, out, strict=True):
-                task_id = next(iter(row.values())).task_id if row else None
+                task_id = task_id_of(row)
                 if task_id in queue:
                     preds[:] = [replace(p, score=queue[task_id]) for p in preds]
         return out

@@ -57,7 +57,7 @@ HINTS = {"fresh": "a positive, good movie review", "rotten": "a negative, bad mo
 # -- data ---------------------------------------------------------------------------------------
 
 
-def load_data() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+def load_data(layers: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Embeddings (12752, 384), string labels, label-prompt prototypes (2, 384) in CLASSES order.
 
     Prototypes "names" are what simulate uses (the label names in templates); "hints" come from
@@ -66,6 +66,8 @@ def load_data() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     from suggest.datasets import rotten_tomatoes
 
     _, labels = rotten_tomatoes()
+    if layers:
+        return load_layer_data(layers, np.asarray(labels))
     X = np.load(OUT / "rt_minilm.npy")
     protos_path = OUT / "rt_prototypes.npy"
     if not protos_path.exists():  # one encoder load, 6 prompts
@@ -82,6 +84,36 @@ def load_data() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         model._ensure_prototypes()
         np.save(hints, model.prototypes_)
     return X, np.asarray(labels), {"names": np.load(protos_path), "hints": np.load(hints)}
+
+
+def load_layer_data(layers: tuple[int, ...], labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The same data with sentence vectors = unit mean of the unit mean-pooled hidden states of `layers`.
+
+    Reads benchmarks/out/rt_layers.npy (12752, 7, 384) and rt_layers_protos_{names,hints}.npy
+    (2, 7, 384), written by the engine's own TextEncoder (`write_layer_cache`) on first use.
+    """
+    if not (OUT / "rt_layers.npy").exists():
+        write_layer_cache()
+    def pool(A: np.ndarray) -> np.ndarray:
+        A = np.asarray(A, dtype=np.float64)[..., list(layers), :]
+        A = A / np.maximum(np.linalg.norm(A, axis=-1, keepdims=True), 1e-12)
+        return _unit(A.mean(axis=-2)).astype(np.float32)
+
+    protos = {k: pool(np.load(OUT / f"rt_layers_protos_{k}.npy")) for k in ("names", "hints")}
+    return pool(np.load(OUT / "rt_layers.npy")), labels, protos
+
+
+def write_layer_cache() -> None:
+    from backends.embedding import _label_prompts
+    from backends.encoders import TextEncoder
+    from suggest.datasets import rotten_tomatoes
+
+    encoder = TextEncoder(layers=tuple(range(7)), combine=False)
+    texts, _ = rotten_tomatoes()
+    np.save(OUT / "rt_layers.npy", encoder.encode_layers(texts))
+    for name, hints in (("names", {}), ("hints", HINTS)):
+        groups = [_label_prompts(label, hints) for label in CLASSES]
+        np.save(OUT / f"rt_layers_protos_{name}.npy", np.stack([encoder.encode_layers(g).mean(0) for g in groups]))
 
 
 def _unit(X: np.ndarray) -> np.ndarray:
@@ -261,6 +293,38 @@ def band_diverse(eps_quantile: float = 0.0, min_mult: int = 2, max_mult: int = 1
     return build
 
 
+def explore(inner: Callable[[int], Picker], share: int = 2, until: int | None = None,
+            how: str = "random") -> Callable[[int], Picker]:
+    """`share` rows of each batch picked at random (or by cold-start typicality) instead of by `inner`,
+    while fewer than `until` rows are labelled (always when None): guards against a wrong early boundary."""
+
+    def build(seed: int) -> Picker:
+        rng = np.random.default_rng(seed + 1000)
+        inner_pick = inner(seed)
+        cold = ColdStart(random_state=seed)
+
+        def pick(proba, Xf, Xr, mask, batch, seed_):
+            inner_pick.y_pool, inner_pick.protos, inner_pick.head = pick.y_pool, pick.protos, pick.head
+            n_share = share if until is None or mask.sum() < until else 0
+            if n_share >= batch:
+                n_share = batch
+            chosen = list(inner_pick(proba, Xf, Xr, mask, batch - n_share, seed_)) if n_share < batch else []
+            if n_share:
+                m2 = mask.copy()
+                m2[chosen] = True
+                avail = np.flatnonzero(~m2)
+                if how == "random":
+                    chosen += list(rng.choice(avail, size=n_share, replace=False))
+                else:
+                    sub = cold.query(proba=None, X=Xr[avail], batch_size=n_share)
+                    chosen += list(avail[sub])
+            return np.asarray(chosen)
+
+        return pick
+
+    return build
+
+
 class PromptLR(ClassifierMixin, BaseEstimator):
     """The variant's head as a scikit-learn estimator (labels 0/1 = CLASSES order), for scikit-activeml."""
 
@@ -358,6 +422,12 @@ HEADS = {
     "centernorm_p0": (Head(prior_weight=0.0), Features("center_norm")),
     "centernorm_p10": (Head(prior_weight=10.0), Features("center_norm")),
     "centernorm_unbal": (Head(balanced=False), Features("center_norm")),
+    "C05": (Head(C=0.5), Features()),
+    "C2": (Head(C=2.0), Features()),
+    "C3": (Head(C=3.0), Features()),
+    "C4": (Head(C=4.0), Features()),
+    "p0": (Head(prior_weight=0.0), Features()),
+    "p2": (Head(prior_weight=2.0), Features()),
 }
 STRATS = {
     "random": lib("random"),
@@ -391,6 +461,13 @@ STRATS = {
     "dense0_b2": lib("dense", beta=2.0, spread=0),
     "dense0_b05": lib("dense", beta=0.5, spread=0),
     "dense0_k10": lib("dense", k=10, spread=0),
+    "dense_eps2": explore(lib("dense")),
+    "dense_eps3": explore(lib("dense"), share=3),
+    "dense_eps5": explore(lib("dense"), share=5),
+    "dense_eps2_until100": explore(lib("dense"), until=100),
+    "dense_eps5_until100": explore(lib("dense"), share=5, until=100),
+    "dense_rand_until50": explore(lib("dense"), share=10, until=50),
+    "dense_cold_until50": explore(lib("dense"), share=10, until=50, how="cold"),
     "skal-Badge": skal("Badge", True),
     "skal-margin": skal("UncertaintySampling", True, method="margin_sampling"),
     "skal-Clue": skal("Clue", True),
@@ -518,8 +595,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--variants", default="base/random,base/margin,base/diverse")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--budget", type=int, default=700)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1 (a held-out set of seeds "
+                    "to confirm a choice made on others; stored names get the suffix @<first>)")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--tag", default="", help="suffix for the stored names, e.g. '#20seeds' for a robustness rerun")
+    ap.add_argument("--layers", default="", help="e.g. 4,6: sentence vectors from these MiniLM layers "
+                    "(names get the suffix [L4+L6]); default: the cached last-layer embeddings")
     ap.add_argument("--compare", help="A,B[;A,B...]: paired per-seed differences of recorded variants")
     args = ap.parse_args(argv)
     if args.compare:
@@ -531,7 +612,12 @@ def main(argv: list[str] | None = None) -> None:
         print("heads:", ", ".join(HEADS), "\nstrategies:", ", ".join(STRATS), "\nextras: coldstart, zeroshot, prop<a>")
         return
     warnings.filterwarnings("ignore")
-    data = load_data()
+    layers = tuple(int(k) for k in args.layers.split(",") if k)
+    data = load_data(layers)
+    if layers:
+        args.tag = "[" + "+".join(f"L{k}" for k in layers) + "]" + args.tag
+    if args.first_seed:
+        args.tag += f"@{args.first_seed}"
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"variants": {}}
     results["protocol"] = ("suggest simulate protocol on Rotten Tomatoes: stratified 80/20 split "
                            "(suggest.simulate._split), 10 random seed labels, batch 10, seeds 0..4; "
@@ -540,7 +626,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.variants.split(","):
         started = time.perf_counter()
         v = variant(name)
-        runs = [run_seed(v, data, seed, args.budget) for seed in range(args.seeds)]
+        runs = [run_seed(v, data, seed, args.budget) for seed in range(args.first_seed, args.first_seed + args.seeds)]
         curves = np.asarray([c for c, _ in runs])
         steps = list(range(10, args.budget + 1, 10))
         summary = summarize(curves, [f for _, f in runs], steps)

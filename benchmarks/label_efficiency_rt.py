@@ -272,6 +272,45 @@ def badge_binary(shortlist: int | None = None) -> Callable[[int], Picker]:
     return build
 
 
+def badge_weighted(on: str = "raw", density: float = 0.0, k: int = 20) -> Callable[[int], Picker]:
+    """BADGE's k-means++ over g = (1 - p_max) * density^beta * x, x raw or pool-centred unit vectors."""
+
+    def build(seed: int) -> Picker:
+        rng = np.random.default_rng(seed)
+        cache: dict[str, np.ndarray] = {}
+
+        def pick(proba, Xf, Xr, mask, batch, seed_):
+            if "Z" not in cache:
+                Z = np.asarray(Xr, dtype=np.float64)
+                if on == "centered":
+                    Z = _unit(Z - Z.mean(axis=0))
+                cache["Z"] = Z
+                if density:
+                    dens = np.empty(len(Z))
+                    for s in range(0, len(Z), 2048):
+                        sims = Z[s : s + 2048] @ Z.T
+                        dens[s : s + 2048] = -np.partition(-sims, k, axis=1)[:, 1 : k + 1].mean(axis=1)
+                    cache["w"] = np.clip(dens, 1e-3, None) ** density
+                else:
+                    cache["w"] = np.ones(len(Z))
+            avail = np.flatnonzero(~mask)
+            g = ((1 - proba[avail].max(axis=1)) * cache["w"][avail])[:, None] * cache["Z"][avail]
+            sq = np.einsum("ij,ij->i", g, g)
+            picks = [int(np.argmax(sq))]
+            d2 = np.maximum(sq - 2 * g @ g[picks[0]] + sq[picks[0]], 0)
+            for _ in range(batch - 1):
+                w = d2.copy()
+                w[picks] = 0
+                nxt = int(rng.choice(len(g), p=w / w.sum())) if w.sum() > 0 else int(np.argsort(-sq)[len(picks)])
+                picks.append(nxt)
+                d2 = np.minimum(d2, np.maximum(sq - 2 * g @ g[nxt] + sq[nxt], 0))
+            return avail[np.asarray(picks)]
+
+        return pick
+
+    return build
+
+
 def band_diverse(eps_quantile: float = 0.0, min_mult: int = 2, max_mult: int = 10) -> Callable[[int], Picker]:
     """Adaptive shortlist: k-means over rows within the margin band, band sized to [min_mult, max_mult] x batch."""
 
@@ -446,6 +485,9 @@ STRATS = {
     "density05": density_margin(0.5),
     "badge": badge_binary(),
     "badge10": badge_binary(10),
+    "badge_c": badge_weighted("centered"),
+    "badge_dense": badge_weighted("raw", density=1.0),
+    "badge_dense_c": badge_weighted("centered", density=1.0),
     "density2": density_margin(2.0),
     "density_k50": density_margin(1.0, k=50),
     "densityf": density_margin(1.0, on="feats"),

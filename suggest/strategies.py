@@ -548,6 +548,8 @@ class DenseUncertainty(CertaintyStrategy):
     it needed 250 labels to reach 95% of full-pool accuracy against 440 for margin and "diverse" and
     670 for random (20 seeds; mean accuracy over 10-400 labels above margin on 19 of 20 seeds).
     Scoring only a shortlist of 10 / 50 / 200 x batch least certain rows needed 460 / 440 / 330.
+    Re-measured on the layer-pooled vectors with the C=3 head (20 seeds): 230 labels against 600 for
+    random, 0.717 at 100 labels (random 0.695), mean 0.722 over 10-400 labels, above BADGE (0.715).
     """
 
     name = "dense"

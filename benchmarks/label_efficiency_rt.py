@@ -241,6 +241,20 @@ def density_margin(beta: float = 1.0, k: int = 20, on: str = "raw") -> Callable[
     return build
 
 
+def _kmeanspp(g: np.ndarray, batch: int, rng: np.random.Generator) -> np.ndarray:
+    """BADGE's seeding: the largest row first, then rows drawn with probability ~ squared distance."""
+    sq = np.einsum("ij,ij->i", g, g)
+    picks = [int(np.argmax(sq))]
+    d2 = np.maximum(sq - 2 * g @ g[picks[0]] + sq[picks[0]], 0)
+    for _ in range(batch - 1):
+        w = d2.copy()
+        w[picks] = 0
+        nxt = int(rng.choice(len(g), p=w / w.sum())) if w.sum() > 0 else int(np.argsort(-sq)[len(picks)])
+        picks.append(nxt)
+        d2 = np.minimum(d2, np.maximum(sq - 2 * g @ g[nxt] + sq[nxt], 0))
+    return np.asarray(picks)
+
+
 def badge_binary(shortlist: int | None = None) -> Callable[[int], Picker]:
     """BADGE for a binary LR: gradient embedding (p_hat - 1[y_hat]) * x has norm (1 - p_max) |x|.
 
@@ -255,17 +269,7 @@ def badge_binary(shortlist: int | None = None) -> Callable[[int], Picker]:
             if shortlist:
                 avail = avail[np.argsort(_margin(proba[avail]), kind="stable")[: shortlist * batch]]
             g = (1 - proba[avail].max(axis=1))[:, None] * np.asarray(Xf[avail], dtype=np.float64)
-            sq = np.einsum("ij,ij->i", g, g)
-            first = int(np.argmax(sq))
-            picks = [first]
-            d2 = np.maximum(sq - 2 * g @ g[first] + sq[first], 0)
-            for _ in range(batch - 1):
-                w = d2.copy()
-                w[picks] = 0
-                nxt = int(rng.choice(len(g), p=w / w.sum())) if w.sum() > 0 else int(np.argsort(-sq)[len(picks)])
-                picks.append(nxt)
-                d2 = np.minimum(d2, np.maximum(sq - 2 * g @ g[nxt] + sq[nxt], 0))
-            return avail[np.asarray(picks)]
+            return avail[_kmeanspp(g, batch, rng)]
 
         return pick
 
@@ -295,16 +299,7 @@ def badge_weighted(on: str = "raw", density: float = 0.0, k: int = 20) -> Callab
                     cache["w"] = np.ones(len(Z))
             avail = np.flatnonzero(~mask)
             g = ((1 - proba[avail].max(axis=1)) * cache["w"][avail])[:, None] * cache["Z"][avail]
-            sq = np.einsum("ij,ij->i", g, g)
-            picks = [int(np.argmax(sq))]
-            d2 = np.maximum(sq - 2 * g @ g[picks[0]] + sq[picks[0]], 0)
-            for _ in range(batch - 1):
-                w = d2.copy()
-                w[picks] = 0
-                nxt = int(rng.choice(len(g), p=w / w.sum())) if w.sum() > 0 else int(np.argsort(-sq)[len(picks)])
-                picks.append(nxt)
-                d2 = np.minimum(d2, np.maximum(sq - 2 * g @ g[nxt] + sq[nxt], 0))
-            return avail[np.asarray(picks)]
+            return avail[_kmeanspp(g, batch, rng)]
 
         return pick
 

@@ -28,6 +28,7 @@ from rich.console import Console
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from backends.encoders import TextEncoder  # noqa: E402
 from suggest.datasets import rotten_tomatoes  # noqa: E402
 from suggest.schema import Item  # noqa: E402
 from suggest.store import Store  # noqa: E402
@@ -42,7 +43,7 @@ from tests.e2e.labelstudio_server import (  # noqa: E402
     suggest_argv,
 )
 
-ENCODER = "all-MiniLM-L6-v2"
+ENCODER = TextEncoder().encoder_id  # the server's default pooling (no weights are loaded for the id)
 
 
 def seed_embeddings(texts: list[str], model_dir: Path, cache_dir: Path) -> int:

@@ -27,7 +27,8 @@ def test_default_vector_is_the_mean_of_unit_layer_4_and_last_layer_pools() -> No
     assert encoder.layers == DEFAULT_LAYERS == (4, -1)
     assert encoder.encoder_id == "all-MiniLM-L6-v2@L4+last"
     got = encoder.encode(TEXTS)
-    pools = encoder.encode_layers(TEXTS, (4, 6)).astype(np.float64)  # hidden_states[6] is the last of 6 blocks
+    # with layer 0 in the list the pools come from transformers' own hidden_states, not the block hooks
+    pools = encoder.encode_layers(TEXTS, (0, 4, 6))[:, 1:].astype(np.float64)  # [6]: the last of 6 blocks
     pools /= np.linalg.norm(pools, axis=-1, keepdims=True)
     want = pools.mean(axis=1)
     want /= np.linalg.norm(want, axis=1, keepdims=True)

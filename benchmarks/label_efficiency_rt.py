@@ -498,6 +498,10 @@ STRATS = {
     "densityc2": density_margin(2.0, on="centered"),
     "dense": lib("dense"),  # suggest.strategies.DenseUncertainty as landed (spread=3): the whole pool scored
     "dense_spread3": lib("dense", spread=3),
+    "dense_spread5": lib("dense", spread=5),
+    "dense_spread10": lib("dense", spread=10),
+    "dense_k50": lib("dense", k=50),
+    "dense_b05": lib("dense", beta=0.5),
     "dense0": lib("dense", spread=0),  # best distinct rows in score order, no k-means spread
     "dense10": lib("dense", candidates=10, spread=0),  # on a shortlist of 10 x batch least certain rows
     "dense50": lib("dense", candidates=50, spread=0),

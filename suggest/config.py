@@ -25,6 +25,7 @@ class Settings:
     push: bool = True  # re-rank the pool in Label Studio after each version
     set_sampling: bool = True  # switch the project to uncertainty sampling when pushing
     push_interval_seconds: float = 15.0  # min seconds between pushes (and syncs) to Label Studio per project
+    keep_versions: int = 3  # suggest's newest versions whose predictions stay in Label Studio (0: keep all)
     debounce_seconds: float = 0.3
     max_delay_seconds: float = 3.0
     log_level: str = "INFO"
@@ -47,6 +48,7 @@ class Settings:
             "strategy": env.get("SUGGEST_STRATEGY"),
             "push": env.get("SUGGEST_PUSH"),
             "set_sampling": env.get("SUGGEST_SET_SAMPLING"),
+            "keep_versions": env.get("SUGGEST_KEEP_VERSIONS"),
             "log_level": env.get("LOG_LEVEL"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})  # unset flags keep env
@@ -69,6 +71,8 @@ class Settings:
         settings = replace(cls(), **clean)
         if settings.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {settings.batch_size}")
+        if settings.keep_versions < 0:
+            raise ValueError(f"keep_versions must be 0 (keep all) or more, got {settings.keep_versions}")
         if settings.uncertainty not in UNCERTAINTY_METHODS:
             raise ValueError(f"uncertainty must be one of {UNCERTAINTY_METHODS}, got {settings.uncertainty!r}")
         return settings

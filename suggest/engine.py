@@ -53,7 +53,8 @@ class Engine:
             except Exception as exc:
                 log.warning("project %s could not be reopened: %s", record.project_id, exc)
         self.refresher = PoolRefresher(
-            LoopSettings(settings.batch_size, settings.strategy, settings.set_sampling), self.client
+            LoopSettings(settings.batch_size, settings.strategy, settings.set_sampling, settings.keep_versions),
+            self.client
         )
         self.trainer = Trainer(
             debounce=settings.debounce_seconds, max_delay=settings.max_delay_seconds, sync=self.sync,

@@ -448,6 +448,17 @@ class LabelStudioClient:
             created += int(resp.json().get("created", 0)) if resp.content else 0
         return created
 
+    def model_versions(self, project_id: str) -> dict[str, int]:
+        """Model versions that have predictions in the project, with their prediction counts."""
+        held = self.request("GET", f"/api/projects/{project_id}/model-versions/").json()
+        return {str(v): int(n) for v, n in held.items()} if isinstance(held, dict) else {}
+
+    def delete_model_version(self, project_id: str, version: str) -> int:
+        """Delete every prediction of one model version in the project (Label Studio's own bulk delete)."""
+        resp = self.request("DELETE", f"/api/projects/{project_id}/model-versions/", json={"model_version": version})
+        body = resp.json() if resp.content else {}
+        return int(body.get("deleted_predictions", 0)) if isinstance(body, dict) else 0
+
     def update_project(self, project_id: str, **fields: Any) -> dict:
         return self.request("PATCH", f"/api/projects/{project_id}", json=fields).json()
 

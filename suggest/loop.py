@@ -32,6 +32,7 @@ class LoopSettings:
     batch_size: int = 50
     strategy: str = "auto"  # dense for text, diverse for images (strategies.strategy_for)
     set_sampling: bool = True
+    keep_versions: int = 3  # 0: keep every version's predictions in Label Studio
 
 
 def rank_items(project: Project, items: list[Item], settings: LoopSettings) -> tuple[list[Prediction], np.ndarray]:
@@ -147,6 +148,8 @@ class PoolRefresher:
             if self.settings.set_sampling:
                 fields["sampling"] = UNCERTAINTY_SAMPLING
             client.update_project(project.project_id, **fields)
+            updated = time.perf_counter()
+            pruned = self._prune(client, project, version)
         finally:
             client.close()
         done = time.perf_counter()
@@ -155,10 +158,34 @@ class PoolRefresher:
             "version": version,
             "tasks_scored": len(items),
             "next_tasks": next_tasks,
+            "pruned_versions": pruned,
             "seconds": {"fetch": round(fetched - started, 3), "rank": round(ranked - fetched, 3),
-                        "push": round(pushed - ranked, 3), "total": round(done - started, 3)},
+                        "push": round(pushed - ranked, 3), "prune": round(done - updated, 3),
+                        "total": round(done - started, 3)},
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         log.info("project %s: pushed %d ranked predictions of %s in %.2f s",
                  project.project_id, len(items), version, done - started)
         return project.loop_status
+
+    def _prune(self, client: ls.LabelStudioClient, project: Project, current: str) -> list[str]:
+        """Delete Label Studio's predictions of this project's older suggest versions; keeps the newest
+        `keep_versions`. Why: every re-rank adds a prediction to every unlabeled task (10,000 tasks and
+        50 retrains would leave 500,000 rows in Label Studio's database, and in every export). Only
+        versions suggest published are touched; a failure is logged and never fails the push."""
+        keep = self.settings.keep_versions
+        if keep <= 0:
+            return []
+        ours = [project.zero_shot_version(), *(r.version for r in project.store.versions(project.project_id))]
+        kept = set(ours[-keep:]) | {current}
+        try:
+            held = client.model_versions(project.project_id)
+            stale = [v for v in ours if v in held and v not in kept]
+            for version in stale:
+                client.delete_model_version(project.project_id, version)
+        except ls.LabelStudioError as exc:
+            log.warning("project %s: could not prune old versions' predictions: %s", project.project_id, exc)
+            return []
+        if stale:
+            log.info("project %s: removed the predictions of %s from Label Studio", project.project_id, stale)
+        return stale

@@ -31,9 +31,10 @@ class EmbeddingCache(Protocol):
 DEFAULT_LAYERS: tuple[int, ...] = (4, -1)
 """Which hidden layers a sentence vector pools: the mean of the unit mean-pooled layer-4 and last-layer
 states. The last layer alone is tuned for semantic similarity and loses how a text is said; adding
-layer 4 keeps it. Measured with logistic heads (benchmarks/results/encoder_layers.json): Rotten
-Tomatoes full pool 0.767 -> 0.777 and 100 random labels 0.682 -> 0.694, fresh/rotten/plot 100 labels
-0.681 -> 0.740, debate party and speaker unchanged within noise; the cost is the same forward pass."""
+layer 4 keeps it, for the same forward pass. Measured with the engine's head (class-balanced logistic
+regression, C=3), last layer -> layers 4+last (benchmarks/encoder_layers.py, results/encoder_layers.json):
+Rotten Tomatoes full pool 0.765 -> 0.779, 100 random labels 0.677 -> 0.694; fresh/rotten/plot 100
+labels 0.692 -> 0.756; debate party 0.552 -> 0.561; debate speaker 0.353 -> 0.351 (within noise)."""
 
 LAST_LAYER_ONLY: tuple[int, ...] = (-1,)
 

@@ -371,6 +371,16 @@ class ImageClassifier(Backend):
             raise ImageError(errors, [_ref(it) for it in items])
         return X
 
+    def cached_hashes(self, hashes: list[str]) -> set[str]:
+        """Which of these image digests already have an embedding (memory or store); warms the memory."""
+        known = {h for h in hashes if h in self._memory}
+        rest = [h for h in dict.fromkeys(hashes) if h not in known]
+        if rest and self.cache is not None:
+            found = self.cache.get_embeddings(self.encoder.encoder_id, rest)
+            self._memory.update(found)
+            known |= found.keys()
+        return known
+
     def embed_partial(
         self, items: list[Item], progress: Callable[[int], None] | None = None
     ) -> tuple[np.ndarray, dict[int, str]]:
@@ -413,8 +423,8 @@ class ImageClassifier(Backend):
 
 
 def _key(item: Item) -> str:
-    """Cache key: sha256 of the bytes; an item with no bytes gets a key that never hits the cache."""
-    return item.content_hash if item.data is not None else f"missing:{item.content_hash}"
+    """Cache key: sha256 of the bytes (read, or known as `digest`); an item with neither never hits."""
+    return item.content_hash if item.data is not None or item.digest else f"missing:{item.content_hash}"
 
 
 def _ref(item: Item) -> str:

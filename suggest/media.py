@@ -38,6 +38,23 @@ DEFAULT_MAX_BYTES = 32 * 1024 * 1024  # a 32 MB image file is already far larger
 LS_MEDIA_PREFIXES = ("/data/upload/", "/data/local-files", "/storage-data/uploaded")
 
 
+def immutable_ref(ref: str) -> str | None:
+    """A key for references whose bytes never change, else None: Label Studio uploads, whose file
+    names carry a fresh random prefix per upload. Local files, URLs and cloud objects can change in
+    place, and data: URIs hold their bytes already, so those are always read."""
+    if not isinstance(ref, str):
+        return None
+    parsed = urlparse(ref.strip())
+    if parsed.scheme and parsed.scheme not in ("http", "https"):
+        return None
+    path = parsed.path if parsed.scheme else "/" + parsed.path.lstrip("/")
+    if path.startswith("/upload/"):
+        path = "/data" + path  # what older exports hold
+    if parsed.scheme and not path.startswith("/data/upload/"):
+        return None
+    return path if path.startswith("/data/upload/") and not parsed.query else None
+
+
 class ImageLoader:
     """Loads image bytes for task references; thread-safe, with a small LRU of recent remote loads.
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from backends.base import Backend, guesses_from_proba
 from backends.embedding import EmbeddingClassifier
+from suggest.media import immutable_ref
 from suggest.schema import BadInput, Item, Label, Prediction, Schema, Span
 from suggest.store import ProjectRecord, Store, VersionRecord
 
@@ -245,7 +246,7 @@ class Project:
         guess, and every (row index, item) the model could use (with or without a guess)."""
         name = schema.from_name
         where = [i for i, row in enumerate(rows) if name in row]
-        items = self.prepare(schema, [rows[i][name] for i in where])
+        items = self.prepare(schema, [rows[i][name] for i in where], published.models[name])
         kept = [(i, it) for i, it in zip(where, items, strict=True) if it is not None]
         if not kept:
             return [], []
@@ -254,24 +255,50 @@ class Project:
                  for (i, it), g in zip(kept, guesses, strict=True) if g is not None]
         return preds, kept
 
-    def prepare(self, schema: Schema, items: list[Item]) -> list[Item | None]:
-        """Items ready for the control's model: images get their bytes; one that cannot load becomes None."""
+    def prepare(self, schema: Schema, items: list[Item], model: Backend | None = None) -> list[Item | None]:
+        """Items ready for the control's model: images get their bytes; one that cannot load becomes None.
+
+        An uploaded image read before, whose embedding `model` already holds, is not read again: it
+        comes back with its digest only (a re-rank of 10,000 uploads is then a cache lookup, not
+        10,000 downloads from Label Studio).
+        """
         if schema.object_type != "image":
             return list(items)
+        known = self._known_images(items, model)
         ready: list[Item | None] = []
-        for it in items:
-            if it.data is not None:
-                ready.append(it)
+        seen: dict[str, str] = {}
+        for i, it in enumerate(items):
+            if it.data is not None or i in known:
+                ready.append(it if it.data is not None else Item(it.text, it.task_id, digest=known[i]))
                 continue
             try:
                 if self.load_image is None:
                     raise BadInput("no image loader is configured")
-                ready.append(Item(it.text, it.task_id, self.load_image(it.text)))
+                data = self.load_image(it.text)
             except BadInput as exc:
                 log.warning("project %s, task %s: image %r not used: %s", self.project_id, it.task_id,
                             it.text[:200], exc)
                 ready.append(None)
+                continue
+            loaded = Item(it.text, it.task_id, data)
+            if (key := immutable_ref(it.text)) is not None:
+                seen[key] = loaded.content_hash
+            ready.append(loaded)
+        if seen:
+            self.store.put_digests(seen)
         return ready
+
+    def _known_images(self, items: list[Item], model: Backend | None) -> dict[int, str]:
+        """Index -> digest for the uploads whose digest is remembered and whose embedding is cached."""
+        cached_hashes = getattr(model, "cached_hashes", None)
+        if cached_hashes is None:
+            return {}
+        keys = {i: key for i, it in enumerate(items) if it.data is None and (key := immutable_ref(it.text))}
+        if not keys:
+            return {}
+        digests = self.store.get_digests(list(set(keys.values())))
+        cached = cached_hashes(list(set(digests.values())))
+        return {i: digests[k] for i, k in keys.items() if digests.get(k) in cached}
 
     def set_queue_scores(self, version: str, scores: dict[int, float]) -> None:
         """Remember the queue scores the loop pushed for this version (replaced as a whole)."""
@@ -355,11 +382,11 @@ class Project:
 
     def _fit(self, schema: Schema, labeled: dict[int, Label], old: Backend | None) -> Backend:
         tasks = sorted(labeled)
-        items = self.prepare(schema, [Item(labeled[t].text, t) for t in tasks])
-        pairs = [(it, labeled[t].label) for t, it in zip(tasks, items, strict=True) if it is not None]
         model = self._make_backend(schema)
         if old is not None and hasattr(model, "_memory") and hasattr(old, "_memory"):
             model._memory = old._memory  # keep warm vectors across versions
+        items = self.prepare(schema, [Item(labeled[t].text, t) for t in tasks], model)
+        pairs = [(it, labeled[t].label) for t, it in zip(tasks, items, strict=True) if it is not None]
         model.fit([it for it, _ in pairs], [lb for _, lb in pairs])
         return model
 

@@ -73,15 +73,19 @@ class Schema:
 @dataclass(frozen=True)
 class Item:
     """One thing to label: its text (for an image, the reference the task gives), the image bytes
-    once loaded, and the task it came from (None outside Label Studio)."""
+    once loaded, and the task it came from (None outside Label Studio). `digest` is the sha256 of
+    an image's bytes when they are known without reading them again (an upload seen before)."""
 
     text: str
     task_id: int | None = None
     data: bytes | None = field(default=None, repr=False)
+    digest: str | None = field(default=None, repr=False)
 
     @property
     def content_hash(self) -> str:
-        """Cache key: the bytes of an image, else the text."""
+        """Cache key: the bytes of an image (or their known digest), else the text."""
+        if self.data is None and self.digest:
+            return self.digest
         payload = self.data if self.data is not None else self.text.encode("utf-8")
         return hashlib.sha256(payload).hexdigest()
 

@@ -63,6 +63,10 @@ CREATE TABLE IF NOT EXISTS embeddings (
     vector       BLOB NOT NULL,
     PRIMARY KEY (encoder_id, content_hash)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS media_digests (
+    ref    TEXT PRIMARY KEY,
+    digest TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 
@@ -287,6 +291,20 @@ class Store:
                 "INSERT OR IGNORE INTO embeddings VALUES (?, ?, ?)",
                 [(encoder_id, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in vectors.items()],
             )
+
+    # media digests: the sha256 of files whose bytes never change, so a re-rank need not read them again
+
+    def get_digests(self, refs: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(refs), 500):
+            chunk = refs[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._query(f"SELECT ref, digest FROM media_digests WHERE ref IN ({marks})", chunk))
+        return found
+
+    def put_digests(self, digests: dict[str, str]) -> None:
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO media_digests VALUES (?, ?)", list(digests.items()))
 
 
 _UPSERT = "INSERT OR REPLACE INTO annotations VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

@@ -25,7 +25,7 @@ class Settings:
     push: bool = True  # re-rank the pool in Label Studio after each version
     set_sampling: bool = True  # switch the project to uncertainty sampling when pushing
     push_interval_seconds: float = 15.0  # min seconds between pushes (and syncs) to Label Studio per project
-    keep_versions: int = 3  # suggest's newest versions whose predictions stay in Label Studio (0: keep all)
+    keep_versions: int = 0  # >0: only suggest's newest N versions keep their predictions in Label Studio
     debounce_seconds: float = 0.3
     max_delay_seconds: float = 3.0
     log_level: str = "INFO"

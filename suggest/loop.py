@@ -32,7 +32,7 @@ class LoopSettings:
     batch_size: int = 50
     strategy: str = "auto"  # dense for text, diverse for images (strategies.strategy_for)
     set_sampling: bool = True
-    keep_versions: int = 3  # 0: keep every version's predictions in Label Studio
+    keep_versions: int = 0  # >0: delete older versions' predictions from Label Studio (0: keep all)
 
 
 def rank_items(project: Project, items: list[Item], settings: LoopSettings) -> tuple[list[Prediction], np.ndarray]:
@@ -172,7 +172,10 @@ class PoolRefresher:
         """Delete Label Studio's predictions of this project's older suggest versions; keeps the newest
         `keep_versions`. Why: every re-rank adds a prediction to every unlabeled task (10,000 tasks and
         50 retrains would leave 500,000 rows in Label Studio's database, and in every export). Only
-        versions suggest published are touched; a failure is logged and never fails the push."""
+        versions suggest published are touched; a failure is logged and never fails the push.
+        Off by default: Label Studio deletes a version in one transaction at about 3.6 ms per
+        prediction (measured, 1.23.2 on SQLite: 3.6 s for 1,000), and on SQLite that transaction holds
+        the write lock, so annotators' submits wait while it runs."""
         keep = self.settings.keep_versions
         if keep <= 0:
             return []

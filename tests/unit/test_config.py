@@ -33,7 +33,7 @@ def test_defaults_and_a_bad_value_is_named():
 
 
 def test_keep_versions_is_read_and_a_negative_count_is_refused():
-    assert Settings.from_env({}).keep_versions == 3
-    assert Settings.from_env({"SUGGEST_KEEP_VERSIONS": "0"}).keep_versions == 0  # 0: keep every version
+    assert Settings.from_env({}).keep_versions == 0  # Label Studio's own behaviour: every version stays
+    assert Settings.from_env({"SUGGEST_KEEP_VERSIONS": "3"}).keep_versions == 3
     with pytest.raises(ValueError, match="keep_versions"):
         Settings.from_env({"SUGGEST_KEEP_VERSIONS": "-1"})

@@ -313,6 +313,22 @@ def badge_weighted(on: str = "raw", density: float = 0.0, k: int = 20) -> Callab
     return build
 
 
+def switch(first: Callable[[int], Picker], then: Callable[[int], Picker], at: int) -> Callable[[int], Picker]:
+    """`first` while fewer than `at` rows are labelled, `then` after."""
+
+    def build(seed: int) -> Picker:
+        a, b = first(seed), then(seed)
+
+        def pick(proba, Xf, Xr, mask, batch, seed_):
+            chosen = a if mask.sum() < at else b
+            chosen.y_pool, chosen.protos, chosen.head = pick.y_pool, pick.protos, pick.head
+            return chosen(proba, Xf, Xr, mask, batch, seed_)
+
+        return pick
+
+    return build
+
+
 def band_diverse(eps_quantile: float = 0.0, min_mult: int = 2, max_mult: int = 10) -> Callable[[int], Picker]:
     """Adaptive shortlist: k-means over rows within the margin band, band sized to [min_mult, max_mult] x batch."""
 
@@ -488,6 +504,8 @@ STRATS = {
     "badge": badge_binary(),
     "badge10": badge_binary(10),
     "badge_c": badge_weighted("centered"),
+    "badge40_dense": switch(badge_binary(), lib("dense"), 40),
+    "badge80_dense": switch(badge_binary(), lib("dense"), 80),
     "badge_dense": badge_weighted("raw", density=1.0),
     "badge_dense_c": badge_weighted("centered", density=1.0),
     "density2": density_margin(2.0),

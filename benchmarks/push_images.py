@@ -38,6 +38,7 @@ from tests.e2e.labelstudio_server import (  # noqa: E402
     ensure_ls_venv,
     free_port,
     ls_venv_path,
+    poll,
     suggest_argv,
 )
 
@@ -57,16 +58,6 @@ def as_photo(png: bytes, side: int, seed: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(noisy).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def wait_loop(get_metrics, predicate, timeout: float = 900) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        m = get_metrics()
-        if predicate(m):
-            return m
-        time.sleep(0.2)
-    raise RuntimeError(f"loop did not finish in {timeout} s: {json.dumps(get_metrics()['loop'])}")
 
 
 def main() -> None:
@@ -109,7 +100,7 @@ def main() -> None:
             return sg.get("/metrics").json()["projects"][str(pid)]
 
         client.connect_ml(pid, f"http://127.0.0.1:{port}", "suggest")
-        rounds = [wait_loop(metrics, lambda m: m["loop"].get("enabled"))["loop"]]
+        rounds = [poll("the cold-start push", metrics, lambda m: m["loop"].get("enabled"), 900, 0.2)["loop"]]
         console.print(f"cold start: {rounds[-1]['seconds']}")
         ids = sorted(truth)
         for batch in (ids[:30], ids[30:60]):
@@ -117,9 +108,9 @@ def main() -> None:
             for tid in batch:
                 client.annotate(tid, [{"from_name": "item", "to_name": "image", "type": "choices",
                                        "value": {"choices": [truth[tid]]}}])
-            m = wait_loop(metrics, lambda m, before=before: m["model_version"].startswith("v")
-                          and m["model_version"] != before and m["loop"].get("version") == m["model_version"]
-                          and not m["training"])
+            m = poll("a re-rank with a new version", metrics,
+                     lambda m, before=before: m["model_version"].startswith("v") and m["model_version"] != before
+                     and m["loop"].get("version") == m["model_version"] and not m["training"], 900, 0.2)
             rounds.append(m["loop"])
             console.print(f"re-rank after {len(batch)} more labels: {rounds[-1]['seconds']}")
     finally:

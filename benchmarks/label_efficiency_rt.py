@@ -115,7 +115,7 @@ def write_layer_cache() -> None:
     from backends.encoders import TextEncoder
     from suggest.datasets import rotten_tomatoes
 
-    encoder = TextEncoder(layers=tuple(range(7)), combine=False)
+    encoder = TextEncoder(layers=tuple(range(7)))  # every hidden state; encode_layers leaves them unpooled
     texts, _ = rotten_tomatoes()
     np.save(OUT / "rt_layers.npy", encoder.encode_layers(texts))
     for name, hints in (("names", {}), ("hints", HINTS)):

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from dataclasses import fields
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from suggest.config import UNCERTAINTY_METHODS, Settings
+from suggest.config import SOURCES, UNCERTAINTY_METHODS, Settings, SettingsError, redact_text, redact_url
 
 app = typer.Typer(
     help="Active-learning label suggestions for Label Studio.",
@@ -20,41 +23,77 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(stderr=True)
+log = logging.getLogger("suggest")
+_DEFAULTS = {f.name: f.default for f in fields(Settings)}
+
+
+def _hint(name: str) -> str:
+    """' [env: HOST; default: 0.0.0.0]' for a setting, escaped so rich help does not take it for markup."""
+    default = _DEFAULTS[name]
+    shown = "" if default is None else f"; default: {default}"
+    return " " + escape(f"[env: {' or '.join(SOURCES[name].env)}{shown}]")
+
+
+def _fail(message: str) -> NoReturn:
+    """One line on stderr and exit status 2 (a usage error), never a traceback."""
+    typer.echo(f"suggest: error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _settings(**flags: Any) -> Settings:
+    """Settings from the environment and the given flags; a bad value ends the command with one line."""
+    try:
+        return Settings.from_env(**flags)
+    except SettingsError as exc:
+        _fail(str(exc))
+
 
 ModelDir = Annotated[
     Path | None,
-    typer.Option("--model-dir", help="Where the store and model versions live [env: MODEL_DIR; default: models]"),
+    typer.Option("--model-dir", help="Where the store and model versions live" + _hint("model_dir")),
 ]
 
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Interface to listen on [env: HOST; default: 0.0.0.0]")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [env: PORT; default: 9090]")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on" + _hint("host"))] = None,
+    port: Annotated[int | None, typer.Option(help="Port" + _hint("port"))] = None,
     model_dir: ModelDir = None,
-    uncertainty: Annotated[
-        str | None, typer.Option(help=f"How `score` measures certainty: {', '.join(UNCERTAINTY_METHODS)}")
-    ] = None,
-    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING [env: LOG_LEVEL]")] = None,
+    uncertainty: Annotated[str | None, typer.Option(
+        help=f"How `score` measures certainty: {', '.join(UNCERTAINTY_METHODS)}" + _hint("uncertainty"))] = None,
+    strategy: Annotated[str | None, typer.Option(
+        help="How the batch put first in Label Studio is chosen: auto, dense, diverse, margin, least_confidence, "
+             "entropy, random, coldstart or modal:<module>:<function>" + _hint("strategy"))] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Size of the uncertain, diverse batch put first" + _hint("batch_size"))] = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR" + _hint("log_level"))] = None,
 ) -> None:
     """Run the Label Studio ML backend (connect it in Label Studio under Settings > Model)."""
+    settings = _settings(host=host, port=port, model_dir=model_dir, uncertainty=uncertainty, strategy=strategy,
+                         batch_size=batch_size, log_level=log_level)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    console.print(escape(
+        f"suggest: serving on http://{settings.host}:{settings.port}, model dir {settings.model_dir.resolve()}"
+        + (", basic auth on" if settings.auth_enabled else "")
+        + (f", Label Studio {redact_url(settings.label_studio_url)}" if settings.label_studio_url else "")
+    ))
+    warning = settings.exposure_warning()
+    if warning:  # before the slow imports below, so it is the first thing an operator sees
+        console.print(f"[bold red]WARNING:[/bold red] {escape(warning)}")
+        log.warning(warning)
     import uvicorn
 
     _limit_malloc_arenas()
 
     from suggest.server import create_app
 
-    settings = Settings.from_env(
-        host=host, port=port, model_dir=model_dir, uncertainty=uncertainty, log_level=log_level
-    )
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    console.print(
-        f"suggest: serving on http://{settings.host}:{settings.port}, model dir {settings.model_dir.resolve()}"
-        + (", basic auth on" if settings.auth_enabled else "")
-    )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    try:
+        application = create_app(settings)
+    except SettingsError as exc:
+        _fail(str(exc))
+    uvicorn.run(application, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
 
 
 def _limit_malloc_arenas(arenas: int = 2) -> None:
@@ -67,12 +106,34 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
         pass  # not glibc: nothing to tune
 
 
+def label_studio_state(record: Any, settings: Settings) -> str:
+    """One line on a project's Label Studio connection, URL redacted, with the fix when it is unreachable.
+
+    Reads `ls_error` / `ls_checked_at` with getattr: stores written before they existed have neither."""
+    url = redact_url(settings.label_studio_url or record.hostname)
+    token = bool(settings.label_studio_api_key or record.access_token)
+    error = getattr(record, "ls_error", None)
+    checked = getattr(record, "ls_checked_at", None)
+    if not url or not token:
+        missing = " and ".join(what for what, have in (("URL", url), ("token", token)) if not have)
+        return (f"Label Studio: no {missing} (webhooks are trusted, no live re-rank): Label Studio sends both in "
+                "/setup, or set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
+    when = f" (checked {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(checked))})" if checked else ""
+    if error:
+        return (f"Label Studio unreachable at {url}{when}: {redact_text(str(error))} — set LABEL_STUDIO_URL to an "
+                "address this host can reach")
+    if checked:
+        return f"Label Studio reachable at {url}{when}"
+    return f"Label Studio at {url} (not contacted yet)"
+
+
 @app.command()
 def status(model_dir: ModelDir = None) -> None:
-    """Show each project: labels held, current version and the version history."""
+    """Show each project: Label Studio connection, labels held, current version and the version history."""
+    settings = _settings(model_dir=model_dir)
     from suggest.store import Store
 
-    store = Store(Settings.from_env(model_dir=model_dir).model_dir)
+    store = Store(settings.model_dir)
     projects = store.projects()
     if not projects:
         console.print("no projects yet: connect suggest in Label Studio first")
@@ -85,6 +146,7 @@ def status(model_dir: ModelDir = None) -> None:
         for v in versions:
             table.add_row(v.version, v.trained_at, str(v.n_labels), f"{v.train_seconds:.2f}")
         Console().print(table)
+        print(label_studio_state(record, settings) + "\n")
 
 
 @app.command()
@@ -99,7 +161,7 @@ def export(
     from suggest.schema import answer_to_json
     from suggest.store import Store
 
-    store = Store(Settings.from_env(model_dir=model_dir).model_dir)
+    store = Store(_settings(model_dir=model_dir).model_dir)
     for label in store.labels(project):
         print(json.dumps({"task_id": label.task_id, "annotation_id": label.annotation_id, "control": label.control,
                           "label": answer_to_json(label.label), "text": label.text,

@@ -1,13 +1,73 @@
-"""Settings in one place: defaults, then the environment (the ecosystem's names), then CLI flags."""
+"""Settings in one place: defaults, then the environment (the ecosystem's names), then CLI flags.
+
+Every setting `suggest` reads is read here and checked when the process starts: a bad value is one
+`SettingsError` line naming the variable (and flag) and what it accepts, not a traceback at first use.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
-from dataclasses import dataclass, fields, replace
+import re
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 UNCERTAINTY_METHODS = ("margin", "least_confidence", "entropy")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TRUTHY = {"1", "true", "yes", "on"}
+FALSY = {"0", "false", "no", "off"}
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_][a-z0-9_-]{0,62})*\.?$")
+_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)
+
+
+class SettingsError(ValueError):
+    """A setting suggest cannot use; the message names the environment variable (or flag) and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a setting comes from: environment variables (the first set one wins) and the CLI flag, if any."""
+
+    env: tuple[str, ...]
+    flag: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How error messages name the setting, e.g. 'PORT (--port)'."""
+        names = " or ".join(self.env)
+        return f"{names} ({self.flag})" if self.flag else names
+
+
+SOURCES: dict[str, Source] = {
+    "model_dir": Source(("MODEL_DIR",), "--model-dir"),
+    "host": Source(("HOST",), "--host"),
+    "port": Source(("PORT",), "--port"),
+    "label_studio_url": Source(("LABEL_STUDIO_URL", "LABEL_STUDIO_HOST")),
+    "label_studio_api_key": Source(("LABEL_STUDIO_API_KEY",)),
+    "basic_auth_user": Source(("BASIC_AUTH_USER",)),
+    "basic_auth_pass": Source(("BASIC_AUTH_PASS",)),
+    "webhook_secret": Source(("SUGGEST_WEBHOOK_SECRET",)),
+    "max_body_mb": Source(("SUGGEST_MAX_BODY_MB",)),
+    "max_tasks_per_request": Source(("SUGGEST_MAX_TASKS_PER_REQUEST",)),
+    "max_text_chars": Source(("SUGGEST_MAX_TEXT_CHARS",)),
+    "local_files_root": Source(("LOCAL_FILES_DOCUMENT_ROOT", "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")),
+    "media_allow_hosts": Source(("SUGGEST_MEDIA_ALLOW_HOSTS",)),
+    "media_deadline_seconds": Source(("SUGGEST_MEDIA_DEADLINE_SECONDS",)),
+    "memory_budget_mb": Source(("SUGGEST_MEMORY_MB",)),
+    "uncertainty": Source(("SUGGEST_UNCERTAINTY",), "--uncertainty"),
+    "batch_size": Source(("SUGGEST_BATCH_SIZE",), "--batch-size"),
+    "strategy": Source(("SUGGEST_STRATEGY",), "--strategy"),
+    "push": Source(("SUGGEST_PUSH",)),
+    "set_sampling": Source(("SUGGEST_SET_SAMPLING",)),
+    "push_interval_seconds": Source(("SUGGEST_PUSH_INTERVAL_SECONDS",)),
+    "keep_versions": Source(("SUGGEST_KEEP_VERSIONS",)),
+    "debounce_seconds": Source(("SUGGEST_DEBOUNCE_SECONDS",)),
+    "max_delay_seconds": Source(("SUGGEST_MAX_DELAY_SECONDS",)),
+    "log_level": Source(("LOG_LEVEL",), "--log-level"),
+}
 
 
 @dataclass(frozen=True)
@@ -16,9 +76,17 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 9090
     label_studio_url: str | None = None  # overrides the hostname Label Studio sends in /setup
-    label_studio_api_key: str | None = None  # overrides the access_token sent in /setup
+    label_studio_api_key: str | None = field(default=None, repr=False)  # overrides the access_token from /setup
     basic_auth_user: str | None = None
-    basic_auth_pass: str | None = None
+    basic_auth_pass: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = field(default=None, repr=False)  # webhooks must carry it in X-Suggest-Secret
+    max_body_mb: float = 50.0  # larger request bodies get a 413
+    max_tasks_per_request: int = 1000  # tasks in one /predict
+    max_text_chars: int = 1_000_000  # characters in one task's text
+    local_files_root: Path | None = None  # Label Studio's Local Storage root, when this host shares it
+    media_allow_hosts: tuple[str, ...] = ()  # private/loopback hosts, IPs or CIDRs image URLs may still reach
+    media_deadline_seconds: float = 30.0  # the longest fetching one image may take
+    memory_budget_mb: int = 1024  # process-wide cap for the in-memory caches
     uncertainty: str = "margin"
     batch_size: int = 50  # the diverse, uncertain batch that goes first in Label Studio's queue
     strategy: str = "auto"  # "auto" (dense for text, diverse for images), a name from suggest.strategies, or modal:...
@@ -30,53 +98,164 @@ class Settings:
     max_delay_seconds: float = 3.0
     log_level: str = "INFO"
 
+    def __post_init__(self) -> None:
+        _check(self)
+
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> Settings:
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then `env` (os.environ when None), then `overrides` that are not None (unset CLI flags)."""
         env = dict(os.environ if env is None else env)
-        values: dict = {
-            "model_dir": env.get("MODEL_DIR"),
-            "host": env.get("HOST"),
-            "port": env.get("PORT"),
-            "label_studio_url": env.get("LABEL_STUDIO_URL") or env.get("LABEL_STUDIO_HOST"),
-            "label_studio_api_key": env.get("LABEL_STUDIO_API_KEY"),
-            "basic_auth_user": env.get("BASIC_AUTH_USER"),
-            "basic_auth_pass": env.get("BASIC_AUTH_PASS"),
-            "uncertainty": env.get("SUGGEST_UNCERTAINTY"),
-            "debounce_seconds": env.get("SUGGEST_DEBOUNCE_SECONDS"),
-            "batch_size": env.get("SUGGEST_BATCH_SIZE"),
-            "push_interval_seconds": env.get("SUGGEST_PUSH_INTERVAL_SECONDS"),
-            "strategy": env.get("SUGGEST_STRATEGY"),
-            "push": env.get("SUGGEST_PUSH"),
-            "set_sampling": env.get("SUGGEST_SET_SAMPLING"),
-            "keep_versions": env.get("SUGGEST_KEEP_VERSIONS"),
-            "log_level": env.get("LOG_LEVEL"),
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})  # unset flags keep env
         types = {f.name: f.type for f in fields(cls)}
-        clean = {}
-        for name, value in values.items():
-            if value is None or value == "":
-                continue
-            kind = types[name]
-            if kind == "Path":
-                clean[name] = Path(value)
-            elif kind == "int":
-                clean[name] = int(value)
-            elif kind == "float":
-                clean[name] = float(value)
-            elif kind == "bool":
-                clean[name] = value if isinstance(value, bool) else str(value).strip().lower() in TRUTHY
-            else:
-                clean[name] = str(value)
-        settings = replace(cls(), **clean)
-        if settings.batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {settings.batch_size}")
-        if settings.keep_versions < 0:
-            raise ValueError(f"keep_versions must be 0 (keep all) or more, got {settings.keep_versions}")
-        if settings.uncertainty not in UNCERTAINTY_METHODS:
-            raise ValueError(f"uncertainty must be one of {UNCERTAINTY_METHODS}, got {settings.uncertainty!r}")
-        return settings
+        unknown = set(overrides) - set(types)
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+        clean: dict[str, Any] = {}
+        for name, kind in types.items():
+            value, origin = overrides.get(name), SOURCES[name].flag or name
+            if value is None:
+                origin = next((var for var in SOURCES[name].env if env.get(var, "").strip()), "")
+                value = env.get(origin) if origin else None
+            if value is not None and value != "":
+                clean[name] = _parse(name, kind, value, origin)
+        return replace(cls(), **clean)
 
     @property
     def auth_enabled(self) -> bool:
         return bool(self.basic_auth_user)
+
+    def exposure_warning(self) -> str | None:
+        """A warning when anyone on the network can drive this backend: a non-loopback address, no basic auth."""
+        if self.auth_enabled or is_loopback(self.host):
+            return None
+        return (f"suggest listens on {self.host}:{self.port} without basic auth: anyone on the network can reach "
+                "/setup and /predict (and send /webhook events). Set BASIC_AUTH_USER and BASIC_AUTH_PASS, or serve "
+                "on --host 127.0.0.1 (HOST) if Label Studio runs on this machine, and set SUGGEST_WEBHOOK_SECRET.")
+
+
+def _parse(name: str, kind: str, value: Any, origin: str) -> Any:
+    """One raw value (an environment string or a flag's value) as the field's type; `origin` names it on error."""
+    text = str(value).strip()
+    if kind in ("Path", "Path | None"):
+        return Path(value)
+    if kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        try:
+            return int(text)
+        except ValueError:
+            raise SettingsError(f"{origin} must be an integer, got {text!r}") from None
+    if kind == "float":
+        try:
+            return float(value) if isinstance(value, int | float) else float(text)
+        except ValueError:
+            raise SettingsError(f"{origin} must be a number, got {text!r}") from None
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if text.lower() in TRUTHY | FALSY:
+            return text.lower() in TRUTHY
+        raise SettingsError(f"{origin} must be true or false (1/0, yes/no, on/off), got {text!r}")
+    if kind == "tuple[str, ...]":
+        items = value.split(",") if isinstance(value, str) else value
+        return tuple(str(item).strip().lower() for item in items if str(item).strip())
+    if name == "log_level":
+        return text.upper()
+    return str(value)
+
+
+def _check(s: Settings) -> None:
+    """Refuse values that would fail later (or silently do something else); one line each."""
+
+    def bad(name: str, allowed: str, value: Any) -> SettingsError:
+        return SettingsError(f"{SOURCES[name].label} must be {allowed}, got {value!r}")
+
+    if not 1 <= s.port <= 65535:
+        raise bad("port", "a port number from 1 to 65535", s.port)
+    if not s.host.strip():
+        raise bad("host", "an interface address such as 0.0.0.0 or 127.0.0.1", s.host)
+    for name in ("batch_size", "max_tasks_per_request", "max_text_chars", "memory_budget_mb"):
+        if getattr(s, name) < 1:
+            raise bad(name, "a whole number of 1 or more", getattr(s, name))
+    if s.keep_versions < 0:
+        raise bad("keep_versions", "0 (keep all) or more", s.keep_versions)
+    for name in ("debounce_seconds", "max_delay_seconds", "push_interval_seconds", "media_deadline_seconds",
+                 "max_body_mb"):
+        value = getattr(s, name)
+        if not (math.isfinite(value) and value > 0):
+            raise bad(name, "a number greater than 0", value)
+    if s.uncertainty not in UNCERTAINTY_METHODS:
+        raise bad("uncertainty", f"one of {', '.join(UNCERTAINTY_METHODS)}", s.uncertainty)
+    if s.log_level.upper() not in LOG_LEVELS:
+        raise bad("log_level", f"one of {', '.join(LOG_LEVELS)}", s.log_level)
+    _check_strategy(s.strategy)
+    for entry in s.media_allow_hosts:
+        if not _is_host_or_network(entry):
+            raise bad("media_allow_hosts", "comma-separated host names, IP addresses or CIDR ranges "
+                      "(e.g. minio,10.0.0.0/8), without scheme or port", entry)
+    if s.label_studio_url is not None:
+        parts = urlsplit(s.label_studio_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise bad("label_studio_url", "an http(s) URL such as http://label-studio:8080",
+                      redact_url(s.label_studio_url))
+    if s.label_studio_api_key and not s.label_studio_url:
+        raise SettingsError("LABEL_STUDIO_API_KEY is set but LABEL_STUDIO_URL (or LABEL_STUDIO_HOST) is not: "
+                            "set both, or neither (a token is only ever sent to the URL it came with)")
+    if bool(s.basic_auth_user) != bool(s.basic_auth_pass):
+        given, missing = ("BASIC_AUTH_USER", "BASIC_AUTH_PASS") if s.basic_auth_user else \
+            ("BASIC_AUTH_PASS", "BASIC_AUTH_USER")
+        raise SettingsError(f"{given} is set but {missing} is empty: set both to turn basic auth on, or neither")
+
+
+def _check_strategy(name: str) -> None:
+    """"auto", a registered strategy name, or a modal:<module>:<function> that imports (checked now, not at push)."""
+    if name == "auto":
+        return
+    from suggest.strategies import STRATEGIES, make_strategy  # lazy: numpy and scikit-learn
+
+    label = SOURCES["strategy"].label
+    if name.startswith("modal:"):
+        try:
+            make_strategy(name)
+        except (ValueError, ImportError, TypeError) as exc:
+            raise SettingsError(f"{label}: {exc} (expected modal:<module>:<function>)") from None
+    elif name not in STRATEGIES:
+        raise SettingsError(f"{label} must be auto, {', '.join(STRATEGIES)} or modal:<module>:<function>, "
+                            f"got {name!r}")
+
+
+def _is_host_or_network(entry: str) -> bool:
+    try:
+        ipaddress.ip_network(entry, strict=False)
+        return True
+    except ValueError:
+        return bool(_HOSTNAME.match(entry))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an interface to listen on) is reachable only from this machine."""
+    name = host.strip().strip("[]").lower()
+    if name in ("localhost", "ip6-localhost") or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def redact_url(url: str | None) -> str | None:
+    """The URL without `user:pass@` (and without query or fragment, where tokens also ride): safe to log or show."""
+    if url is None:
+        return None
+    text = str(url).strip()
+    bare = "://" not in text  # "user:pass@host:8080" parses as scheme "user" otherwise
+    try:
+        parts = urlsplit("//" + text if bare else text)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: still never show the userinfo
+        return redact_text(text.split("?", 1)[0].split("#", 1)[0])
+    out = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    return out.removeprefix("//") if bare else out
+
+
+def redact_text(text: str) -> str:
+    """Free text (an error message, a log line) with the `user:pass@` of any URL in it removed."""
+    return _USERINFO.sub(r"\1", text)

@@ -11,15 +11,17 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from backends.encoders import shared_text_encoder
-from suggest.config import Settings
-from suggest.labelstudio import LabelStudioClient, labels_from_tasks, parse_controls
+from suggest.config import Settings, redact_text, redact_url
+from suggest.labelstudio import LabelStudioClient, LabelStudioError, labels_from_tasks, parse_controls
 from suggest.loop import LoopSettings, PoolRefresher
 from suggest.project import Project, open_project
-from suggest.schema import BadInput, Label
-from suggest.store import ProjectRecord, Store
+from suggest.schema import BadInput, Label, SchemaError
+from suggest.store import ProjectRecord, Store, StoreLocked
 from suggest.trainer import Trainer
 from suggest.worker import ProjectWorker
 
@@ -28,6 +30,28 @@ log = logging.getLogger(__name__)
 
 class UnknownProject(LookupError):
     """A request names a project this backend has never been set up for."""
+
+
+class HostChangeRefused(PermissionError):
+    """An unauthenticated request tried to point a confirmed project at another Label Studio host."""
+
+
+def _host(url: str | None) -> str | None:
+    """scheme://host:port of a URL, lower-case, without credentials: what "the same host" means."""
+    if not url:
+        return None
+    parts = urlsplit(url.strip())
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
+
+
+def _iso(at: float | None) -> str | None:
+    return None if at is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
+def _printable_error(exc: Exception) -> str:
+    """An error for logs, /metrics and the store: no `user:pass@` of any URL it quotes."""
+    return redact_text(str(exc)) or type(exc).__name__
 
 
 TRUSTED = "trusted: no Label Studio access to confirm"
@@ -40,11 +64,19 @@ class Engine:
     def __init__(self, settings: Settings, *, load_encoder: bool = True):
         self.settings = settings
         self.store = Store(settings.model_dir)
+        try:
+            self.store.lock()  # before the sweep: another server's half-written version is not debris
+        except StoreLocked:
+            self.store.close()
+            raise
         self.store.sweep_temp_folders()
         self.encoder = shared_text_encoder()
         self._lock = threading.RLock()
         self._ls_lock = threading.Lock()  # a sync and a confirmation never interleave their read and write
         self._credentials: dict[str, tuple[str | None, str | None]] = {}
+        self._confirmed: dict[str, str | None] = {}  # project -> the host whose export last replaced its labels
+        self._ls_state: dict[str, tuple[bool | None, str | None, float | None]] = {}  # reachable, error, when
+        self.host_changes: dict[str, list[dict]] = {}  # project -> host changes asked for since start
         self.projects: dict[str, Project] = {}
         self._loaders: dict[str, tuple] = {}  # project id -> (access, ImageLoader), made when first needed
         for record in self.store.projects():
@@ -90,36 +122,98 @@ class Engine:
                                load_image=lambda ref: self.load_image(pid, ref))
         self.projects[record.project_id] = project
         self._credentials[record.project_id] = (record.hostname, record.access_token)
+        self._confirmed[record.project_id] = record.confirmed_host
+        if record.ls_checked_at is not None:
+            self._ls_state[record.project_id] = (record.ls_error is None, record.ls_error, record.ls_checked_at)
         return project
 
-    def setup(self, project_id: str, label_config: str, hostname: str | None, token: str | None) -> Project:
-        """Register or refresh a project from /setup; cheap when nothing changed."""
+    def setup(self, project_id: str, label_config: str, hostname: str | None, token: str | None, *,
+              authenticated: bool = False) -> Project:
+        """Register or refresh a project from /setup; cheap when nothing changed.
+
+        `authenticated`: the caller passed basic auth. With auth off any stranger can call /setup, so an
+        unauthenticated call may not move a project whose Label Studio host was confirmed to another host
+        (HostChangeRefused), may not drop its credentials, and, for a project whose Label Studio can be
+        asked, a config it carries only makes suggest re-read the config from Label Studio.
+        """
         schema = parse_controls(label_config)  # raises SchemaError before anything is stored
+        hostname, token = self._setup_access(hostname, token)
         with self._lock:
             project = self.projects.get(project_id)
-            if project is not None and project.label_config == label_config and \
-                    self._credentials.get(project_id) == (hostname, token):
-                return project
-            self.store.save_project(ProjectRecord(project_id, label_config, hostname, token))
-            had_access = project is not None and self.confirms(project)
-            self._credentials[project_id] = (hostname, token)
             if project is None:
-                project = self._open(ProjectRecord(project_id, label_config, hostname, token))
-                if self.confirms(project):  # first contact: zero-shot, cold-start queue
+                record = ProjectRecord(project_id, label_config, hostname, token)
+                self.store.save_project(record)
+                project = self._open(record)
+                if self.confirms(project):  # first contact: zero-shot, cold-start queue, labels already there
                     self.trainer.request(project, push=True)
-            elif project.update_config(label_config, schema):
+                    self.confirmer.add(project_id, full=True, events=0)
+                return project
+            had_access = self.confirms(project)
+            access = self._credentials.get(project_id, (None, None))
+            new_access = self._checked_access(project_id, access, (hostname, token), authenticated)
+            config = label_config
+            if config != project.label_config and had_access and not authenticated:
+                self.confirmer.add(project_id, full=True, events=0)  # Label Studio says what the config is
+                config = project.label_config
+            if config == project.label_config and new_access == access:
+                return project
+            self.store.save_project(ProjectRecord(project_id, config, *new_access))
+            self._credentials[project_id] = new_access
+            if project.update_config(config, schema):
                 self.trainer.request(project, push=True)
-            if self.confirms(project) and not had_access:  # labels that came unconfirmed, or not at all
+            if self.confirms(project) and (not had_access or new_access != access):  # labels to (re)confirm
                 self.confirmer.add(project_id, full=True, events=0)
             return project
 
+    def _setup_access(self, hostname: str | None, token: str | None) -> tuple[str | None, str | None]:
+        """The (hostname, token) pair to keep from /setup. With LABEL_STUDIO_API_KEY set, /setup's pair is
+        neither kept nor used (the env token goes only to LABEL_STUDIO_URL); with LABEL_STUDIO_URL alone
+        the token is kept for that URL and the hostname is not."""
+        if self.settings.label_studio_api_key:
+            return None, None
+        if self.settings.label_studio_url:
+            return None, token
+        return hostname, token
+
+    def _checked_access(self, pid: str, old: tuple[str | None, str | None], new: tuple[str | None, str | None],
+                        authenticated: bool) -> tuple[str | None, str | None]:
+        """The project's access after a /setup: `new`, unless a stranger tries to take it elsewhere."""
+        if new == old:
+            return old
+        if not (new[0] or self.settings.label_studio_url) or not new[1]:
+            if old[1] and not authenticated:  # a setup without credentials must not turn confirmation off
+                log.warning("project %s: ignoring a /setup without Label Studio credentials", pid)
+                return old
+            return new
+        if old[0] and new[0] and _host(old[0]) != _host(new[0]):
+            event = {"from": redact_url(old[0]), "to": redact_url(new[0]),
+                     "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            if not authenticated and self._confirmed.get(pid) == _host(old[0]):
+                event["refused"] = "an unauthenticated /setup cannot move a confirmed project"
+                self.host_changes.setdefault(pid, []).append(event)
+                log.warning("project %s: refused an unauthenticated /setup moving it from %s to %s", pid,
+                            event["from"], event["to"])
+                raise HostChangeRefused(
+                    f"project {pid} is connected to Label Studio at {event['from']}; an unauthenticated /setup "
+                    f"cannot move it to {event['to']}. Turn on basic auth (BASIC_AUTH_USER/BASIC_AUTH_PASS, and "
+                    "the same credentials on the model's connection in Label Studio) or set LABEL_STUDIO_URL"
+                )
+            event["accepted"] = "labels are kept until the new host proves to be the same project"
+            self.host_changes.setdefault(pid, []).append(event)
+            log.warning("project %s: Label Studio host changes from %s to %s", pid, event["from"], event["to"])
+        return new
+
     def project(self, project_id: str, label_config: str | None = None) -> Project:
-        """The project, registering it from a label config when this is the first we hear of it."""
+        """The project, registering it from a label config when this is the first we hear of it.
+
+        A known project keeps its stored config whatever config a request carries: only Label Studio
+        (or an authenticated /setup) changes it. A different one makes suggest re-read Label Studio.
+        """
         with self._lock:
             project = self.projects.get(project_id)
             if project is not None:
-                if label_config and label_config != project.label_config:
-                    return self.setup(project_id, label_config, *self._credentials.get(project_id, (None, None)))
+                if label_config and label_config != project.label_config and self.confirms(project):
+                    self.confirmer.add(project_id, full=True, events=0)
                 return project
         if not label_config:
             raise UnknownProject(
@@ -130,14 +224,15 @@ class Engine:
 
     # labels -----------------------------------------------------------------------------------
 
-    def webhook_project(self, project_id: str, label_config: str | None) -> Project:
-        """The project a webhook names. A config it carries is applied only when it cannot be checked:
-        with Label Studio access, a different config makes the confirmer re-read it from Label Studio."""
-        with self._lock:
-            project = self.projects.get(project_id)
-        if project is not None and label_config and label_config != project.label_config and self.confirms(project):
-            self.confirmer.add(project_id, full=True)
-            return project
+    def webhook_project(self, project_id: str, label_config: str | None, *, create: bool = True) -> Project:
+        """The project a webhook names. A config it carries never replaces the stored one: with Label
+        Studio access a different config makes the confirmer re-read it from Label Studio. `create=False`
+        (START_TRAINING): an unknown project is an error, never registered."""
+        if not create:
+            with self._lock:
+                if project_id not in self.projects:
+                    raise UnknownProject(f"unknown project {project_id}: connect it in Label Studio first")
+            label_config = None
         return self.project(project_id, label_config)
 
     def record_annotation(
@@ -206,10 +301,14 @@ class Engine:
         return held[1].load(ref)
 
     def _ls_access(self, project: Project) -> tuple[str, str] | None:
+        """(url, token), each token only with the URL it came with: LABEL_STUDIO_API_KEY only with
+        LABEL_STUDIO_URL, a /setup token with its own hostname (or LABEL_STUDIO_URL, when set)."""
+        if self.settings.label_studio_api_key:
+            url = self.settings.label_studio_url
+            return (url, self.settings.label_studio_api_key) if url else None
         hostname, token = self._credentials.get(project.project_id, (None, None))
         url = self.settings.label_studio_url or hostname
-        key = self.settings.label_studio_api_key or token
-        return (url, key) if url and key else None
+        return (url, token) if url and token else None
 
     def confirms(self, project: Project) -> bool:
         """Whether annotation webhooks for this project are checked against Label Studio."""
@@ -227,7 +326,10 @@ class Engine:
                      project.project_id)
             return False
         try:
-            with self._ls_lock:
+            with self._ls_lock, self._reporting(project):
+                config = client.label_config(project.project_id)
+                if config is not None and config != project.label_config:
+                    self._apply_config(project, config)
                 labels = self._replace_with_label_studio(client, project)
         finally:
             client.close()
@@ -235,10 +337,61 @@ class Engine:
         return True
 
     def _replace_with_label_studio(self, client: LabelStudioClient, project: Project) -> list[Label]:
-        """Stored labels := every annotation Label Studio holds for the project."""
-        labels = labels_from_tasks(client.labeled_tasks(project.project_id), project.schemas)
-        self.store.replace_labels(project.project_id, labels)
+        """Stored labels := every annotation Label Studio holds for the project.
+
+        A host that has not replaced this project's labels before must first prove it is the same
+        project: the same label config, and a non-empty export when labels are held (a stranger's host,
+        or a fresh Label Studio, must not wipe what may be the only copy).
+        """
+        pid = project.project_id
+        host = _host(client.url)
+        labels = labels_from_tasks(client.labeled_tasks(pid), project.schemas)
+        if self._confirmed.get(pid) != host:
+            held = len(self.store.labels(pid))
+            if held:
+                config = client.label_config(pid)
+                if config != project.label_config:
+                    raise LabelStudioError(
+                        f"Label Studio at {redact_url(client.url)} has another label config for project {pid}; "
+                        f"keeping the {held} stored annotation(s) instead of replacing them with its export")
+                if not labels:
+                    raise LabelStudioError(
+                        f"Label Studio at {redact_url(client.url)} exports no annotations for project {pid} while "
+                        f"suggest holds {held}; keeping them (is it the same Label Studio?)")
+        self.store.replace_labels(pid, labels)
+        if self._confirmed.get(pid) != host:
+            self.store.set_label_studio_state(pid, error=None, confirmed_host=host)
+            self._confirmed[pid] = host
         return labels
+
+    def _apply_config(self, project: Project, config: str) -> None:
+        """A label config read from Label Studio, the only source that may change a connected project's."""
+        try:
+            schema = parse_controls(config)
+        except SchemaError as exc:
+            raise LabelStudioError(f"Label Studio's label config for project {project.project_id} cannot be "
+                                   f"served: {exc}") from None
+        with self._lock:
+            self.store.save_project(ProjectRecord(project.project_id, config,
+                                                  *self._credentials.get(project.project_id, (None, None))))
+            if project.update_config(config, schema):
+                self.trainer.request(project, push=True)
+        log.info("project %s: label config updated from Label Studio", project.project_id)
+
+    @contextmanager
+    def _reporting(self, project: Project):
+        """Remember whether the last call to the project's Label Studio worked (/metrics, `suggest status`)."""
+        pid = project.project_id
+        try:
+            yield
+        except Exception as exc:
+            message = _printable_error(exc)
+            self._ls_state[pid] = (False, message, time.time())
+            self.store.set_label_studio_state(pid, error=message)
+            raise
+        if self._ls_state.get(pid, (None,))[0] is not True:
+            self.store.set_label_studio_state(pid, error=None)
+        self._ls_state[pid] = (True, None, time.time())
 
     def _confirm(self, project_id: str, hints: _Hints) -> None:
         """Store what Label Studio holds for the tasks some webhooks named (all tasks when `full`)."""
@@ -249,11 +402,11 @@ class Engine:
             return
         pid = project_id
         try:
-            with self._ls_lock:
+            with self._ls_lock, self._reporting(project):
                 if hints.full:  # the config may have changed too (a webhook carried another one)
                     config = client.label_config(pid)
                     if config is not None and config != project.label_config:
-                        self.setup(pid, config, *self._credentials.get(pid, (None, None)))
+                        self._apply_config(project, config)
                     labels = self._replace_with_label_studio(client, project)
                 else:
                     held = self.store.labels(pid)
@@ -287,11 +440,23 @@ class Engine:
             entry["webhooks"] = CONFIRMED if self.confirms(project) else TRUSTED
             entry["unconfirmed"] = self.confirmer.count(pid)
             entry["confirm_error"] = self.confirmer.errors.get(pid)
-            hostname, token = self._credentials.get(pid, (None, None))
+            access = self._ls_access(project)
+            hostname, _ = self._credentials.get(pid, (None, None))
+            reachable, error, checked = self._ls_state.get(pid, (None, None, None))
             entry["label_studio"] = {
-                "url": self.settings.label_studio_url or hostname,
-                "token": bool(self.settings.label_studio_api_key or token),
+                "url": redact_url(access[0] if access else (self.settings.label_studio_url or hostname)),
+                "token": access is not None,
+                "reachable": reachable if access else None,
+                "error": error if access else None,
+                "checked_at": _iso(checked),
+                "confirmed_host": redact_url(self._confirmed.get(pid)),
+                "host_changes": self.host_changes.get(pid, [])[-10:],
             }
+            if access and reachable is False:
+                entry["label_studio"]["fix"] = (
+                    "suggest cannot reach Label Studio at this URL, so annotations wait unconfirmed and nothing "
+                    "trains. If Label Studio runs elsewhere (Docker: its own hostname), set LABEL_STUDIO_URL to an "
+                    "address this host can reach, with LABEL_STUDIO_API_KEY")
             out[pid] = entry
         return {
             "projects": out,
@@ -403,4 +568,4 @@ class Confirmer(ProjectWorker):
         self._merge(pid, hints)
 
 
-__all__ = ["BadInput", "Engine", "UnknownProject"]
+__all__ = ["BadInput", "Engine", "HostChangeRefused", "UnknownProject"]

@@ -11,10 +11,12 @@ import functools
 import logging
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from suggest.config import redact_text
 from suggest.schema import Answer, BadInput, Item, Label, Prediction, Schema, SchemaError, Span
 
 log = logging.getLogger(__name__)
@@ -295,6 +297,83 @@ def task_ids(payload: Any) -> list[int]:
     return [t["id"] for t in items if isinstance(t, dict) and isinstance(t.get("id"), int)]
 
 
+# webhook events -------------------------------------------------------------------------------
+
+HANDLED_ACTIONS = frozenset({
+    "ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "TASKS_CREATED", "TASKS_DELETED",
+    "START_TRAINING", "PROJECT_UPDATED",
+})
+MAX_ID = 2**63 - 1  # SQLite's INTEGER
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """One Label Studio webhook, parsed: the server hands this to the engine, never the JSON.
+
+    The annotation's answers need the project's controls, so they are read by `labels(schemas)`
+    once the engine knows the project.
+    """
+
+    action: str
+    project_id: str | None = None  # None for an action suggest ignores
+    label_config: str | None = None
+    annotation_id: int | None = None
+    task_id: int | None = None
+    annotation_ids: tuple[int, ...] = ()
+    task_ids: tuple[int, ...] = ()
+    annotation: dict | None = None
+    task: dict | None = None
+
+    @property
+    def handled(self) -> bool:
+        return self.project_id is not None
+
+    def labels(self, schemas: tuple[Schema, ...]) -> list[Label]:
+        """The annotation's answers for these controls (empty for a cancelled one)."""
+        return annotation_labels(self.annotation, self.task, schemas)
+
+
+def parse_event(payload: Any) -> WebhookEvent:
+    """A webhook body -> WebhookEvent; BadInput names what is missing or out of range."""
+    if not isinstance(payload, dict):
+        raise BadInput(f"the event must be a JSON object, got {type(payload).__name__}")
+    action = payload.get("action")
+    if not isinstance(action, str):
+        raise BadInput("the event has no 'action'")
+    if action not in HANDLED_ACTIONS:
+        return WebhookEvent(action)
+    project = payload.get("project")
+    config = project.get("label_config") if isinstance(project, dict) else None
+    if config is not None and not isinstance(config, str):
+        raise BadInput(f"project.label_config must be text, got {type(config).__name__}")
+    pid = project_key(project)
+    if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
+        annotation, task = payload.get("annotation"), payload.get("task")
+        if not isinstance(annotation, dict):
+            raise BadInput(f"{action} needs an 'annotation' object")
+        ann_id = annotation.get("id")
+        if not isinstance(ann_id, int) or isinstance(ann_id, bool):
+            raise BadInput("annotation has no integer 'id'")
+        task_id = task.get("id") if isinstance(task, dict) else annotation.get("task")
+        task_id = task_id if isinstance(task_id, int) and not isinstance(task_id, bool) else None
+        _check_ids([ann_id] + ([task_id] if task_id is not None else []), "annotation/task")
+        return WebhookEvent(action, pid, config, ann_id, task_id, annotation=annotation,
+                            task=task if isinstance(task, dict) else None)
+    if action == "ANNOTATIONS_DELETED":
+        ids = _check_ids(annotation_ids(payload), "annotation")
+        return WebhookEvent(action, pid, config, annotation_ids=tuple(ids))
+    if action == "TASKS_DELETED":
+        return WebhookEvent(action, pid, config, task_ids=tuple(_check_ids(task_ids(payload), "task")))
+    return WebhookEvent(action, pid, config)
+
+
+def _check_ids(ids: list[int], what: str) -> list[int]:
+    bad = [i for i in ids if not 0 <= i <= MAX_ID]
+    if bad:
+        raise BadInput(f"{what} id {bad[0]} is out of range (Label Studio ids are 0 to {MAX_ID})")
+    return ids
+
+
 # predictions ----------------------------------------------------------------------------------
 
 
@@ -404,7 +483,7 @@ class LabelStudioClient:
         for secret in (self._token, self._access[0] if self._access else None):
             if secret:
                 text = text.replace(secret, "[redacted]")
-        return text
+        return redact_text(text)  # user:pass@ in the configured URL
 
     def label_config(self, project_id: str) -> str | None:
         config = self.request("GET", f"/api/projects/{project_id}").json().get("label_config")

@@ -114,6 +114,7 @@ class Project:
         self._make_backend = make_backend
         self._load_backend = load_backend
         self._train_lock = threading.Lock()  # one writer per project
+        self._publish_lock = threading.Lock()  # a config change and a publish never interleave
         self._pending_lock = threading.Lock()
         self._pending_texts: list[tuple[str, str]] = []
         self.last_error: str | None = None
@@ -178,16 +179,21 @@ class Project:
         return models
 
     def update_config(self, label_config: str, schema: Schema | tuple[Schema, ...]) -> bool:
-        """Follow a changed label config; returns True when the controls changed (model reset)."""
-        if label_config == self.label_config:
-            return False
-        self.label_config = label_config
-        schemas = (schema,) if isinstance(schema, Schema) else tuple(schema)
-        changed = schemas != self.schemas
-        self.schemas = schemas
-        if changed:
-            self.published = self._initial_model()
-        return changed
+        """Follow a changed label config; returns True when the controls changed (model reset).
+
+        Under the publish lock: a retrain that started on the old controls cannot publish after this
+        (it sees the change and drops its result), so the new labels are served at once, not after a restart.
+        """
+        with self._publish_lock:
+            if label_config == self.label_config:
+                return False
+            self.label_config = label_config
+            schemas = (schema,) if isinstance(schema, Schema) else tuple(schema)
+            changed = schemas != self.schemas
+            self.schemas = schemas
+            if changed:
+                self.published = self._initial_model()
+            return changed
 
     def annotations(self) -> list[Label]:
         return self.store.labels(self.project_id)
@@ -339,25 +345,26 @@ class Project:
         few labels keeps its starting model (zero-shot, bootstrap or untrained) in the new version.
         """
         with self._train_lock:
-            labeled = {s.from_name: self.labeled(s.from_name) for s in self.schemas}
-            if len(self.schemas) == 1:
-                fingerprint = labels_fingerprint(labeled[self.schema.from_name])
+            schemas = self.schemas  # what this round trains for; a config change meanwhile voids it
+            labeled = {s.from_name: self.labeled(s.from_name) for s in schemas}
+            if len(schemas) == 1:
+                fingerprint = labels_fingerprint(labeled[schemas[0].from_name])
             else:
                 fingerprint = hashlib.sha256("".join(
-                    labels_fingerprint(labeled[s.from_name], s.from_name) for s in self.schemas
+                    labels_fingerprint(labeled[s.from_name], s.from_name) for s in schemas
                 ).encode()).hexdigest()[:16]
             current = self.published.record
             if not force and current is not None and current.info.get("fingerprint") == fingerprint:
                 return None
-            trainable = [s for s in self.schemas if min_examples(s, labeled[s.from_name])]
+            trainable = [s for s in schemas if min_examples(s, labeled[s.from_name])]
             if not trainable:
                 log.info("project %s: %s; zero-shot until a control has enough labels", self.project_id,
-                         ", ".join(f"{s.from_name}: {len(labeled[s.from_name])} label(s)" for s in self.schemas))
+                         ", ".join(f"{s.from_name}: {len(labeled[s.from_name])} label(s)" for s in schemas))
                 return None
             started = time.perf_counter()
             models: dict[str, Backend] = {}
             counts: dict[str, dict] = {}
-            for schema in self.schemas:
+            for schema in schemas:
                 name = schema.from_name
                 old = self.published.models.get(name)
                 if schema not in trainable:
@@ -367,14 +374,20 @@ class Project:
                 models[name] = self._fit(schema, labeled[name], old)
                 counts[name] = dict(Counter(_count_key(lb.label) for lb in labeled[name].values()))
             seconds = time.perf_counter() - started
-            version = f"v{self.store.next_seq(self.project_id)}-{uuid.uuid4().hex[:6]}"
             n_labels = len(set().union(*(labeled[s.from_name] for s in trainable)))
             info = {"fingerprint": fingerprint,
                     "class_counts": counts[self.schema.from_name] if len(self.schemas) == 1 else counts}
-            record = self.store.publish_version(
-                self.project_id, version, self._saver(models), n_labels=n_labels, train_seconds=seconds, info=info,
-            )
-            self.published = Published(models, version, record)
+            with self._publish_lock:
+                if self.schemas != schemas:
+                    log.info("project %s: the label config changed while training; dropping this round",
+                             self.project_id)
+                    return None
+                version = f"v{self.store.next_seq(self.project_id)}-{uuid.uuid4().hex[:6]}"
+                record = self.store.publish_version(
+                    self.project_id, version, self._saver(models), n_labels=n_labels, train_seconds=seconds,
+                    info=info,
+                )
+                self.published = Published(models, version, record)
             self.last_error = None
             log.info("project %s: published %s (%d labels, trained in %.2f s)",
                      self.project_id, version, n_labels, seconds)

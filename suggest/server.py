@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import secrets
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,14 +28,13 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from suggest import __version__
 from suggest import labelstudio as ls
 from suggest.config import Settings
-from suggest.engine import Engine, UnknownProject
+from suggest.engine import Engine, HostChangeRefused, UnknownProject
 from suggest.schema import BadInput, Item, SchemaError
 
 log = logging.getLogger(__name__)
@@ -75,7 +73,6 @@ class PredictResponse(BaseModel):
 MAX_BODY_ENV = "SUGGEST_MAX_BODY_MB"
 WEBHOOK_SECRET_ENV = "SUGGEST_WEBHOOK_SECRET"
 SECRET_HEADER = "X-Suggest-Secret"
-MAX_ID = 2**63 - 1  # SQLite's INTEGER
 
 
 def create_app(
@@ -85,16 +82,12 @@ def create_app(
     max_body_mb: float | None = None,
     webhook_secret: str | None = None,
 ) -> FastAPI:
-    """The app; `max_body_mb` and `webhook_secret` default to SUGGEST_MAX_BODY_MB and SUGGEST_WEBHOOK_SECRET."""
+    """The app; `max_body_mb` and `webhook_secret` override the settings' (tests use them)."""
     settings = settings or Settings.from_env()
     if max_body_mb is None:
-        raw = os.environ.get(MAX_BODY_ENV, "").strip() or "50"
-        try:
-            max_body_mb = float(raw)
-        except ValueError:
-            raise ValueError(f"{MAX_BODY_ENV} must be a number of megabytes, got {raw!r}") from None
+        max_body_mb = settings.max_body_mb
     if webhook_secret is None:
-        webhook_secret = os.environ.get(WEBHOOK_SECRET_ENV) or None
+        webhook_secret = settings.webhook_secret
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -120,6 +113,10 @@ def create_app(
     @app.exception_handler(SchemaError)
     async def bad_schema(_: Request, exc: SchemaError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": _printable(str(exc))})
+
+    @app.exception_handler(HostChangeRefused)
+    async def host_change_refused(_: Request, exc: HostChangeRefused) -> JSONResponse:
+        return JSONResponse(status_code=403, content={"detail": _printable(str(exc))})
 
     @app.exception_handler(UnknownProject)
     async def unknown_project(_: Request, exc: UnknownProject) -> JSONResponse:
@@ -166,7 +163,8 @@ def create_app(
         for name in ("schema_", "hostname", "access_token"):
             _check_text(getattr(body, name), name.rstrip("_"))
         project = engine_of(request).setup(
-            ls.project_key(body.project), body.schema_, body.hostname, body.access_token
+            ls.project_key(body.project), body.schema_, body.hostname, body.access_token,
+            authenticated=settings.auth_enabled,  # the guard let it through: it carried the credentials
         )
         return SetupResponse(model_version=project.model_version)
 
@@ -174,14 +172,21 @@ def create_app(
     def predict(body: PredictRequest, request: Request) -> PredictResponse:
         eng = engine_of(request)
         _check_text(body.label_config, "label_config")
+        if len(body.tasks) > settings.max_tasks_per_request:
+            raise HTTPException(413, detail=f"{len(body.tasks)} tasks in one request; at most "
+                                            f"{settings.max_tasks_per_request} (SUGGEST_MAX_TASKS_PER_REQUEST)")
         project = eng.project(_project_of(body), body.label_config)
+        kinds = {s.from_name: s.object_type for s in project.schemas}
         rows, positions = [], []
         for i, task in enumerate(body.tasks):
             read = ls.task_items(task, project.schemas)
             for name, it in read.items():
                 if isinstance(it, Item):
+                    where = f"task {it.task_id if it.task_id is not None else i}: the data"
                     try:
-                        _check_text(it.text, f"task {it.task_id if it.task_id is not None else i}: the data")
+                        _check_text(it.text, where)
+                        if kinds[name] == "text":
+                            _check_length(it.text, where, settings.max_text_chars)
                     except BadInput as exc:
                         read[name] = exc
             row = {name: it for name, it in read.items() if isinstance(it, Item)}
@@ -209,26 +214,34 @@ def create_app(
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                   "schema": WEBHOOK_SCHEMA}}}})
     async def webhook(request: Request) -> dict:
-        payload = await _json_object(request)
-        if webhook_secret and not _webhook_allowed(request, payload, webhook_secret, settings):
+        event = ls.parse_event(await _json_object(request))
+        if webhook_secret and not _webhook_allowed(request, event, webhook_secret, settings):
             raise HTTPException(
                 status_code=401,
                 detail=f"this webhook needs header {SECRET_HEADER} equal to {WEBHOOK_SECRET_ENV}: add it to the "
                        "webhook's headers in Label Studio",
             )
-        return await _run_sync(_handle_event, engine_of(request), payload)
+        return await _run_sync(_handle_event, engine_of(request), event, settings)
 
     @app.get("/versions", dependencies=[Depends(guard)])
     def versions(request: Request, project: str | None = None) -> dict:
+        """One project's versions, oldest first. Without `project` only when the backend serves one project:
+        versions of different projects are different models and never listed together."""
         eng = engine_of(request)
-        ids = [ls.project_key(project)] if project else list(eng.projects)
-        names: list[str] = []
-        for pid in ids:
-            proj = eng.project(pid)
-            names += [v.version for v in eng.store.versions(pid)]
-            if proj.published.record is None:
-                names.append(proj.model_version)
-        return {"versions": names}
+        if project:
+            pid = ls.project_key(project)
+        elif len(eng.projects) == 1:
+            pid = next(iter(eng.projects))
+        elif not eng.projects:
+            return {"versions": []}
+        else:
+            raise BadInput(f"this backend serves {len(eng.projects)} projects; name one: /versions?project=<id> "
+                           f"(one of {', '.join(sorted(eng.projects, key=_numeric)[:20])})")
+        proj = eng.project(pid)
+        names = [v.version for v in eng.store.versions(pid)]
+        if proj.published.record is None:
+            names.append(proj.model_version)
+        return {"project": pid, "versions": names}
 
     @app.get("/metrics", dependencies=[Depends(guard)])
     def metrics(request: Request, project: str | None = None) -> dict:
@@ -262,45 +275,42 @@ async def _run_sync(fn, *args):
     return await run_in_threadpool(fn, *args)
 
 
-def _handle_event(engine: Engine, payload: dict) -> dict:
-    """Dispatch one webhook event. Every action is idempotent: the same event twice changes nothing."""
-    action = payload.get("action")
-    if not isinstance(action, str):
-        raise BadInput("the event has no 'action'")
-    if action not in HANDLED_ACTIONS:
-        return {"status": "ignored", "action": action}
-    project_json = payload.get("project")
-    config = project_json.get("label_config") if isinstance(project_json, dict) else None
-    if config is not None and not isinstance(config, str):
-        raise BadInput(f"project.label_config must be text, got {type(config).__name__}")
-    _check_text(config, "project.label_config")
-    project = engine.webhook_project(ls.project_key(project_json), config)
-    if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
-        annotation = payload.get("annotation")
-        labels = ls.annotation_labels(annotation, payload.get("task"), project.schemas)
-        task = payload.get("task")
-        task_id = task.get("id") if isinstance(task, dict) else annotation.get("task")
-        task_id = task_id if isinstance(task_id, int) and not isinstance(task_id, bool) else None
-        _check_ids([annotation["id"]] + ([task_id] if task_id is not None else []), "annotation/task")
+def _handle_event(engine: Engine, event: ls.WebhookEvent, settings: Settings) -> dict:
+    """Dispatch one webhook event. Every action is idempotent: the same event twice changes nothing.
+
+    START_TRAINING may come without the webhook secret (Label Studio's ML client cannot send it), so
+    it only ever queues a re-read and retrain of a project that exists: it never creates one and never
+    changes a config.
+    """
+    if not event.handled:
+        return {"status": "ignored", "action": event.action}
+    _check_text(event.label_config, "project.label_config")
+    if event.action == "START_TRAINING":
+        engine.start_training(engine.webhook_project(event.project_id, None, create=False))
+        return {"status": "ok", "action": event.action}
+    project = engine.webhook_project(event.project_id, event.label_config)
+    if event.action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
+        labels = event.labels(project.schemas)
         for label in labels:
             _check_text(label.text, f"task {label.task_id}: the data")
-        engine.record_annotation(project, annotation["id"], labels, task_id)
-    elif action == "ANNOTATIONS_DELETED":
-        engine.delete_annotations(project, _check_ids(ls.annotation_ids(payload), "annotation"))
-    elif action == "TASKS_DELETED":
-        engine.delete_tasks(project, _check_ids(ls.task_ids(payload), "task"))
-    elif action == "TASKS_CREATED":
+            _check_length(label.text, f"task {label.task_id}: the data", settings.max_text_chars)
+        engine.record_annotation(project, event.annotation_id, labels, event.task_id)
+    elif event.action == "ANNOTATIONS_DELETED":
+        engine.delete_annotations(project, list(event.annotation_ids))
+    elif event.action == "TASKS_DELETED":
+        engine.delete_tasks(project, list(event.task_ids))
+    elif event.action == "TASKS_CREATED":
         engine.tasks_created(project)
-    elif action == "START_TRAINING":
-        engine.start_training(project)
-    return {"status": "ok", "action": action}
+    return {"status": "ok", "action": event.action}
 
 
-def _check_ids(ids: list[int], what: str) -> list[int]:
-    bad = [i for i in ids if not 0 <= i <= MAX_ID]
-    if bad:
-        raise BadInput(f"{what} id {bad[0]} is out of range (Label Studio ids are 0 to {MAX_ID})")
-    return ids
+def _numeric(pid: str) -> tuple[int, str]:
+    return (int(pid), pid) if pid.isdigit() else (0, pid)
+
+
+def _check_length(text: str, where: str, limit: int) -> None:
+    if len(text) > limit:
+        raise BadInput(f"{where} is {len(text):,} characters; at most {limit:,} (SUGGEST_MAX_TEXT_CHARS)")
 
 
 def _check_text(text: str | None, where: str) -> None:
@@ -319,30 +329,35 @@ def _printable(detail: str) -> str:
     return detail.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _webhook_allowed(request: Request, payload: dict, secret: str, settings: Settings) -> bool:
+def _webhook_allowed(request: Request, event: ls.WebhookEvent, secret: str, settings: Settings) -> bool:
     """X-Suggest-Secret matches, or valid basic auth, or START_TRAINING.
 
     START_TRAINING comes through Label Studio's ML client, which sends no custom headers (basic
-    auth only, when configured); all it does is make suggest re-read Label Studio and retrain.
+    auth only, when configured); all it may do is make suggest re-read Label Studio and retrain.
     """
     sent = request.headers.get(SECRET_HEADER, "")
     if secrets.compare_digest(sent.encode(), secret.encode()):
         return True
-    if settings.auth_enabled and _basic_ok(request.headers.get("authorization"), settings):
+    if credentials_ok(request.headers.get("authorization"), settings):
         return True
-    return payload.get("action") == "START_TRAINING"
+    return event.action == "START_TRAINING"
 
 
-def _basic_ok(header: str | None, settings: Settings) -> bool:
+def credentials_ok(header: str | None, settings: Settings) -> bool:
+    """The one credential check: an `Authorization: Basic` header equal to BASIC_AUTH_USER/PASS, timing-safe.
+    False when basic auth is off: there is nothing to authenticate against."""
+    if not settings.auth_enabled:
+        return False
     scheme, _, encoded = (header or "").partition(" ")
     if scheme.lower() != "basic":
         return False
     try:
-        user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        user, _, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
     except (ValueError, UnicodeDecodeError):
         return False
-    return secrets.compare_digest(user.encode(), (settings.basic_auth_user or "").encode()) and \
-        secrets.compare_digest(password.encode(), (settings.basic_auth_pass or "").encode())
+    user_ok = secrets.compare_digest(user.encode(), (settings.basic_auth_user or "").encode())
+    pass_ok = secrets.compare_digest(password.encode(), (settings.basic_auth_pass or "").encode())
+    return user_ok and pass_ok
 
 
 WEBHOOK_SCHEMA = {
@@ -421,23 +436,11 @@ class _BodyTooLarge(Exception):
     pass
 
 
-HANDLED_ACTIONS = {
-    "ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "TASKS_CREATED", "TASKS_DELETED",
-    "START_TRAINING", "PROJECT_UPDATED",
-}
-
-
 def _basic_auth(settings: Settings):
     """A dependency that checks HTTP basic auth when BASIC_AUTH_USER is set, else lets all through."""
-    security = HTTPBasic(auto_error=False)
 
-    def check(credentials: HTTPBasicCredentials | None = Depends(security)) -> None:
-        if not settings.auth_enabled:
-            return
-        ok = credentials is not None and secrets.compare_digest(
-            credentials.username.encode(), (settings.basic_auth_user or "").encode()
-        ) and secrets.compare_digest(credentials.password.encode(), (settings.basic_auth_pass or "").encode())
-        if not ok:
+    def check(request: Request) -> None:
+        if settings.auth_enabled and not credentials_ok(request.headers.get("authorization"), settings):
             raise HTTPException(
                 status_code=401, detail="basic auth required: send BASIC_AUTH_USER/BASIC_AUTH_PASS credentials",
                 headers={"WWW-Authenticate": "Basic"},

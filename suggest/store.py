@@ -28,6 +28,8 @@ from suggest.schema import Answer, Label, Span
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MAX_EMBEDDINGS = 2_000_000  # ~3 GB of 384-d float32 vectors; oldest dropped beyond it
+
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS projects (
     project_id   TEXT PRIMARY KEY,
@@ -92,19 +94,34 @@ class VersionRecord:
 
 @dataclass(frozen=True)
 class ProjectRecord:
+    """A project's config and its Label Studio access. `hostname` and `access_token` are one pair: the
+    token only ever goes to the host it came with. `confirmed_host` is the host whose export last
+    replaced the stored labels (a new host must prove itself before it may); `ls_error` is the last
+    failure reaching Label Studio (None: the last call worked), for `/metrics` and `suggest status`."""
+
     project_id: str
     label_config: str
     hostname: str | None
     access_token: str | None
+    confirmed_host: str | None = None
+    ls_error: str | None = None
+    ls_checked_at: float | None = None
 
 
 class Store:
     """One SQLite database and the version folders under a model directory."""
 
-    def __init__(self, model_dir: Path | str):
+    def __init__(self, model_dir: Path | str, *, max_embeddings: int = DEFAULT_MAX_EMBEDDINGS):
         self.root = Path(model_dir)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _private(self.root, 0o700)  # the store holds a Label Studio token: nobody else reads it
         self.db_path = self.root / "suggest.sqlite3"
+        if not self.db_path.exists():
+            os.close(os.open(self.db_path, os.O_CREAT | os.O_WRONLY, 0o600))
+        _private(self.db_path, 0o600)  # SQLite gives -wal and -shm the database file's mode
+        self.max_embeddings = max_embeddings
+        self._puts_since_prune = 0
+        self._lock_file: int | None = None
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -114,14 +131,46 @@ class Store:
         self._migrate()
 
     def _migrate(self) -> None:
-        """Stores written before multi-control projects lack `answers`: add it (old rows read as control "")."""
+        """Add what older stores lack, once: `answers` (multi-control projects; old rows read as control
+        ""), the projects' Label Studio state, and the embeddings' insertion time (for the size cap)."""
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(annotations)")}
         if "answers" not in columns:
             self._db.execute("ALTER TABLE annotations ADD COLUMN answers TEXT")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(projects)")}
+        for name, kind in (("confirmed_host", "TEXT"), ("ls_error", "TEXT"), ("ls_checked_at", "REAL")):
+            if name not in columns:
+                self._db.execute(f"ALTER TABLE projects ADD COLUMN {name} {kind}")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(embeddings)")}
+        if "added_at" not in columns:
+            self._db.execute("ALTER TABLE embeddings ADD COLUMN added_at REAL NOT NULL DEFAULT 0")
+
+    def lock(self) -> None:
+        """Take the model directory for this process alone (a server holds it for its lifetime).
+
+        Two servers on one MODEL_DIR would sweep each other's half-written versions at start-up and
+        interleave retrains; the second one is refused with a message that says why.
+        """
+        import fcntl
+
+        fd = os.open(self.root / "suggest.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreLocked(
+                f"model directory {self.root.resolve()} is in use by another suggest process; stop it or give "
+                "this one its own MODEL_DIR (--model-dir)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_file = fd
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        if self._lock_file is not None:
+            os.close(self._lock_file)  # releases the flock
+            self._lock_file = None
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -141,16 +190,33 @@ class Store:
     # projects ---------------------------------------------------------------------------------
 
     def save_project(self, rec: ProjectRecord) -> None:
+        """Insert or update a project's config and access. Hostname and token are replaced together,
+        never merged: a later hostname must not inherit the token that came with another one."""
         with self._tx() as db:
             db.execute(
-                "INSERT INTO projects VALUES (?, ?, ?, ?, ?) ON CONFLICT(project_id) DO UPDATE SET "
-                "label_config=excluded.label_config, hostname=COALESCE(excluded.hostname, hostname), "
-                "access_token=COALESCE(excluded.access_token, access_token), updated_at=excluded.updated_at",
-                (rec.project_id, rec.label_config, rec.hostname, rec.access_token, time.time()),
+                "INSERT INTO projects (project_id, label_config, hostname, access_token, updated_at, confirmed_host)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(project_id) DO UPDATE SET "
+                "label_config=excluded.label_config, hostname=excluded.hostname, "
+                "access_token=excluded.access_token, updated_at=excluded.updated_at",
+                (rec.project_id, rec.label_config, rec.hostname, rec.access_token, time.time(), rec.confirmed_host),
             )
 
+    def set_label_studio_state(self, project_id: str, *, error: str | None,
+                               confirmed_host: str | None = None) -> None:
+        """Record the outcome of the last call to a project's Label Studio (and the host it confirmed)."""
+        with self._tx() as db:
+            db.execute("UPDATE projects SET ls_error = ?, ls_checked_at = ? WHERE project_id = ?",
+                       (error, time.time(), project_id))
+            if confirmed_host is not None:
+                db.execute("UPDATE projects SET confirmed_host = ? WHERE project_id = ?", (confirmed_host, project_id))
+
+    def project(self, project_id: str) -> ProjectRecord | None:
+        found = [r for r in self.projects() if r.project_id == project_id]
+        return found[0] if found else None
+
     def projects(self) -> list[ProjectRecord]:
-        rows = self._query("SELECT project_id, label_config, hostname, access_token FROM projects")
+        rows = self._query("SELECT project_id, label_config, hostname, access_token, confirmed_host, ls_error, "
+                           "ls_checked_at FROM projects ORDER BY project_id")
         return [ProjectRecord(*row) for row in rows]
 
     # annotations ------------------------------------------------------------------------------
@@ -286,11 +352,30 @@ class Store:
         return found
 
     def put_embeddings(self, encoder_id: str, vectors: dict[str, np.ndarray]) -> None:
+        now = time.time()
         with self._tx() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO embeddings VALUES (?, ?, ?)",
-                [(encoder_id, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in vectors.items()],
+                "INSERT OR IGNORE INTO embeddings (encoder_id, content_hash, vector, added_at) VALUES (?, ?, ?, ?)",
+                [(encoder_id, h, np.asarray(v, dtype=np.float32).tobytes(), now) for h, v in vectors.items()],
             )
+        self._puts_since_prune += len(vectors)
+        if self._puts_since_prune >= max(1000, self.max_embeddings // 20):
+            self.prune_embeddings()
+
+    def prune_embeddings(self) -> int:
+        """Keep the cache within `max_embeddings` rows, dropping the oldest first (a dropped vector is only
+        recomputed when needed again); returns how many rows went."""
+        self._puts_since_prune = 0
+        ((count,),) = self._query("SELECT COUNT(*) FROM embeddings")
+        excess = int(count) - self.max_embeddings
+        if excess <= 0:
+            return 0
+        with self._tx() as db:
+            db.execute(
+                "DELETE FROM embeddings WHERE (encoder_id, content_hash) IN (SELECT encoder_id, content_hash "
+                "FROM embeddings ORDER BY added_at LIMIT ?)", (excess,))
+        log.info("embedding cache: dropped the %d oldest vectors (cap %d)", excess, self.max_embeddings)
+        return excess
 
     # media digests: the sha256 of files whose bytes never change, so a re-rank need not read them again
 
@@ -305,6 +390,17 @@ class Store:
     def put_digests(self, digests: dict[str, str]) -> None:
         with self._tx() as db:
             db.executemany("INSERT OR REPLACE INTO media_digests VALUES (?, ?)", list(digests.items()))
+
+
+class StoreLocked(RuntimeError):
+    """Another process serves from the same model directory."""
+
+
+def _private(path: Path, mode: int) -> None:
+    try:
+        os.chmod(path, mode)
+    except OSError as exc:  # a read-only or foreign-owned folder: serve anyway, say so
+        log.warning("could not restrict permissions of %s to %o: %s", path, mode, exc)
 
 
 _UPSERT = "INSERT OR REPLACE INTO annotations VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

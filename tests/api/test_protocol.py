@@ -203,7 +203,8 @@ def test_start_training_without_label_studio_trains_on_what_it_holds(client, rt_
     second = wait_for_version(client, first)  # forced: a new version even with the same labels
     assert second.startswith("v2-")
     metrics = client.get("/metrics").json()["projects"]["7"]
-    assert metrics["label_studio"] == {"url": None, "token": False}
+    assert metrics["label_studio"]["url"] is None and metrics["label_studio"]["token"] is False
+    assert metrics["label_studio"]["reachable"] is None  # nothing to reach: not "unreachable"
 
 
 def test_without_label_studio_access_the_loop_is_off_and_metrics_say_why(client, rt_sample):

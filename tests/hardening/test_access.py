@@ -77,9 +77,9 @@ def test_the_webhook_secret_is_required_when_set(tmp_path, rt_sample):
         assert resp.status_code == 200
 
 
-def test_the_webhook_secret_comes_from_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("SUGGEST_WEBHOOK_SECRET", "from-env")
-    with TestClient(create_app(Settings.from_env({}, model_dir=tmp_path))) as client:
+def test_the_webhook_secret_comes_from_the_environment(tmp_path):
+    settings = Settings.from_env({"SUGGEST_WEBHOOK_SECRET": "from-env"}, model_dir=tmp_path)
+    with TestClient(create_app(settings)) as client:
         event = {"action": "PROJECT_CREATED", "project": {"id": 7}}
         assert client.post("/webhook", json=event).status_code == 401
         assert client.post("/webhook", json=event, headers={"X-Suggest-Secret": "from-env"}).status_code == 200

@@ -29,7 +29,7 @@ def _read_jsonl(path: Path, text_field: str) -> list[dict]:
     return rows
 
 
-def rank_items(
+def rank_texts(
     pool: list[str],
     labeled: list[tuple[str, str]],
     *,
@@ -90,9 +90,9 @@ def rank_file(
             if row.get(label_field) in (None, ""):
                 raise BadInput(f"{labeled_path}: an item has no {label_field!r}")
             labeled.append((row[text_field], str(row[label_field])))
-    ranked = rank_items([r[text_field] for r in pool_rows], labeled, batch=batch, strategy=strategy,
+    ranked = rank_texts([r[text_field] for r in pool_rows], labeled, batch=batch, strategy=strategy,
                         cache=Store(cache_dir), progress=progress)
     return [pool_rows[r["index"]] | {k: v for k, v in r.items() if k != "index"} for r in ranked]
 
 
-__all__ = ["rank_file", "rank_items"]
+__all__ = ["rank_file", "rank_texts"]

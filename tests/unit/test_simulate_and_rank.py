@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from suggest.cli import app
-from suggest.rank import rank_items
+from suggest.rank import rank_texts
 from suggest.schema import BadInput
 from suggest.simulate import SimulationConfig, read_labelled, run_simulation, summarize
 from suggest.store import Store
@@ -49,11 +49,11 @@ def test_simulation_runs_the_real_loop_and_learns(tmp_path):
 
 def test_rank_cold_start_then_trained(rt_sample, tmp_path):
     pool = [t for t, _ in rt_sample[:80]]
-    cold = rank_items(pool, [], batch=5, cache=Store(tmp_path))
+    cold = rank_texts(pool, [], batch=5, cache=Store(tmp_path))
     assert [r["rank"] for r in cold] == [1, 2, 3, 4, 5]
     assert len({r["index"] for r in cold}) == 5 and "suggestion" not in cold[0]
     labeled = list(rt_sample[100:140])
-    warm = rank_items(pool, labeled, batch=5, strategy="margin", cache=Store(tmp_path))
+    warm = rank_texts(pool, labeled, batch=5, strategy="margin", cache=Store(tmp_path))
     assert {r["suggestion"] for r in warm} <= {"fresh", "rotten"}
     scores = [r["score"] for r in warm]
     assert scores == sorted(scores)  # the batch comes first, in order

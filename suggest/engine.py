@@ -32,6 +32,11 @@ class UnknownProject(LookupError):
     """A request names a project this backend has never been set up for."""
 
 
+class HostNotConfirmed(LabelStudioError):
+    """A Label Studio host new to a project does not (yet) look like the same project: labels are kept.
+    Not retried on a timer: the next event or START_TRAINING asks again."""
+
+
 class HostChangeRefused(PermissionError):
     """An unauthenticated request tried to point a confirmed project at another Label Studio host."""
 
@@ -351,11 +356,11 @@ class Engine:
             if held:
                 config = client.label_config(pid)
                 if config != project.label_config:
-                    raise LabelStudioError(
+                    raise HostNotConfirmed(
                         f"Label Studio at {redact_url(client.url)} has another label config for project {pid}; "
                         f"keeping the {held} stored annotation(s) instead of replacing them with its export")
                 if not labels:
-                    raise LabelStudioError(
+                    raise HostNotConfirmed(
                         f"Label Studio at {redact_url(client.url)} exports no annotations for project {pid} while "
                         f"suggest holds {held}; keeping them (is it the same Label Studio?)")
         self.store.replace_labels(pid, labels)
@@ -556,6 +561,10 @@ class Confirmer(ProjectWorker):
                     self._cond.notify_all()
 
     def _failed(self, pid: str, hints: _Hints, exc: Exception) -> None:
+        if isinstance(exc, HostNotConfirmed):
+            self.errors[pid] = f"{exc}; unconfirmed events dropped"
+            log.warning("project %s: %s", pid, self.errors[pid])
+            return
         if re.search(r"answered 404 to GET /api/projects/\d+(/export)?$", str(exc).split(":")[0]):
             self.errors[pid] = f"Label Studio has no project {pid}; unconfirmed events dropped ({exc})"
             log.warning("project %s: %s", pid, self.errors[pid])

@@ -359,7 +359,7 @@ class Store:
                 [(encoder_id, h, np.asarray(v, dtype=np.float32).tobytes(), now) for h, v in vectors.items()],
             )
         self._puts_since_prune += len(vectors)
-        if self._puts_since_prune >= max(1000, self.max_embeddings // 20):
+        if self._puts_since_prune >= min(10_000, max(1, self.max_embeddings // 20)):  # overshoot is bounded
             self.prune_embeddings()
 
     def prune_embeddings(self) -> int:

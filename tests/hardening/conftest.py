@@ -132,6 +132,7 @@ class FakeLabelStudio:
         self.token, self.project_id, self.config = token, project_id, config
         self.tasks: dict[int, dict] = {}  # task id -> {"id", "data", "annotations": [...]}
         self.requests: list[str] = []
+        self.auth_seen: list[str] = []  # every Authorization header that reached this host
         self.delay = 0.0  # seconds before each answer (a slow Label Studio)
         self.fail_with: tuple[int, str] | None = None  # (status, body) for every call; "{auth}" echoes the header
         self._lock = threading.Lock()
@@ -214,6 +215,7 @@ class FakeLabelStudio:
                 url = urlsplit(self.path)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 fake.requests.append(f"{method} {url.path}")
+                fake.auth_seen.append(self.headers.get("Authorization", ""))
                 if fake.delay:
                     time.sleep(fake.delay)
                 if fake.fail_with is not None:

@@ -137,8 +137,10 @@ BAD_REQUESTS = [
     ("config with NUL", "/setup", json.dumps({"project": PROJECT, "schema": "<View>\x00</View>"}), 422,
      "suggest serves"),
     ("no action", "/webhook", json.dumps({"project": {"id": 7}}), 422, "action"),
-    ("webhook unknown project", "/webhook", json.dumps({"action": "ANNOTATION_CREATED", "project": {"id": 998}}),
-     404, "998"),
+    ("webhook unknown project", "/webhook", json.dumps({"action": "ANNOTATION_CREATED", "project": {"id": 998},
+     "annotation": {"id": 1, "result": []}, "task": {"id": 1, "data": {"text": "x"}}}), 404, "998"),
+    ("webhook without annotation", "/webhook", json.dumps({"action": "ANNOTATION_CREATED", "project": {"id": 7}}),
+     422, "annotation"),
     ("webhook config not text", "/webhook", json.dumps({"action": "TASKS_CREATED", "project": {"id": 7,
      "label_config": [1]}}), 422, "label_config"),
     ("webhook annotation missing", "/webhook", json.dumps({"action": "ANNOTATION_CREATED", "project": _project()}),
@@ -192,17 +194,15 @@ def test_a_bad_task_in_a_batch_gets_an_empty_result_not_a_failed_batch(small_cli
     assert [bool(r["result"]) for r in results] == [True, False, False, False, True]
 
 
-def test_the_limit_is_the_env_var(tmp_path, monkeypatch):
-    monkeypatch.setenv("SUGGEST_MAX_BODY_MB", "0.5")
-    settings_ = Settings.from_env({}, model_dir=tmp_path / "models")
+def test_the_limit_is_the_env_var(tmp_path):
+    settings_ = Settings.from_env({"SUGGEST_MAX_BODY_MB": "0.5"}, model_dir=tmp_path / "models")
     with TestClient(create_app(settings_)) as client:
         resp = client.post("/predict", content=b" " * 600_000, headers={"Content-Type": "application/json"})
         assert resp.status_code == 413 and "0.5 MB" in resp.json()["detail"]
         resp = client.post("/predict", content=b" " * 400_000, headers={"Content-Type": "application/json"})
         assert resp.status_code == 422  # under the limit: parsed (and refused for what it is)
-    monkeypatch.setenv("SUGGEST_MAX_BODY_MB", "lots")
-    with pytest.raises(ValueError, match="SUGGEST_MAX_BODY_MB"):
-        create_app(settings_)
+    with pytest.raises(ValueError, match="SUGGEST_MAX_BODY_MB"):  # checked where settings are read, at start
+        Settings.from_env({"SUGGEST_MAX_BODY_MB": "lots"}, model_dir=tmp_path / "models")
 
 
 def test_an_endless_chunked_body_is_cut_off_at_the_limit(tmp_path):

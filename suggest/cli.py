@@ -88,10 +88,16 @@ def serve(
     _limit_malloc_arenas()
 
     from suggest.server import create_app
+    from suggest.store import Store, StoreLocked
 
     try:
         application = create_app(settings)
-    except SettingsError as exc:
+        probe = Store(settings.model_dir)  # say "in use" in one line now, not in a traceback at start-up
+        try:
+            probe.lock()
+        finally:
+            probe.close()
+    except (SettingsError, StoreLocked) as exc:
         _fail(str(exc))
     uvicorn.run(application, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
 

@@ -138,3 +138,22 @@ def test_status_says_reachable_and_prefers_the_configured_url(runner, tmp_path):
 def test_status_of_an_empty_model_dir_says_what_to_do(runner, tmp_path):
     result = runner.invoke(app, ["status", "--model-dir", str(Path(tmp_path) / "m")])
     assert result.exit_code == 0 and "connect suggest in Label Studio" in result.output
+
+
+def test_serve_on_a_model_dir_in_use_is_one_line_and_exit_2(tmp_path):
+    """Two servers on one MODEL_DIR would sweep each other's half-written versions: the second is refused."""
+    from suggest.store import Store
+
+    held = Store(tmp_path / "models")
+    held.lock()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", "from suggest.cli import app; app(prog_name='suggest')", "serve",
+             "--model-dir", str(tmp_path / "models"),
+             "--host", "127.0.0.1", "--port", "1"],
+            capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        held.close()
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "in use by another suggest process" in result.stderr and "Traceback" not in result.stderr

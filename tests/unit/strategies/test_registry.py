@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from suggest.strategies import STRATEGIES, DiverseUncertainty, make_strategy
+from suggest.strategies import (
+    STRATEGIES,
+    CertaintyStrategy,
+    DiverseUncertainty,
+    ModalQuery,
+    certainty,
+    make_strategy,
+    rank_pool,
+    strategy_for,
+)
 
 
 def test_make_strategy_names_and_errors() -> None:
@@ -19,3 +29,51 @@ def test_make_strategy_names_and_errors() -> None:
     with pytest.raises(ValueError, match="unknown diversity"):
         DiverseUncertainty(diversity="nope")
 
+
+
+def test_auto_is_dense_for_text_and_diverse_for_images() -> None:
+    assert strategy_for("auto") == strategy_for("auto", "text") == "dense"
+    assert strategy_for("auto", "image") == "diverse"
+    assert strategy_for("margin", "image") == "margin"
+    assert make_strategy("auto").name == "dense"
+
+
+def test_make_strategy_hands_the_measure_to_strategies_that_weigh_one() -> None:
+    for name in ("dense", "diverse"):
+        assert make_strategy(name).method == "margin"
+        assert make_strategy(name, method="entropy").method == "entropy"
+        assert make_strategy(name, method="least_confidence").method == "least_confidence"
+    for name in ("margin", "least_confidence", "entropy"):  # named after a measure: they pick the batch by it
+        other = "margin" if name != "margin" else "entropy"
+        assert make_strategy(name, method=other).method == name
+    assert make_strategy("random", method="entropy").method is None
+    assert make_strategy("coldstart", method="entropy").method is None
+    assert isinstance(make_strategy("modal:numpy:argsort", method="entropy"), ModalQuery)
+    with pytest.raises(ValueError, match="unknown certainty method 'bald'"):
+        make_strategy("dense", method="bald")
+
+
+class FirstRows(CertaintyStrategy):
+    """A strategy someone adds: the first unlabeled rows whose certainty is below `below` (by `method`)."""
+
+    name = "first"
+
+    def __init__(self, method: str = "margin", below: float = 0.5, *, random_state=None) -> None:
+        super().__init__(random_state=random_state)
+        self.method, self.below = method, below
+
+    def _select(self, cert, X, available, batch_size, rng):
+        return np.flatnonzero(available & (cert < self.below))[:batch_size]
+
+
+def test_a_new_strategy_is_one_class_and_one_registry_line(monkeypatch, pool) -> None:
+    proba, X = pool
+    monkeypatch.setitem(STRATEGIES, "first", FirstRows)  # the one line: "first": FirstRows,
+    strategy = make_strategy("first", method="entropy", random_state=0)
+    assert isinstance(strategy, FirstRows) and strategy.method == "entropy"  # it gets the measure by taking one
+    scores, batch = rank_pool(proba, X, batch_size=5, strategy=strategy)
+    np.testing.assert_array_equal(batch, np.flatnonzero(certainty(proba, "entropy") < 0.5)[:5])
+    assert scores[batch].max() < np.delete(scores, batch).min()
+    monkeypatch.delitem(STRATEGIES, "first")
+    with pytest.raises(ValueError, match="unknown strategy 'first'"):
+        make_strategy("first")

@@ -11,6 +11,7 @@ import functools
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,22 +241,29 @@ def _regions(result: Any, schema: Schema) -> list[dict]:
 
 def _answer(result: Any, schema: Schema) -> Answer | None:
     """One control's answer in a result list: None when the control was not answered."""
-    regions = _regions(result, schema)
-    if schema.control == "labels":
-        spans = []
-        for region in regions:
-            value = region.get("value")
-            if not isinstance(value, dict):
-                continue
-            names = value.get("labels")
-            start, end = value.get("start"), value.get("end")
-            if not isinstance(names, list) or not names or not isinstance(start, int) or not isinstance(end, int):
-                raise BadInput(f"a {schema.from_name!r} region needs integer start/end and labels: {value!r}")
-            for name in names:
-                if not isinstance(name, str):
-                    raise BadInput(f"span labels must be text, got {name!r}")
-                spans.append(Span(start, end, schema.check_label(name), str(value.get("text") or "")))
-        return tuple(sorted(set(spans), key=lambda sp: (sp.start, sp.end, sp.label)))
+    return _READERS[schema.task_kind](_regions(result, schema), schema)
+
+
+def _read_spans(regions: list[dict], schema: Schema) -> Answer:
+    """`labels` regions -> the text's spans (no region is an answer too: no entities)."""
+    spans = []
+    for region in regions:
+        value = region.get("value")
+        if not isinstance(value, dict):
+            continue
+        names = value.get("labels")
+        start, end = value.get("start"), value.get("end")
+        if not isinstance(names, list) or not names or not isinstance(start, int) or not isinstance(end, int):
+            raise BadInput(f"a {schema.from_name!r} region needs integer start/end and labels: {value!r}")
+        for name in names:
+            if not isinstance(name, str):
+                raise BadInput(f"span labels must be text, got {name!r}")
+            spans.append(Span(start, end, schema.check_label(name), str(value.get("text") or "")))
+    return tuple(sorted(set(spans), key=lambda sp: (sp.start, sp.end, sp.label)))
+
+
+def _chosen(regions: list[dict], schema: Schema) -> list[str] | None:
+    """The choices of the first `choices` region that has any, checked against the config."""
     for region in regions:
         value = region.get("value")
         choices = value.get("choices") if isinstance(value, dict) else None
@@ -265,10 +273,18 @@ def _answer(result: Any, schema: Schema) -> Answer | None:
             if not isinstance(choice, str):
                 raise BadInput(f"annotation choices must be text, got {choice!r}")
             schema.check_label(choice)
-        if schema.multiple:
-            return tuple(sorted(set(choices)))
-        return choices[0]
+        return choices
     return None
+
+
+def _read_choice(regions: list[dict], schema: Schema) -> Answer | None:
+    chosen = _chosen(regions, schema)
+    return chosen[0] if chosen else None
+
+
+def _read_choices(regions: list[dict], schema: Schema) -> Answer | None:
+    chosen = _chosen(regions, schema)
+    return tuple(sorted(set(chosen))) if chosen else None
 
 
 def _check_span(span: Span, text: str, ann_id: int) -> Span:
@@ -379,20 +395,26 @@ def _check_ids(ids: list[int], what: str) -> list[int]:
 
 def result_json(pred: Prediction, schema: Schema) -> list[dict]:
     """One control's regions in Label Studio's result format."""
-    if schema.control == "labels":
-        spans = pred.label if isinstance(pred.label, tuple) else ()
-        return [
-            {
-                "id": f"{schema.from_name}-{i}",
-                "from_name": schema.from_name,
-                "to_name": schema.to_name,
-                "type": "labels",
-                "value": {"start": sp.start, "end": sp.end, "text": sp.text, "labels": [sp.label]},
-                "score": _finite(sp.score if sp.score is not None else pred.probability),
-            }
-            for i, sp in enumerate(spans)
-            if isinstance(sp, Span)
-        ]
+    return _WRITERS[schema.task_kind](pred, schema)
+
+
+def _write_spans(pred: Prediction, schema: Schema) -> list[dict]:
+    spans = pred.label if isinstance(pred.label, tuple) else ()
+    return [
+        {
+            "id": f"{schema.from_name}-{i}",
+            "from_name": schema.from_name,
+            "to_name": schema.to_name,
+            "type": "labels",
+            "value": {"start": sp.start, "end": sp.end, "text": sp.text, "labels": [sp.label]},
+            "score": _finite(sp.score if sp.score is not None else pred.probability),
+        }
+        for i, sp in enumerate(spans)
+        if isinstance(sp, Span)
+    ]
+
+
+def _write_choices(pred: Prediction, schema: Schema) -> list[dict]:
     choices = list(pred.label) if isinstance(pred.label, tuple) else [pred.label]
     if not choices:
         return []
@@ -405,6 +427,16 @@ def result_json(pred: Prediction, schema: Schema) -> list[dict]:
             "score": _finite(pred.probability),
         }
     ]
+
+
+# The Label Studio half of each control kind (suggest.kinds): how its answer is read from an annotation's
+# result and how a prediction of it is written. A new kind adds one line to each.
+_READERS: dict[str, Callable[[list[dict], Schema], Answer | None]] = {
+    "classification": _read_choice, "multilabel": _read_choices, "spans": _read_spans,
+}
+_WRITERS: dict[str, Callable[[Prediction, Schema], list[dict]]] = {
+    "classification": _write_choices, "multilabel": _write_choices, "spans": _write_spans,
+}
 
 
 def prediction_json(preds: Prediction | list[Prediction], schema: Schema | tuple[Schema, ...]) -> dict:

@@ -24,10 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from suggest.schema import Answer, Label, Span
+from suggest.kinds import KINDS, kind_of_answer, legacy_kind
+from suggest.schema import Label
 
 log = logging.getLogger(__name__)
 
+ANSWERS_TAGGED = 2  # PRAGMA user_version from which every stored answer carries its kind's tag
 DEFAULT_MAX_EMBEDDINGS = 2_000_000  # ~3 GB of 384-d float32 vectors; oldest dropped beyond it
 
 SCHEMA_SQL = """
@@ -143,6 +145,29 @@ class Store:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(embeddings)")}
         if "added_at" not in columns:
             self._db.execute("ALTER TABLE embeddings ADD COLUMN added_at REAL NOT NULL DEFAULT 0")
+        ((version,),) = self._db.execute("PRAGMA user_version").fetchall()
+        if version < ANSWERS_TAGGED:
+            self._tag_answers()
+
+    def _tag_answers(self) -> None:
+        """Once per store: every stored answer gets its control kind's tag (see suggest.kinds), so reading
+        never guesses a kind from a value's shape. Rows from before multi-control projects (one choice,
+        control "") get an `answers` entry too."""
+        with self._tx() as db:
+            rows = db.execute("SELECT project_id, annotation_id, label, text, answers FROM annotations").fetchall()
+            updates = []
+            for pid, ann, label, text, answers in rows:
+                if answers is None:
+                    entries = {"": {"kind": "classification", "value": label, "text": text}}
+                else:
+                    entries = json.loads(answers)
+                    for entry in entries.values():
+                        entry.setdefault("kind", legacy_kind(entry["value"]).name)
+                updates.append((json.dumps(entries, ensure_ascii=False), pid, ann))
+            db.executemany("UPDATE annotations SET answers = ? WHERE project_id = ? AND annotation_id = ?", updates)
+            db.execute(f"PRAGMA user_version = {ANSWERS_TAGGED}")
+        if updates:
+            log.info("store: tagged %d stored annotation(s) with their control kind", len(updates))
 
     def lock(self) -> None:
         """Take the model directory for this process alone (a server holds it for its lifetime).
@@ -256,12 +281,10 @@ class Store:
             (project_id,),
         )
         out: list[Label] = []
-        for t, a, lb, tx, gt, up, answers in rows:
-            if answers is None:  # written before multi-control projects: one choice, control ""
-                out.append(Label(t, a, lb, tx, bool(gt), up))
-                continue
+        for t, a, _, _, gt, up, answers in rows:
             for control, entry in json.loads(answers).items():
-                out.append(Label(t, a, _decode_answer(entry["value"]), entry["text"], bool(gt), up, control))
+                value = KINDS[entry["kind"]].decode(entry["value"])
+                out.append(Label(t, a, value, entry["text"], bool(gt), up, control))
         return out
 
     # versions ---------------------------------------------------------------------------------
@@ -414,26 +437,14 @@ def _rows(project_id: str, labels: Iterable[Label]) -> list[tuple]:
     rows = []
     for ann_id, group in by_annotation.items():
         first = group[0]
-        answers = {lb.control: {"value": _encode_answer(lb.label), "text": lb.text} for lb in group}
-        readable = first.label if isinstance(first.label, str) else json.dumps(_encode_answer(first.label))
+        answers = {}
+        for lb in group:
+            kind = kind_of_answer(lb.label)
+            answers[lb.control] = {"kind": kind.name, "value": kind.encode(lb.label), "text": lb.text}
+        readable = first.label if isinstance(first.label, str) else json.dumps(answers[first.control]["value"])
         rows.append((project_id, ann_id, first.task_id, readable, first.text, int(first.ground_truth),
                      first.updated_at, json.dumps(answers, ensure_ascii=False)))
     return rows
-
-
-def _encode_answer(value: Answer) -> object:
-    if isinstance(value, str):
-        return value
-    return [[v.start, v.end, v.label, v.text] if isinstance(v, Span) else v for v in value]
-
-
-def _decode_answer(value: object) -> Answer:
-    if isinstance(value, str):
-        return value
-    assert isinstance(value, list)
-    if value and isinstance(value[0], list):
-        return tuple(Span(int(s), int(e), str(lb), str(tx)) for s, e, lb, tx in value)
-    return tuple(str(v) for v in value)
 
 
 def _safe(name: str) -> str:

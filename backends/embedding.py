@@ -34,7 +34,7 @@ import numpy as np
 
 from backends.base import Backend
 from backends.encoders import EmbeddingCache, TextEncoder, cached_encode, encoder_for_saved, shared_text_encoder
-from suggest.schema import Item
+from backends.schema import Item
 
 ZERO_SHOT_TEMPLATES = ("{}", "This text is about {}.", "A {} example.")
 _MEMORY_CAP = 200_000  # vectors kept in RAM per backend instance (~300 MB at 384-d float32)
@@ -161,6 +161,11 @@ class CachedTextEmbeddings:
     cache: EmbeddingCache | None
     _memory: dict[str, np.ndarray]
 
+    def warm_start_from(self, old: object) -> None:
+        """Share the previous version's RAM memo when it holds vectors of the same encoder (no re-embedding)."""
+        if isinstance(old, CachedTextEmbeddings) and old.encoder.encoder_id == self.encoder.encoder_id:
+            self._memory = old._memory
+
     def embed(self, items: list[Item], progress: Callable[[int], None] | None = None) -> np.ndarray:
         if len(self._memory) > _MEMORY_CAP:
             self._memory.clear()
@@ -174,9 +179,14 @@ class EmbeddingClassifier(CachedTextEmbeddings, Backend):
     """Frozen encoder + logistic regression (class-balanced, C=3), zero-shot until two classes are labeled.
 
     Parameters follow scikit-learn: settings in `__init__`, learned state with a trailing
-    underscore. `labels` fixes the column order of `predict_proba` (the config's order), so a
-    class with no example yet gets probability 0 from the trained head.
+    underscore (`classes_`, `head_`: None while fewer than two classes have examples), set by `fit`
+    and `load` only. `labels` fixes the column order of `predict_proba` (the config's order), so a
+    class with no example yet gets probability 0 from the trained head. `prototypes_` (the label
+    prompts' vectors) is zero-shot state, built from the parameters on first use.
     """
+
+    supports_embedded = True
+    zero_shot_state = ("prototypes_",)
 
     def __init__(
         self,
@@ -198,8 +208,6 @@ class EmbeddingClassifier(CachedTextEmbeddings, Backend):
         self.zero_shot_temperature = zero_shot_temperature
         self.encoder = encoder or shared_text_encoder()
         self.cache = cache
-        self.classes_ = list(labels)
-        self.head_: LinearHead | None = None
         self.prototypes_: np.ndarray | None = None
         self._memory: dict[str, np.ndarray] = {}
 
@@ -207,7 +215,11 @@ class EmbeddingClassifier(CachedTextEmbeddings, Backend):
 
     @property
     def mode(self) -> str:
-        return "trained" if self.head_ is not None else "zero-shot"
+        return "trained" if self._head() is not None else "zero-shot"
+
+    def _head(self) -> LinearHead | None:
+        """The fitted head; None before `fit`/`load` and while fewer than two classes have examples."""
+        return getattr(self, "head_", None)
 
     def fit(self, items: list[Item], labels: list[str]) -> EmbeddingClassifier:
         if len(items) != len(labels):
@@ -215,6 +227,7 @@ class EmbeddingClassifier(CachedTextEmbeddings, Backend):
         unknown = sorted(set(labels) - set(self.labels))
         if unknown:
             raise ValueError(f"labels {unknown} are not among the classes {self.labels}")
+        self.classes_ = list(self.labels)
         if len(set(labels)) < 2:
             self.head_ = None
             self._ensure_prototypes()
@@ -234,15 +247,16 @@ class EmbeddingClassifier(CachedTextEmbeddings, Backend):
     def predict_proba_embedded(self, X: np.ndarray) -> np.ndarray:
         """Probabilities from already-computed embeddings (the pool re-rank path)."""
         X = np.asarray(X, dtype=np.float64)
-        if self.head_ is None:
+        head = self._head()
+        if head is None:
             self._ensure_prototypes()
             logits = X @ self.prototypes_.T.astype(np.float64) / self.zero_shot_temperature
             logits -= logits.max(axis=1, keepdims=True)
             p = np.exp(logits)
             return p / p.sum(axis=1, keepdims=True)
         out = np.zeros((len(X), len(self.labels)), dtype=np.float64)
-        cols = [self.labels.index(c) for c in self.head_.classes_]
-        out[:, cols] = self.head_.predict_proba(X)
+        cols = [self.labels.index(c) for c in head.classes_]
+        out[:, cols] = head.predict_proba(X)
         return out
 
     def save(self, directory: Path) -> None:
@@ -256,9 +270,10 @@ class EmbeddingClassifier(CachedTextEmbeddings, Backend):
             "zero_shot_temperature": self.zero_shot_temperature,
             "mode": self.mode,
         }
-        if self.head_ is not None:
-            meta["head_classes"] = [str(c) for c in self.head_.classes_]
-            np.savez(directory / "head.npz", coef=self.head_.coef_, intercept=self.head_.intercept_)
+        head = self._head()
+        if head is not None:
+            meta["head_classes"] = [str(c) for c in head.classes_]
+            np.savez(directory / "head.npz", coef=head.coef_, intercept=head.intercept_)
         (directory / "meta.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
@@ -271,6 +286,8 @@ class EmbeddingClassifier(CachedTextEmbeddings, Backend):
             zero_shot_temperature=meta["zero_shot_temperature"], cache=cache,
             encoder=encoder_for_saved(meta.get("encoder_id"), encoder),
         )
+        model.classes_ = list(model.labels)
+        model.head_ = None
         if meta["mode"] == "trained":
             with np.load(Path(directory) / "head.npz", allow_pickle=False) as arrays:
                 coef, intercept = arrays["coef"].astype(np.float64), arrays["intercept"].astype(np.float64)

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from backends.base import Backend, Guess, guesses_from_proba
+from backends.base import Backend, Guess, guesses_from_proba, read_meta
 from backends.embedding import LinearHead, fit_logistic
 from backends.encoders import EmbeddingCache
-from suggest.schema import BadInput, Item
+from backends.schema import BadInput, Item
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +225,14 @@ def shared_image_encoder(size: int = DEFAULT_IMAGE_SIZE, device: str | None = No
         return _shared[key]
 
 
+def saved_image_encoder(directory: Path, meta: dict, encoder: ImageEncoder | None = None) -> ImageEncoder:
+    """The encoder a saved image model was trained on (its input size); refuses another one."""
+    encoder = encoder or shared_image_encoder(int(meta.get("image_size", DEFAULT_IMAGE_SIZE)))
+    if encoder.encoder_id != meta["encoder_id"]:
+        raise ValueError(f"{directory} was trained on {meta['encoder_id']}, not {encoder.encoder_id}")
+    return encoder
+
+
 def cached_image_encode(
     encoder: ImageEncoder,
     payloads: list[bytes | None],
@@ -273,96 +281,16 @@ def cached_image_encode(
     return out, errors_out
 
 
-class ImageClassifier(Backend):
-    """Frozen EfficientNet-Lite0 + class-balanced logistic regression; "untrained" until two classes have labels.
+class CachedImageEmbeddings:
+    """`embed` for image families on the shared encoder: RAM memo, then the (encoder id, content hash) cache.
 
-    Parameters follow scikit-learn: settings in `__init__`, learned state with a trailing
-    underscore. C=3 on the L2-normalized features: on Fashion-MNIST it beat C=1 at 100, 400 and
-    2,000 labels at every input size tried (128, 160, 224). `labels` fixes the column order of
-    `predict_proba` (the config's order). Items must arrive with `data` (the image bytes) loaded;
-    the cache key is `Item.content_hash`.
+    Items must arrive with `data` (the image bytes) loaded, or with the `digest` of bytes already
+    embedded (see `cached_hashes`); an image that cannot be used gets a zero row in `embed_partial`.
     """
 
-    def __init__(
-        self,
-        labels: list[str],
-        *,
-        C: float = 3.0,
-        encoder: ImageEncoder | None = None,
-        cache: EmbeddingCache | None = None,
-    ):
-        if len(labels) < 2:
-            raise ValueError(f"a classifier needs at least 2 labels, got {labels!r}")
-        self.labels = list(labels)
-        self.C = C
-        self.encoder = encoder or shared_image_encoder()
-        self.cache = cache
-        self.classes_ = list(labels)
-        self.head_: LinearHead | None = None
-        self.skipped_: dict[str, str] = {}  # labelled images the last fit could not use: reference -> problem
-        self._memory: dict[str, np.ndarray] = {}
-
-    @property
-    def mode(self) -> str:
-        return "trained" if self.head_ is not None else "untrained"
-
-    def fit(self, items: list[Item], labels: list[str]) -> ImageClassifier:
-        """Refit the head; labelled images that cannot be used are left out (logged, counted in `skipped_`)."""
-        if len(items) != len(labels):
-            raise ValueError(f"{len(items)} items but {len(labels)} labels")
-        unknown = sorted(set(labels) - set(self.labels))
-        if unknown:
-            raise ValueError(f"labels {unknown} are not among the classes {self.labels}")
-        self.skipped_ = {}
-        if len(set(labels)) < 2:
-            self.head_ = None
-            return self
-        X, errors = self.embed_partial(items)
-        if errors:  # an annotated file that went missing must not stop every retrain
-            self.skipped_ = {_ref(items[i]): problem for i, problem in errors.items()}
-            log.warning("training without %d unusable images, e.g. %s", len(errors), next(iter(self.skipped_.items())))
-            keep = [i for i in range(len(items)) if i not in errors]
-            X, labels = X[keep], [labels[i] for i in keep]
-        return self.fit_embedded(X, labels)
-
-    def fit_embedded(self, X: np.ndarray, labels: list[str]) -> ImageClassifier:
-        """Refit the head on already-computed embeddings (the simulation and retrain path)."""
-        if len(set(labels)) < 2:
-            self.head_ = None
-            return self
-        self.head_ = fit_logistic(np.asarray(X, dtype=np.float64), np.asarray(labels), C=self.C, max_iter=2000)
-        return self
-
-    def predict_proba(self, items: list[Item]) -> np.ndarray:
-        """Raises ImageError if an image cannot be used; `guess` skips those instead."""
-        if self.head_ is None:  # no need to decode anything: every row is uniform
-            return np.full((len(items), len(self.labels)), 1.0 / len(self.labels))
-        return self.predict_proba_embedded(self.embed(items))
-
-    def predict_proba_embedded(self, X: np.ndarray) -> np.ndarray:
-        """Probabilities from already-computed embeddings (the pool re-rank path); uniform when untrained."""
-        X = np.asarray(X, dtype=np.float64)
-        if self.head_ is None:
-            return np.full((len(X), len(self.labels)), 1.0 / len(self.labels))
-        out = np.zeros((len(X), len(self.labels)), dtype=np.float64)
-        cols = [self.labels.index(c) for c in self.head_.classes_]
-        out[:, cols] = self.head_.predict_proba(X)
-        return out
-
-    def guess(self, items: list[Item], method: str = "margin") -> list[Guess | None]:
-        """One suggestion per item; None while untrained and for an image that cannot be used."""
-        if self.head_ is None or not items:
-            return [None] * len(items)
-        X, errors = self.embed_partial(items)
-        for i, problem in errors.items():
-            log.warning("no suggestion for %s: %s", _ref(items[i]), problem)
-        ok = [i for i in range(len(items)) if i not in errors]
-        out: list[Guess | None] = [None] * len(items)
-        if ok:
-            for i, g in zip(ok, guesses_from_proba(self.predict_proba_embedded(X[ok]), self.classes_, method),
-                            strict=True):
-                out[i] = g
-        return out
+    encoder: ImageEncoder
+    cache: EmbeddingCache | None
+    _memory: dict[str, np.ndarray]
 
     def embed(self, items: list[Item], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """(n, 1280) float32; raises ImageError naming each item whose image cannot be used."""
@@ -391,6 +319,119 @@ class ImageClassifier(Backend):
             self.encoder, [it.data for it in items], [_key(it) for it in items], self.cache, self._memory, progress,
         )
 
+    def warm_start_from(self, old: object) -> None:
+        """Share the previous version's RAM memo when it holds vectors of the same encoder."""
+        if isinstance(old, CachedImageEmbeddings) and old.encoder.encoder_id == self.encoder.encoder_id:
+            self._memory = old._memory
+
+    def embed_labelled(self, items: list[Item]) -> tuple[np.ndarray, list[int], dict[str, str]]:
+        """For a fit: vectors of the images that can be used, their indices, and reference -> problem
+        for the others (logged: an annotated file that went missing must not stop every retrain)."""
+        X, errors = self.embed_partial(items)
+        skipped = {_ref(items[i]): problem for i, problem in errors.items()}
+        if errors:
+            log.warning("training without %d unusable images, e.g. %s", len(errors), next(iter(skipped.items())))
+        keep = [i for i in range(len(items)) if i not in errors]
+        return X[keep], keep, skipped
+
+    def embed_usable(self, items: list[Item]) -> tuple[np.ndarray, list[int]]:
+        """Vectors of the items whose image can be used, and their indices; the others are logged."""
+        X, errors = self.embed_partial(items)
+        for i, problem in errors.items():
+            log.warning("no suggestion for %s: %s", _ref(items[i]), problem)
+        ok = [i for i in range(len(items)) if i not in errors]
+        return X[ok], ok
+
+
+class ImageClassifier(CachedImageEmbeddings, Backend):
+    """Frozen EfficientNet-Lite0 + class-balanced logistic regression; "untrained" until two classes have labels.
+
+    Parameters follow scikit-learn: settings in `__init__`, learned state with a trailing
+    underscore. C=3 on the L2-normalized features: on Fashion-MNIST it beat C=1 at 100, 400 and
+    2,000 labels at every input size tried (128, 160, 224). `labels` fixes the column order of
+    `predict_proba` (the config's order). Items must arrive with `data` (the image bytes) loaded;
+    the cache key is `Item.content_hash`. Learned state (`classes_`, `head_`, `skipped_`) is set by
+    `fit` and `load` only.
+    """
+
+    supports_embedded = True
+
+    def __init__(
+        self,
+        labels: list[str],
+        *,
+        C: float = 3.0,
+        encoder: ImageEncoder | None = None,
+        cache: EmbeddingCache | None = None,
+    ):
+        if len(labels) < 2:
+            raise ValueError(f"a classifier needs at least 2 labels, got {labels!r}")
+        self.labels = list(labels)
+        self.C = C
+        self.encoder = encoder or shared_image_encoder()
+        self.cache = cache
+        self._memory: dict[str, np.ndarray] = {}
+
+    @property
+    def mode(self) -> str:
+        return "trained" if self._head() is not None else "untrained"
+
+    def _head(self) -> LinearHead | None:
+        """The fitted head; None before `fit`/`load` and while fewer than two classes have examples."""
+        return getattr(self, "head_", None)
+
+    def fit(self, items: list[Item], labels: list[str]) -> ImageClassifier:
+        """Refit the head; labelled images that cannot be used are left out (logged, counted in `skipped_`)."""
+        if len(items) != len(labels):
+            raise ValueError(f"{len(items)} items but {len(labels)} labels")
+        unknown = sorted(set(labels) - set(self.labels))
+        if unknown:
+            raise ValueError(f"labels {unknown} are not among the classes {self.labels}")
+        self.classes_ = list(self.labels)
+        self.skipped_: dict[str, str] = {}  # labelled images this fit could not use: reference -> problem
+        if len(set(labels)) < 2:
+            self.head_ = None
+            return self
+        X, keep, self.skipped_ = self.embed_labelled(items)
+        return self.fit_embedded(X, [labels[i] for i in keep])
+
+    def fit_embedded(self, X: np.ndarray, labels: list[str]) -> ImageClassifier:
+        """Refit the head on already-computed embeddings (the simulation and retrain path)."""
+        self.classes_ = list(self.labels)
+        if len(set(labels)) < 2:
+            self.head_ = None
+            return self
+        self.head_ = fit_logistic(np.asarray(X, dtype=np.float64), np.asarray(labels), C=self.C, max_iter=2000)
+        return self
+
+    def predict_proba(self, items: list[Item]) -> np.ndarray:
+        """Raises ImageError if an image cannot be used; `guess` skips those instead."""
+        if self._head() is None:  # no need to decode anything: every row is uniform
+            return np.full((len(items), len(self.labels)), 1.0 / len(self.labels))
+        return self.predict_proba_embedded(self.embed(items))
+
+    def predict_proba_embedded(self, X: np.ndarray) -> np.ndarray:
+        """Probabilities from already-computed embeddings (the pool re-rank path); uniform when untrained."""
+        X = np.asarray(X, dtype=np.float64)
+        head = self._head()
+        if head is None:
+            return np.full((len(X), len(self.labels)), 1.0 / len(self.labels))
+        out = np.zeros((len(X), len(self.labels)), dtype=np.float64)
+        cols = [self.labels.index(c) for c in head.classes_]
+        out[:, cols] = head.predict_proba(X)
+        return out
+
+    def guess(self, items: list[Item], method: str = "margin") -> list[Guess | None]:
+        """One suggestion per item; None while untrained and for an image that cannot be used."""
+        if self._head() is None or not items:
+            return [None] * len(items)
+        X, ok = self.embed_usable(items)
+        out: list[Guess | None] = [None] * len(items)
+        if ok:
+            for i, g in zip(ok, guesses_from_proba(self.predict_proba_embedded(X), self.labels, method), strict=True):
+                out[i] = g
+        return out
+
     def save(self, directory: Path) -> None:
         meta = {
             "family": "images",
@@ -400,22 +441,19 @@ class ImageClassifier(Backend):
             "C": self.C,
             "mode": self.mode,
         }
-        if self.head_ is not None:
-            meta["head_classes"] = [str(c) for c in self.head_.classes_]
-            np.savez(Path(directory) / "head.npz", coef=self.head_.coef_, intercept=self.head_.intercept_)
+        head = self._head()
+        if head is not None:
+            meta["head_classes"] = [str(c) for c in head.classes_]
+            np.savez(Path(directory) / "head.npz", coef=head.coef_, intercept=head.intercept_)
         (Path(directory) / "meta.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
     def load(
         cls, directory: Path, *, encoder: ImageEncoder | None = None, cache: EmbeddingCache | None = None
     ) -> ImageClassifier:
-        meta = json.loads((Path(directory) / "meta.json").read_text())
-        if meta.get("family") != "images":
-            raise ValueError(f"{directory} holds a {meta.get('family')!r} model, not an image classifier")
-        encoder = encoder or shared_image_encoder(int(meta.get("image_size", DEFAULT_IMAGE_SIZE)))
-        if encoder.encoder_id != meta["encoder_id"]:
-            raise ValueError(f"{directory} was trained on {meta['encoder_id']}, not {encoder.encoder_id}")
-        model = cls(meta["labels"], C=meta["C"], encoder=encoder, cache=cache)
+        meta = read_meta(directory, "images", "an image classifier")
+        model = cls(meta["labels"], C=meta["C"], encoder=saved_image_encoder(directory, meta, encoder), cache=cache)
+        model.classes_, model.head_, model.skipped_ = list(model.labels), None, {}
         if meta["mode"] == "trained":
             arrays = np.load(Path(directory) / "head.npz", allow_pickle=False)
             model.head_ = LinearHead(np.asarray(meta["head_classes"]), arrays["coef"], arrays["intercept"])
@@ -434,10 +472,12 @@ def _ref(item: Item) -> str:
 
 __all__ = [
     "DEFAULT_IMAGE_SIZE",
+    "CachedImageEmbeddings",
     "ImageClassifier",
     "ImageEncoder",
     "ImageError",
     "cached_image_encode",
     "decode_image",
+    "saved_image_encoder",
     "shared_image_encoder",
 ]

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backends.base import Backend, Guess
+from backends.base import Backend, Guess, read_meta
 from backends.embedding import CachedTextEmbeddings, fit_logistic, label_prototypes
 from backends.encoders import (
     DEFAULT_LAYERS,
@@ -59,7 +59,7 @@ from backends.encoders import (
     encoder_for_saved,
     shared_text_encoder,
 )
-from suggest.schema import Item
+from backends.schema import Item
 
 CERTAINTY_METHODS = ("threshold", "entropy")
 _THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
@@ -69,109 +69,76 @@ ZERO_SHOT_CENTERS: dict[tuple[int, ...], float] = {LAST_LAYER_ONLY: 0.12, DEFAUL
 """Zero-shot sigmoid center per encoder pooling, each the best of a sweep on the test corpus (see above)."""
 
 
-class MultiLabelClassifier(CachedTextEmbeddings, Backend):
-    """Frozen encoder + one class-balanced logistic regression per label, zero-shot until the first fit.
+class MultiLabelHeads:
+    """One class-balanced logistic regression per label over vectors, with per-label thresholds.
 
-    scikit-learn style: settings in `__init__`, learned state with a trailing underscore
-    (`coef_` (k, d), `intercept_` (k,), `thresholds_` (k,), `allow_empty_`, `n_positive_` (k,)).
-    `labels` fixes the column order of `predict_proba`.
+    The part of a multi-label family that does not care where vectors come from: the text family
+    (MiniLM, label prompts as pseudo-examples) and the image family (EfficientNet-Lite0, no prompts)
+    share it. Learned state (`classes_`, `coef_` (k, d), `intercept_` (k,), `thresholds_` (k,),
+    `allow_empty_`, `n_positive_` (k,)) is set by `fit_embedded` and `load_state` only; before
+    that the decision rule uses threshold 0.5 and never suggests an empty set.
     """
 
-    def __init__(
-        self,
-        labels: Sequence[str],
-        *,
-        hints: dict[str, str] | None = None,
-        C: float = 1.0,
-        prior_weight: float = 5.0,
-        folds: int = 3,
-        min_per_side: int = 5,
-        default_threshold: float = 0.5,
-        zero_shot_center: float | None = None,
-        zero_shot_temperature: float = 0.03,
-        certainty: str = "threshold",
-        encoder: TextEncoder | None = None,
-        cache: EmbeddingCache | None = None,
-    ):
+    labels: list[str]
+    C: float
+    folds: int
+    min_per_side: int
+    default_threshold: float
+    certainty: str
+
+    exclusive = False  # one independent probability per label: rows need not sum to 1
+    supports_embedded = True
+
+    def _check_settings(self, labels: Sequence[str], certainty: str, default_threshold: float) -> None:
         if len(labels) < 1 or len(set(labels)) != len(labels):
             raise ValueError(f"a multi-label classifier needs distinct labels, got {list(labels)!r}")
         if certainty not in CERTAINTY_METHODS:
             raise ValueError(f"certainty must be one of {CERTAINTY_METHODS}, got {certainty!r}")
         if not 0 < default_threshold < 1:
             raise ValueError(f"default_threshold must be in (0, 1), got {default_threshold}")
-        self.labels = list(labels)
-        self.hints = dict(hints or {})
-        self.C = C
-        self.prior_weight = prior_weight
-        self.folds = folds
-        self.min_per_side = min_per_side
-        self.default_threshold = default_threshold
-        self.zero_shot_temperature = zero_shot_temperature
-        self.certainty = certainty
-        self.encoder = encoder or shared_text_encoder()
-        self.zero_shot_center = (zero_shot_center if zero_shot_center is not None
-                                 else ZERO_SHOT_CENTERS.get(getattr(self.encoder, "layers", DEFAULT_LAYERS), 0.30))
-        self.cache = cache
-        self.classes_ = list(labels)
-        self.coef_: np.ndarray | None = None
-        self.intercept_: np.ndarray | None = None
-        self.thresholds_ = np.full(len(self.labels), 0.5)
-        self.allow_empty_ = False
-        self.n_positive_ = np.zeros(len(self.labels), dtype=np.int64)
-        self.prototypes_: np.ndarray | None = None
-        self._memory: dict[str, np.ndarray] = {}
 
-    # Backend ----------------------------------------------------------------------------------
+    def _priors(self) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """Pseudo-examples every head is fitted with: (vectors, 0/1 rows, weight); None for none."""
+        return None
 
-    @property
-    def mode(self) -> str:
-        return "trained" if self.coef_ is not None else "zero-shot"
+    def _coef(self) -> np.ndarray | None:
+        return getattr(self, "coef_", None)
 
-    def fit(self, items: list[Item], labels: Sequence[Sequence[str]]) -> MultiLabelClassifier:
-        """Learn from items and their label sets (sorted tuples, possibly empty); returns self."""
-        if len(items) != len(labels):
-            raise ValueError(f"{len(items)} items but {len(labels)} label sets")
+    def _thresholds(self) -> np.ndarray:
+        found = getattr(self, "thresholds_", None)
+        return found if found is not None else np.full(len(self.labels), 0.5)
+
+    def fit_embedded(self, X: np.ndarray, labels: Sequence[Sequence[str]]) -> MultiLabelHeads:
+        """Fit the heads and thresholds on already-computed vectors and label sets; returns self."""
         Y = self._indicator(labels)
-        X = self.embed(items).astype(np.float64)
-        self._ensure_prototypes()
+        X = np.asarray(X, dtype=np.float64)
+        self.classes_ = list(self.labels)
         self.coef_, self.intercept_ = self._fit_heads(X, Y)
         self.thresholds_ = self._choose_thresholds(X, Y)
         self.allow_empty_ = bool(len(Y) and (Y.sum(axis=1) == 0).any())
         self.n_positive_ = Y.sum(axis=0).astype(np.int64)
         return self
 
-    def predict_proba(self, items: list[Item]) -> np.ndarray:
-        """(n, k) independent float64 probabilities, columns in `classes_` order (rows need not sum to 1)."""
-        return self.proba_embedded(self.embed(items))
-
-    def proba_embedded(self, X: np.ndarray) -> np.ndarray:
-        """Probabilities from already-computed embeddings (named so the classifier-only ranking path skips it)."""
-        X = np.asarray(X, dtype=np.float64)
-        if self.coef_ is None:
-            self._ensure_prototypes()
-            sims = X @ self.prototypes_.T.astype(np.float64)
-            return _sigmoid((sims - self.zero_shot_center) / self.zero_shot_temperature)
-        return _sigmoid(X @ self.coef_.T + self.intercept_)
-
-    def guess(self, items: list[Item], method: str | None = None) -> list[Guess | None]:
-        """One label set per item; `method` picks the certainty ("threshold" or "entropy"), others fall
-        back to this model's `certainty` (classifier names like "margin" mean nothing for label sets)."""
-        if not items:
-            return []
-        return self.guess_embedded(self.embed(items), method)
+    def heads_proba(self, X: np.ndarray) -> np.ndarray:
+        """(n, k) independent probabilities from the fitted heads."""
+        return _sigmoid(np.asarray(X, dtype=np.float64) @ self.coef_.T + self.intercept_)
 
     def guess_embedded(self, X: np.ndarray, method: str | None = None) -> list[Guess | None]:
-        proba = self.proba_embedded(X)
+        """`guess` from already-computed vectors (the family's `predict_proba_embedded`)."""
+        return self.guesses_from(self.predict_proba_embedded(X), method)  # type: ignore[attr-defined]
+
+    def guesses_from(self, proba: np.ndarray, method: str | None = None) -> list[Guess | None]:
+        """One label set per row of probabilities, a sorted tuple like a stored answer; `method` as in `guess`."""
         chosen = self.decide(proba)
         joint = np.where(chosen, proba, 1.0 - proba).prod(axis=1)
         cert = self.certainty_of(proba, method if method in CERTAINTY_METHODS else self.certainty)
-        return [Guess(tuple(self.labels[j] for j in np.flatnonzero(row)), float(p), float(c))
+        return [Guess(tuple(sorted(self.labels[j] for j in np.flatnonzero(row))), float(p), float(c))
                 for row, p, c in zip(chosen, joint.tolist(), cert.tolist(), strict=True)]
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
         """(n, k) bool: the labels suggested per row (see the module docstring for empty rows)."""
-        chosen = proba >= self.thresholds_
-        if not self.allow_empty_:
+        chosen = proba >= self._thresholds()
+        if not getattr(self, "allow_empty_", False):
             empty = ~chosen.any(axis=1)
             rows = np.flatnonzero(empty)
             chosen[rows, proba[rows].argmax(axis=1)] = True
@@ -191,57 +158,43 @@ class MultiLabelClassifier(CachedTextEmbeddings, Backend):
             return np.clip(1.0 - h.mean(axis=1), 0.0, 1.0)
         if method != "threshold":
             raise ValueError(f"certainty method must be one of {CERTAINTY_METHODS}, got {method!r}")
-        t = self.thresholds_
+        t = self._thresholds()
         dist = np.where(p >= t, (p - t) / (1 - t), (t - p) / t)
         return np.clip(dist.min(axis=1), 0.0, 1.0)
 
-    def save(self, directory: Path) -> None:
-        """meta.json (settings, thresholds) + head.npz (coef, intercept) when trained; no pickles."""
-        meta = {
-            "family": "multilabel",
-            "encoder_id": self.encoder.encoder_id,
-            "labels": self.labels,
-            "hints": self.hints,
+    # persistence --------------------------------------------------------------------------------
+
+    def state_meta(self) -> dict:
+        """The heads' settings and learned thresholds for meta.json (defaults before a fit)."""
+        return {
             "C": self.C,
-            "prior_weight": self.prior_weight,
             "folds": self.folds,
             "min_per_side": self.min_per_side,
             "default_threshold": self.default_threshold,
-            "zero_shot_center": self.zero_shot_center,
-            "zero_shot_temperature": self.zero_shot_temperature,
             "certainty": self.certainty,
-            "mode": self.mode,
-            "thresholds": [float(t) for t in self.thresholds_],
-            "allow_empty": self.allow_empty_,
-            "n_positive": [int(n) for n in self.n_positive_],
+            "thresholds": [float(t) for t in self._thresholds()],
+            "allow_empty": bool(getattr(self, "allow_empty_", False)),
+            "n_positive": [int(n) for n in getattr(self, "n_positive_", np.zeros(len(self.labels), dtype=np.int64))],
         }
-        if self.coef_ is not None:
+
+    def save_heads(self, directory: Path, meta: dict) -> None:
+        """meta.json (+ head.npz with coef and intercept when trained); no pickles."""
+        if self._coef() is not None:
             np.savez(Path(directory) / "head.npz", coef=self.coef_, intercept=self.intercept_)
         (Path(directory) / "meta.json").write_text(json.dumps(meta, indent=2))
 
-    @classmethod
-    def load(
-        cls, directory: Path, *, encoder: TextEncoder | None = None, cache: EmbeddingCache | None = None
-    ) -> MultiLabelClassifier:
-        meta = json.loads((Path(directory) / "meta.json").read_text())
-        if meta.get("family") != "multilabel":
-            raise ValueError(f"{directory} holds a {meta.get('family')!r} model, not a multi-label one")
-        model = cls(
-            meta["labels"], hints=meta.get("hints"), C=meta["C"], prior_weight=meta["prior_weight"],
-            folds=meta["folds"], min_per_side=meta["min_per_side"], default_threshold=meta["default_threshold"],
-            zero_shot_center=meta["zero_shot_center"], zero_shot_temperature=meta["zero_shot_temperature"],
-            certainty=meta["certainty"], encoder=encoder_for_saved(meta.get("encoder_id"), encoder), cache=cache,
-        )
-        model.thresholds_ = np.asarray(meta["thresholds"], dtype=np.float64)
-        model.allow_empty_ = bool(meta["allow_empty"])
-        model.n_positive_ = np.asarray(meta["n_positive"], dtype=np.int64)
+    def load_state(self, directory: Path, meta: dict) -> None:
+        """Learned state back from `save_heads` (coef and intercept only when the model was trained)."""
+        self.classes_ = list(self.labels)
+        self.thresholds_ = np.asarray(meta["thresholds"], dtype=np.float64)
+        self.allow_empty_ = bool(meta["allow_empty"])
+        self.n_positive_ = np.asarray(meta["n_positive"], dtype=np.int64)
         if meta["mode"] == "trained":
             with np.load(Path(directory) / "head.npz", allow_pickle=False) as arrays:
-                model.coef_ = arrays["coef"].astype(np.float64)
-                model.intercept_ = arrays["intercept"].astype(np.float64)
-        return model
+                self.coef_ = arrays["coef"].astype(np.float64)
+                self.intercept_ = arrays["intercept"].astype(np.float64)
 
-    # training ---------------------------------------------------------------------------------
+    # training -----------------------------------------------------------------------------------
 
     def _indicator(self, labels: Sequence[Sequence[str]]) -> np.ndarray:
         """(n, k) 0/1 matrix from label sets; loud about labels outside the config and about bare strings."""
@@ -257,13 +210,15 @@ class MultiLabelClassifier(CachedTextEmbeddings, Backend):
         return Y
 
     def _fit_heads(self, X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One balanced logistic regression per label, label prompts appended as weighted pseudo-examples."""
+        """One balanced logistic regression per label, the `_priors` appended as weighted pseudo-examples."""
         k = len(self.labels)
-        if self.prior_weight > 0:
-            X = np.vstack([X, self.prototypes_.astype(np.float64)])
-            Y = np.vstack([Y, np.eye(k, dtype=np.int8)])
-        weights = np.concatenate([np.ones(len(X) - (k if self.prior_weight > 0 else 0)),
-                                  np.full(k if self.prior_weight > 0 else 0, self.prior_weight)])
+        weights = np.ones(len(X))
+        priors = self._priors()
+        if priors is not None:
+            Xp, Yp, weight = priors
+            X = np.vstack([X, Xp.astype(np.float64)])
+            Y = np.vstack([Y, Yp])
+            weights = np.concatenate([weights, np.full(len(Xp), weight)])
         coef = np.zeros((k, X.shape[1]))
         intercept = np.zeros(k)
         for j in range(k):
@@ -292,7 +247,124 @@ class MultiLabelClassifier(CachedTextEmbeddings, Backend):
             thresholds[j] = _best_f1_threshold(oof[:, j], Y[:, j], self.default_threshold)
         return thresholds
 
+
+class MultiLabelClassifier(CachedTextEmbeddings, MultiLabelHeads, Backend):
+    """Frozen text encoder + one class-balanced logistic regression per label, zero-shot until the first fit.
+
+    scikit-learn style: settings in `__init__`, learned state with a trailing underscore, set by
+    `fit` and `load` only (see `MultiLabelHeads`). `labels` fixes the column order of
+    `predict_proba`. `prototypes_` (the label prompts' vectors) is zero-shot state.
+    """
+
+    zero_shot_state = ("prototypes_",)
+
+    def __init__(
+        self,
+        labels: Sequence[str],
+        *,
+        hints: dict[str, str] | None = None,
+        C: float = 1.0,
+        prior_weight: float = 5.0,
+        folds: int = 3,
+        min_per_side: int = 5,
+        default_threshold: float = 0.5,
+        zero_shot_center: float | None = None,
+        zero_shot_temperature: float = 0.03,
+        certainty: str = "threshold",
+        encoder: TextEncoder | None = None,
+        cache: EmbeddingCache | None = None,
+    ):
+        self._check_settings(labels, certainty, default_threshold)
+        self.labels = list(labels)
+        self.hints = dict(hints or {})
+        self.C = C
+        self.prior_weight = prior_weight
+        self.folds = folds
+        self.min_per_side = min_per_side
+        self.default_threshold = default_threshold
+        self.zero_shot_temperature = zero_shot_temperature
+        self.certainty = certainty
+        self.encoder = encoder or shared_text_encoder()
+        self.zero_shot_center = (zero_shot_center if zero_shot_center is not None
+                                 else ZERO_SHOT_CENTERS.get(getattr(self.encoder, "layers", DEFAULT_LAYERS), 0.30))
+        self.cache = cache
+        self.prototypes_: np.ndarray | None = None
+        self._memory: dict[str, np.ndarray] = {}
+
+    # Backend ----------------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        return "trained" if self._coef() is not None else "zero-shot"
+
+    def fit(self, items: list[Item], labels: Sequence[Sequence[str]]) -> MultiLabelClassifier:
+        """Learn from items and their label sets (sorted tuples, possibly empty); returns self."""
+        if len(items) != len(labels):
+            raise ValueError(f"{len(items)} items but {len(labels)} label sets")
+        self._indicator(labels)  # refuse bad label sets before embedding anything
+        X = self.embed(items)
+        self._ensure_prototypes()
+        return self.fit_embedded(X, labels)
+
+    def predict_proba(self, items: list[Item]) -> np.ndarray:
+        """(n, k) independent float64 probabilities, columns in `labels` order (rows need not sum to 1)."""
+        return self.predict_proba_embedded(self.embed(items))
+
+    def predict_proba_embedded(self, X: np.ndarray) -> np.ndarray:
+        """Probabilities from already-computed embeddings (independent per label: see `exclusive`)."""
+        X = np.asarray(X, dtype=np.float64)
+        if self._coef() is None:
+            self._ensure_prototypes()
+            sims = X @ self.prototypes_.T.astype(np.float64)
+            return _sigmoid((sims - self.zero_shot_center) / self.zero_shot_temperature)
+        return self.heads_proba(X)
+
+    proba_embedded = predict_proba_embedded  # the name before the Backend contract declared it
+
+    def guess(self, items: list[Item], method: str | None = None) -> list[Guess | None]:
+        """One label set per item; `method` picks the certainty ("threshold" or "entropy"), others fall
+        back to this model's `certainty` (classifier names like "margin" mean nothing for label sets)."""
+        if not items:
+            return []
+        return self.guess_embedded(self.embed(items), method)
+
+    def save(self, directory: Path) -> None:
+        """meta.json (settings, thresholds) + head.npz (coef, intercept) when trained; no pickles."""
+        meta = {
+            "family": "multilabel",
+            "encoder_id": self.encoder.encoder_id,
+            "labels": self.labels,
+            "hints": self.hints,
+            "prior_weight": self.prior_weight,
+            "zero_shot_center": self.zero_shot_center,
+            "zero_shot_temperature": self.zero_shot_temperature,
+            "mode": self.mode,
+            **self.state_meta(),
+        }
+        self.save_heads(directory, meta)
+
+    @classmethod
+    def load(
+        cls, directory: Path, *, encoder: TextEncoder | None = None, cache: EmbeddingCache | None = None
+    ) -> MultiLabelClassifier:
+        meta = read_meta(directory, "multilabel", "a multi-label one")
+        model = cls(
+            meta["labels"], hints=meta.get("hints"), C=meta["C"], prior_weight=meta["prior_weight"],
+            folds=meta["folds"], min_per_side=meta["min_per_side"], default_threshold=meta["default_threshold"],
+            zero_shot_center=meta["zero_shot_center"], zero_shot_temperature=meta["zero_shot_temperature"],
+            certainty=meta["certainty"], encoder=encoder_for_saved(meta.get("encoder_id"), encoder), cache=cache,
+        )
+        model.load_state(directory, meta)
+        return model
+
     # zero-shot --------------------------------------------------------------------------------
+
+    def _priors(self) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """Each label's prompt: a positive for its label and a negative for the others."""
+        if self.prior_weight <= 0:
+            return None
+        self._ensure_prototypes()
+        return self.prototypes_, np.eye(len(self.labels), dtype=np.int8), self.prior_weight
 
     def _ensure_prototypes(self) -> None:
         if self.prototypes_ is None:

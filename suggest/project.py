@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from backends.base import Backend, guesses_from_proba
-from backends.embedding import EmbeddingClassifier
+from backends.registry import Context, Registry, default_registry
 from suggest.media import immutable_ref
 from suggest.schema import BadInput, Item, Label, Prediction, Schema, Span
 from suggest.store import ProjectRecord, Store, VersionRecord
@@ -144,6 +144,7 @@ class Project:
 
     def _initial_model(self) -> Published:
         """The newest version whose folder is complete and loads; zero-shot when there is none."""
+        self.unserved_versions: dict[str, str] = {}  # newer versions passed over, and why (shown in metrics)
         for record in reversed(self.store.versions(self.project_id)):
             folder = self.store.version_dir(self.project_id, record.version)
             if not self.store.is_complete(self.project_id, record.version):
@@ -171,9 +172,13 @@ class Project:
             except Exception as exc:  # a corrupt folder must not keep the server from starting
                 log.warning("project %s: version %s does not load (%s); skipping it", self.project_id, version, exc)
                 return None
-            if list(getattr(model, "classes_", [])) != list(schema.labels):
-                log.info("project %s: version %s was trained for other labels; not serving it",
-                         self.project_id, version)
+            trained_for = list(getattr(model, "classes_", []))
+            if trained_for != list(schema.labels):
+                log.warning("project %s: version %s was trained for labels %s but the config's %r has %s; "
+                            "not serving it", self.project_id, version, trained_for, schema.from_name,
+                            list(schema.labels))
+                self.unserved_versions[version] = (f"control {schema.from_name!r} was trained for labels "
+                                                   f"{trained_for}, the config has {list(schema.labels)}")
                 return None
             models[schema.from_name] = model
         return models
@@ -296,14 +301,13 @@ class Project:
 
     def _known_images(self, items: list[Item], model: Backend | None) -> dict[int, str]:
         """Index -> digest for the uploads whose digest is remembered and whose embedding is cached."""
-        cached_hashes = getattr(model, "cached_hashes", None)
-        if cached_hashes is None:
+        if model is None:
             return {}
         keys = {i: key for i, it in enumerate(items) if it.data is None and (key := immutable_ref(it.text))}
         if not keys:
             return {}
         digests = self.store.get_digests(list(set(keys.values())))
-        cached = cached_hashes(list(set(digests.values())))
+        cached = model.cached_hashes(list(set(digests.values())))
         return {i: digests[k] for i, k in keys.items() if digests.get(k) in cached}
 
     def set_queue_scores(self, version: str, scores: dict[int, float]) -> None:
@@ -368,7 +372,7 @@ class Project:
                 name = schema.from_name
                 old = self.published.models.get(name)
                 if schema not in trainable:
-                    models[name] = old if old is not None and getattr(old, "mode", "") != "trained" \
+                    models[name] = old if old is not None and old.mode != "trained" \
                         else self._make_backend(schema)
                     continue
                 models[name] = self._fit(schema, labeled[name], old)
@@ -396,8 +400,8 @@ class Project:
     def _fit(self, schema: Schema, labeled: dict[int, Label], old: Backend | None) -> Backend:
         tasks = sorted(labeled)
         model = self._make_backend(schema)
-        if old is not None and hasattr(model, "_memory") and hasattr(old, "_memory"):
-            model._memory = old._memory  # keep warm vectors across versions
+        if old is not None:
+            model.warm_start_from(old)  # keep warm vectors across versions
         items = self.prepare(schema, [Item(labeled[t].text, t) for t in tasks], model)
         pairs = [(it, labeled[t].label) for t, it in zip(tasks, items, strict=True) if it is not None]
         model.fit([it for it, _ in pairs], [lb for _, lb in pairs])
@@ -423,7 +427,7 @@ class Project:
             "labels": len(self.labeled()),
             "annotations": len({a.annotation_id for a in self.annotations()}),
             "model_version": self.model_version,
-            "mode": getattr(published.model, "mode", "trained"),
+            "mode": published.model.mode,
             "labels_config": list(self.schema.labels),
             "versions": [v.as_dict() for v in self.store.versions(self.project_id)],
             "last_error": self.last_error,
@@ -432,9 +436,11 @@ class Project:
         if len(self.schemas) > 1 or self.schema.task_kind != "classification" or self.schema.object_type != "text":
             out["controls"] = {
                 s.from_name: {"kind": s.task_kind, "object": s.object_type, "labels": len(self.labeled(s.from_name)),
-                              "mode": getattr(published.models[s.from_name], "mode", "trained")}
+                              "mode": published.models[s.from_name].mode}
                 for s in self.schemas
             }
+        if self.unserved_versions:
+            out["unserved_versions"] = dict(self.unserved_versions)
         return out
 
 
@@ -450,52 +456,25 @@ def _count_key(answer: object) -> str:
     return f"{len(answer)} spans" if answer and isinstance(answer[0], Span) else "|".join(answer)  # type: ignore
 
 
-def backend_family(schema: Schema) -> type[Backend]:
-    """The model family for a control: its task kind and object decide; imports stay lazy (memory)."""
-    if schema.object_type == "image":
-        from backends.images import ImageClassifier
-
-        return ImageClassifier
-    if schema.task_kind == "spans":
-        from backends.spans import SpanTagger
-
-        return SpanTagger
-    if schema.task_kind == "multilabel":
-        from backends.multilabel import MultiLabelClassifier
-
-        return MultiLabelClassifier
-    return EmbeddingClassifier
-
-
-def spacy_map(schema: Schema) -> dict[str, str]:
-    """Overrides of the bootstrap's default spaCy type -> label map from the config's `entity` attributes:
-    a label that names its types gets exactly those ("" drops a type the default map gave it)."""
-    from backends.spans import default_entity_map
-
-    override = {etype: "" for etype, label in default_entity_map(list(schema.labels)).items()
-                if label in schema.entities}
-    return override | {etype: label for label, types in schema.entities.items() for etype in types}
-
-
-def default_backend_factory(store: Store) -> tuple[Callable[[Schema], Backend], Callable[[Schema, object], Backend]]:
-    """Make and load the default model families, sharing the process-wide encoders and the store's cache."""
+def default_backend_factory(
+    store: Store, registry: Registry | None = None
+) -> tuple[Callable[[Schema], Backend], Callable[[Schema, object], Backend]]:
+    """Make and load models through the family registry (built-ins and plug-ins), sharing the store's cache."""
+    registry = registry or default_registry()
+    context = Context(cache=store)
 
     def make(schema: Schema) -> Backend:
-        family = backend_family(schema)
-        if family is EmbeddingClassifier or schema.task_kind == "multilabel":
-            return family(list(schema.labels), hints=schema.hints, cache=store)  # type: ignore[call-arg]
-        if schema.task_kind == "spans" and schema.entities:
-            return family(list(schema.labels), cache=store, entity_map=spacy_map(schema))  # type: ignore[call-arg]
-        return family(list(schema.labels), cache=store)  # type: ignore[call-arg]
+        return registry.make(schema, context)
 
     def load(schema: Schema, folder: object) -> Backend:
-        return backend_family(schema).load(folder, cache=store)  # type: ignore[arg-type]
+        return registry.load(schema, folder, context)  # type: ignore[arg-type]
 
     return make, load
 
 
 def open_project(store: Store, record: ProjectRecord, schemas: Schema | tuple[Schema, ...],
-                 uncertainty: str = "margin", load_image: Callable[[str], bytes] | None = None) -> Project:
-    make, load = default_backend_factory(store)
+                 uncertainty: str = "margin", load_image: Callable[[str], bytes] | None = None,
+                 registry: Registry | None = None) -> Project:
+    make, load = default_backend_factory(store, registry)
     return Project(record.project_id, record.label_config, schemas, store,
                    make_backend=make, load_backend=load, uncertainty=uncertainty, load_image=load_image)

@@ -1,0 +1,234 @@
+"""Model families: which Backend serves a control, built-ins in a fixed order, plug-ins from entry points.
+
+A family is one small object: a `name`, `supports(schema) -> bool`, `make(schema, context)` (a fresh,
+unfitted model for a control: zero-shot, bootstrap or untrained) and `load(schema, folder, context)`
+(a fitted model back from what its `save` wrote). The first family in registry order whose
+`supports` says yes serves the control; a control no family supports is a SchemaError (a 422 at
+/setup), never a crash.
+
+Plug-ins: a distribution declares its family in the `suggest.backends` entry-point group, e.g.
+
+    [project.entry-points."suggest.backends"]
+    keywords = "suggest_keywords:family"      # a backends.registry.Family object
+
+The order rule: plug-ins with `first=True` (they specialize a control a built-in also serves), in
+entry-point name order; then the built-ins, in `BUILTINS` order; then the other plug-ins, by name.
+A plug-in that fails to import, or names no Family, is logged and skipped, and so is one that takes
+a built-in's name (this distribution's own metadata, before the registry, listed the built-in
+classes under those names). Entry points are read once per process (`default_registry`).
+
+Why in `backends` and not in `suggest`: the registry maps the shared vocabulary (a Schema) to a
+Backend and knows nothing of projects, stores or HTTP; here, a plug-in author imports one package,
+and backends/checks.py can test every registered family without importing the engine.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from backends.base import Backend
+from backends.encoders import EmbeddingCache
+from backends.schema import Schema, SchemaError
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "suggest.backends"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the host shares with every model it makes or loads (more may join; families take what they use)."""
+
+    cache: EmbeddingCache | None = None  # the store's (encoder id, content hash) -> vector cache
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family: which controls it serves, and how to make a fresh model or load a saved one."""
+
+    name: str
+    supports: Callable[[Schema], bool]
+    make: Callable[[Schema, Context], Backend]
+    load: Callable[[Schema, Path, Context], Backend]
+    first: bool = False  # a plug-in tried before the built-ins (it specializes what a built-in serves)
+
+
+class Registry:
+    """An ordered list of families; the first that supports a control serves it."""
+
+    def __init__(self, families: Iterable[Family]):
+        self.families: tuple[Family, ...] = tuple(families)
+        names = [f.name for f in self.families]
+        if len(set(names)) != len(names):
+            raise ValueError(f"family names must be unique, got {names}")
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.families]
+
+    def family_for(self, schema: Schema) -> Family:
+        """The family that serves a control; SchemaError naming the families when none does."""
+        for family in self.families:
+            try:
+                if family.supports(schema):
+                    return family
+            except Exception as exc:  # a plug-in's bug must not take down the controls others serve
+                log.warning("model family %r: supports(%r) failed (%s); skipping it", family.name,
+                            schema.from_name, exc)
+        raise SchemaError(
+            f"no model family serves <{'Labels' if schema.control == 'labels' else 'Choices'} "
+            f"name={schema.from_name!r}{' choice=multiple' if schema.multiple else ''}> on a {schema.object_type} "
+            f"object (families: {', '.join(self.names)})"
+        )
+
+    def make(self, schema: Schema, context: Context) -> Backend:
+        return self.family_for(schema).make(schema, context)
+
+    def load(self, schema: Schema, folder: Path, context: Context) -> Backend:
+        return self.family_for(schema).load(schema, Path(folder), context)
+
+
+# built-ins: modules import lazily, so a project loads only the families its controls need ----------
+
+
+def _is(kind: str, object_type: str) -> Callable[[Schema], bool]:
+    return lambda schema: schema.task_kind == kind and schema.object_type == object_type
+
+
+def _make_embedding(schema: Schema, context: Context) -> Backend:
+    from backends.embedding import EmbeddingClassifier
+
+    return EmbeddingClassifier(list(schema.labels), hints=schema.hints, cache=context.cache)
+
+
+def _load_embedding(schema: Schema, folder: Path, context: Context) -> Backend:
+    from backends.embedding import EmbeddingClassifier
+
+    return EmbeddingClassifier.load(folder, cache=context.cache)
+
+
+def _make_multilabel(schema: Schema, context: Context) -> Backend:
+    from backends.multilabel import MultiLabelClassifier
+
+    return MultiLabelClassifier(list(schema.labels), hints=schema.hints, cache=context.cache)
+
+
+def _load_multilabel(schema: Schema, folder: Path, context: Context) -> Backend:
+    from backends.multilabel import MultiLabelClassifier
+
+    return MultiLabelClassifier.load(folder, cache=context.cache)
+
+
+def _make_spans(schema: Schema, context: Context) -> Backend:
+    from backends.spans import SpanTagger
+
+    return SpanTagger(list(schema.labels), cache=context.cache, entity_map=spacy_map(schema))
+
+
+def _load_spans(schema: Schema, folder: Path, context: Context) -> Backend:
+    from backends.spans import SpanTagger
+
+    return SpanTagger.load(folder, cache=context.cache)
+
+
+def _make_images(schema: Schema, context: Context) -> Backend:
+    from backends.images import ImageClassifier
+
+    return ImageClassifier(list(schema.labels), cache=context.cache)
+
+
+def _load_images(schema: Schema, folder: Path, context: Context) -> Backend:
+    from backends.images import ImageClassifier
+
+    return ImageClassifier.load(folder, cache=context.cache)
+
+
+def _make_image_tags(schema: Schema, context: Context) -> Backend:
+    from backends.multilabel_images import MultiLabelImageClassifier
+
+    return MultiLabelImageClassifier(list(schema.labels), cache=context.cache)
+
+
+def _load_image_tags(schema: Schema, folder: Path, context: Context) -> Backend:
+    from backends.multilabel_images import MultiLabelImageClassifier
+
+    return MultiLabelImageClassifier.load(folder, cache=context.cache)
+
+
+def spacy_map(schema: Schema) -> dict[str, str]:
+    """Overrides of the bootstrap's default spaCy type -> label map from the config's `entity` attributes:
+    a label that names its types gets exactly those ("" drops a type the default map gave it)."""
+    if not schema.entities:
+        return {}
+    from backends.spans import default_entity_map
+
+    override = {etype: "" for etype, label in default_entity_map(list(schema.labels)).items()
+                if label in schema.entities}
+    return override | {etype: label for label, types in schema.entities.items() for etype in types}
+
+
+BUILTINS: tuple[Family, ...] = (
+    Family("embedding", _is("classification", "text"), _make_embedding, _load_embedding),
+    Family("multilabel", _is("multilabel", "text"), _make_multilabel, _load_multilabel),
+    Family("spans", _is("spans", "text"), _make_spans, _load_spans),
+    Family("images", _is("classification", "image"), _make_images, _load_images),
+    Family("images-multilabel", _is("multilabel", "image"), _make_image_tags, _load_image_tags),
+)
+
+
+# plug-ins ----------------------------------------------------------------------------------------------
+
+
+def plugin_families(group: str = ENTRY_POINT_GROUP, reserved: Iterable[str] = ()) -> list[Family]:
+    """The Family objects installed distributions declare in `group`, by entry-point name; the broken skipped."""
+    reserved = set(reserved)
+    found: dict[str, Family] = {}
+    for ep in sorted(entry_points(group=group), key=lambda e: (e.name, e.value)):
+        if ep.name in reserved:
+            log.debug("model family entry point %r (%s) has a built-in's name; ignored", ep.name, ep.value)
+            continue
+        if ep.name in found:
+            log.warning("model family entry point %r (%s): the name is taken; ignored", ep.name, ep.value)
+            continue
+        try:
+            family = ep.load()
+        except Exception as exc:  # a broken plug-in must never keep the server from starting
+            log.warning("model family plug-in %r (%s) does not import, skipped: %s: %s", ep.name, ep.value,
+                        type(exc).__name__, exc)
+            continue
+        if not isinstance(family, Family):
+            log.warning("model family plug-in %r (%s) is a %s, not a backends.registry.Family; skipped", ep.name,
+                        ep.value, type(family).__name__)
+            continue
+        if family.name != ep.name:
+            log.warning("model family plug-in %r (%s) calls itself %r; skipped (the two names must agree)",
+                        ep.name, ep.value, family.name)
+            continue
+        found[ep.name] = family
+    return list(found.values())
+
+
+def ordered(builtins: Iterable[Family], plugins: Iterable[Family]) -> Registry:
+    """The order rule: plug-ins marked `first`, the built-ins, then the other plug-ins (each group as given)."""
+    plugins = list(plugins)
+    return Registry([*(p for p in plugins if p.first), *builtins, *(p for p in plugins if not p.first)])
+
+
+def discover(group: str = ENTRY_POINT_GROUP) -> Registry:
+    """Built-ins plus the plug-ins installed now (reads the entry points every call)."""
+    registry = ordered(BUILTINS, plugin_families(group, reserved=[f.name for f in BUILTINS]))
+    extra = [f.name for f in registry.families if f not in BUILTINS]
+    if extra:
+        log.info("model families: %s (plug-ins: %s)", ", ".join(registry.names), ", ".join(extra))
+    return registry
+
+
+@functools.cache
+def default_registry() -> Registry:
+    """The process's registry: entry points are read once (`default_registry.cache_clear()` to re-read)."""
+    return discover()

@@ -20,8 +20,10 @@ outside the batch and what the uncertainty-weighing strategies (dense, diverse) 
 named "margin", "least_confidence" and "entropy" are uncertainty sampling that pick the batch by
 that measure, whatever the measure of the scores.
 
+The certainty measures themselves live in backends/uncertainty.py, next to the model families
+whose guesses carry them; `certainty` and CERTAINTY_METHODS are re-exported here.
+
 Modules, one seam each:
-  measures     the certainty measures and the check of class probabilities
   base         QueryStrategy, CertaintyStrategy and the input checks every strategy shares
   uncertainty  RandomSampling, UncertaintySampling
   clustering   k-means and greedy k-means++ spreading (shared by diversity and cold start)
@@ -34,10 +36,10 @@ Modules, one seam each:
 
 from __future__ import annotations
 
+from backends.uncertainty import CERTAINTY_METHODS, certainty
 from suggest.strategies.base import CertaintyStrategy, QueryStrategy
 from suggest.strategies.coldstart import ColdStart
 from suggest.strategies.diversity import DIVERSITY_METHODS, DenseUncertainty, DiverseUncertainty
-from suggest.strategies.measures import CERTAINTY_METHODS, certainty
 from suggest.strategies.plugins import ModalQuery
 from suggest.strategies.ranking import BATCH_BAND, DEFAULT_CHUNK_SIZE, rank_by_certainty, rank_pool
 from suggest.strategies.registry import AUTO, DEFAULT_STRATEGY, STRATEGIES, make_strategy, strategy_for

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from suggest.strategies.measures import certainty
+from backends.uncertainty import certainty
 
 RandomStateLike = int | np.random.Generator | None
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from backends.uncertainty import _check_method
 from suggest.strategies.base import CertaintyStrategy, RandomStateLike, _lowest
 from suggest.strategies.clustering import _greedy_spread, _kmeans_labels
-from suggest.strategies.measures import _check_method
 
 DIVERSITY_METHODS: tuple[str, ...] = ("kmeans", "kmeanspp", "farthest", "agglomerative")
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from backends.uncertainty import _check_proba
 from suggest.strategies.base import (
     QueryStrategy,
     RandomStateLike,
@@ -17,7 +18,6 @@ from suggest.strategies.base import (
     _check_X,
     _seed,
 )
-from suggest.strategies.measures import _check_proba
 
 
 class _LearnerView:

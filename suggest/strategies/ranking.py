@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from backends.uncertainty import _certainty_of, _check_method, _check_proba
 from suggest.strategies.base import CertaintyStrategy, QueryStrategy, _check_X
 from suggest.strategies.coldstart import ColdStart
-from suggest.strategies.measures import _certainty_of, _check_method, _check_proba
 from suggest.strategies.registry import DEFAULT_STRATEGY, make_strategy
 
 DEFAULT_CHUNK_SIZE = 16_384  # rows per predict_proba call: ~25 MB of float32 384-d embeddings

@@ -6,10 +6,10 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from backends.uncertainty import _check_method
 from suggest.strategies.base import QueryStrategy
 from suggest.strategies.coldstart import ColdStart
 from suggest.strategies.diversity import DenseUncertainty, DiverseUncertainty
-from suggest.strategies.measures import _check_method
 from suggest.strategies.plugins import ModalQuery
 from suggest.strategies.uncertainty import RandomSampling, UncertaintySampling
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from backends.uncertainty import _check_method
 from suggest.strategies.base import CertaintyStrategy, RandomStateLike, _lowest
-from suggest.strategies.measures import _check_method
 
 
 class RandomSampling(CertaintyStrategy):

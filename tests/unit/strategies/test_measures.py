@@ -1,4 +1,5 @@
-"""suggest.strategies.measures: certainty values, their order, and the checks on class probabilities."""
+"""The certainty measures as the strategies see them (backends/uncertainty.py, re-exported by suggest.strategies):
+values, their order, and the checks on class probabilities."""
 
 from __future__ import annotations
 

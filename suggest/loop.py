@@ -13,14 +13,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from suggest import labelstudio as ls
-from suggest.project import Project, task_id_of
+from suggest.project import Project, Published, task_id_of
 from suggest.schema import Item, Prediction
-from suggest.strategies import CertaintyStrategy, make_strategy, rank_by_certainty, rank_pool, strategy_for
+from suggest.strategies import (
+    CERTAINTY_METHODS,
+    CertaintyStrategy,
+    QueryStrategy,
+    make_strategy,
+    rank_by_certainty,
+    rank_pool,
+    strategy_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,52 +37,85 @@ UNCERTAINTY_SAMPLING = "Uncertainty sampling"
 
 @dataclass(frozen=True)
 class LoopSettings:
+    """How the loop orders a project's queue.
+
+    `strategy` is how the batch at the top is chosen; `uncertainty` is how a task's certainty is
+    measured: the score of every task after the batch, and what dense and diverse weigh. The engine
+    passes Settings.uncertainty, the measure it opens projects with (Project.uncertainty): the
+    per-control route ranks by the certainties of the project's own guesses, so the two must agree.
+    """
+
     batch_size: int = 50
     strategy: str = "auto"  # dense for text, diverse for images (strategies.strategy_for)
     set_sampling: bool = True
     keep_versions: int = 0  # >0: delete older versions' predictions from Label Studio (0: keep all)
+    uncertainty: str = "margin"  # margin | least_confidence | entropy (SUGGEST_UNCERTAINTY)
+
+    def __post_init__(self) -> None:
+        if self.uncertainty not in CERTAINTY_METHODS:
+            raise ValueError(f"uncertainty must be one of {CERTAINTY_METHODS}, got {self.uncertainty!r}")
 
 
-def rank_items(project: Project, items: list[Item], settings: LoopSettings) -> tuple[list[Prediction], np.ndarray]:
-    """Predictions for a pool whose `score` is the queue position: the diverse batch first.
+@dataclass(frozen=True)
+class _Pool:
+    """What the published version says about the pool: predictions per task, and what ranking needs."""
 
-    Works from the published version's cached embeddings; with no trained version yet (cold
-    start) the batch is chosen for typicality and coverage, the pre-annotations are zero-shot.
-    """
-    published = project.published
-    model = published.model
-    X = model.embed(items)
-    if hasattr(model, "predict_proba_embedded"):
-        proba = model.predict_proba_embedded(X)
-    else:
-        proba = model.predict_proba(items)
-    name = "coldstart" if published.record is None else settings.strategy
-    strategy = make_strategy(name, random_state=0) if not name.startswith("modal:") else make_strategy(name)
-    scores, batch = rank_pool(proba, X, batch_size=settings.batch_size, strategy=strategy)
-    base = project.predictions_from_proba(proba, published.version)
-    ranked = [Prediction(p.label, p.probability, float(s), p.model_version, p.control)
-              for p, s in zip(base, scores, strict=True)]
-    project.set_queue_scores(published.version, {
-        it.task_id: p.score for it, p in zip(items, ranked, strict=True) if it.task_id is not None
-    })
-    return ranked, batch
+    preds: list[list[Prediction]]
+    X: np.ndarray  # one embedding per task (zeros where a task has none)
+    proba: np.ndarray | None  # class probabilities: a single text classifier (then `cert` is None)
+    cert: np.ndarray | None  # per task, its least certain control's certainty (1.0 where no control guessed)
 
 
 def rank_rows(
     project: Project, rows: list[dict[str, Item]], settings: LoopSettings
 ) -> tuple[list[list[Prediction]], np.ndarray]:
-    """`rank_items` for any project: tasks read for several controls, of any task kind.
+    """Predictions for a pool of tasks whose `score` is the queue position; returns them and the batch.
 
-    A single text classifier goes through the class-probability path (all strategies, the modAL
-    plug-in included). Otherwise each control's model guesses, a task's certainty is its least
-    certain control's, and diversity is measured in the first control's embedding space.
+    Each task is read for the controls it has (control name -> Item). The batch comes first in
+    batch order, every other task after it by its certainty, least certain first. A single text
+    classifier is ranked from its class probabilities (so strategies that need the matrix, such as
+    modal:, work); any other project from each task's least certain control, with diversity in the
+    first control's embedding space (a task then has one certainty, so a strategy named after another
+    measure picks by that one). With no trained version yet (cold start) the batch is chosen for
+    typicality and coverage, and the pre-annotations are zero-shot.
     """
+    published = project.published  # one read: a concurrent swap cannot mix two versions
+    cold = published.record is None
+    pool = _read_pool(project, published, rows)
+    strategy = _strategy(project, settings, cold, pool.proba is not None)
+    if pool.proba is not None:
+        scores, batch = rank_pool(pool.proba, pool.X, batch_size=settings.batch_size, strategy=strategy,
+                                  method=settings.uncertainty)
+    else:
+        scores, batch = rank_by_certainty(None if cold else pool.cert, pool.X, batch_size=settings.batch_size,
+                                          strategy=strategy)
+    # A task with nothing to suggest (an untrained image model, an image that did not load) still gets
+    # an empty prediction carrying its queue score: Label Studio orders by it, and accepts the version.
+    ranked = [[replace(p, score=float(s)) for p in row]
+              or [Prediction((), 0.0, float(s), published.version, project.schema.from_name)]
+              for row, s in zip(pool.preds, scores, strict=True)]
+    project.set_queue_scores(published.version, {
+        task_id_of(row): float(s) for row, s in zip(rows, scores, strict=True) if task_id_of(row) is not None
+    })
+    return ranked, batch
+
+
+def _one_text_classifier(project: Project) -> bool:
+    """Whether the project is ranked from class probabilities (see `rank_rows`)."""
     first = project.schema
-    if len(project.schemas) == 1 and first.task_kind == "classification" and first.object_type == "text":
-        preds, batch = rank_items(project, [row[first.from_name] for row in rows], settings)
-        return [[p] for p in preds], batch
-    published = project.published
+    return len(project.schemas) == 1 and first.task_kind == "classification" and first.object_type == "text"
+
+
+def _read_pool(project: Project, published: Published, rows: list[dict[str, Item]]) -> _Pool:
+    """Embeddings and guesses of the published version for every task, from the embedding cache."""
     n = len(rows)
+    if _one_text_classifier(project):
+        items = [row[project.schema.from_name] for row in rows]
+        model = published.model
+        X = model.embed(items)
+        proba = model.predict_proba_embedded(X) if model.supports_embedded else model.predict_proba(items)
+        preds = project.predictions_from_proba(proba, published.version)
+        return _Pool([[p] for p in preds], X, proba, None)
     cert = np.ones(n)
     X: np.ndarray | None = None
     preds: list[list[Prediction]] = [[] for _ in rows]
@@ -85,30 +126,28 @@ def rank_rows(
             cert[i] = min(cert[i], pred.score)
         if X is None and kept:
             model = published.models[schema.from_name]
-            embed_partial = getattr(model, "embed_partial", None)  # images: a broken one must not fail the pool
-            vectors = embed_partial([it for _, it in kept])[0] if embed_partial else model.embed([it for _, it in kept])
+            vectors = model.embed_partial([it for _, it in kept])[0]  # a broken image must not fail the pool
             X = np.zeros((n, vectors.shape[1]), dtype=np.float32)
             X[[i for i, _ in kept]] = vectors
-    if X is None:
-        X = np.zeros((n, 1), dtype=np.float32)
-    name = "coldstart" if published.record is None else strategy_for(settings.strategy, first.object_type)
-    strategy = make_strategy(name, random_state=0) if not name.startswith("modal:") else None
-    if not isinstance(strategy, CertaintyStrategy):
-        fallback = strategy_for("auto", first.object_type)
-        log.info("project %s: strategy %r needs class probabilities; ranking with %r", project.project_id, name,
-                 fallback)
-        strategy = make_strategy(fallback, random_state=0)
-    scores, batch = rank_by_certainty(None if published.record is None else cert, X,
-                                      batch_size=settings.batch_size, strategy=strategy)
-    # A task with nothing to suggest (an untrained image model, an image that did not load) still gets
-    # an empty prediction carrying its queue score: Label Studio orders by it, and accepts the version.
-    ranked = [[Prediction(p.label, p.probability, float(s), p.model_version, p.control) for p in row]
-              or [Prediction((), 0.0, float(s), published.version, first.from_name)]
-              for row, s in zip(preds, scores, strict=True)]
-    project.set_queue_scores(published.version, {
-        task_id_of(row): float(s) for row, s in zip(rows, scores, strict=True) if task_id_of(row) is not None
-    })
-    return ranked, batch
+    return _Pool(preds, np.zeros((n, 1), dtype=np.float32) if X is None else X, None, cert)
+
+
+def _strategy(project: Project, settings: LoopSettings, cold: bool, has_proba: bool) -> QueryStrategy:
+    """The strategy that picks the batch, weighing `settings.uncertainty`; coldstart before the first model.
+
+    Without class probabilities a strategy that needs them (modal:) gives way to "auto", unbuilt, so a
+    modAL that is not installed cannot fail the push.
+    """
+    object_type = project.schema.object_type
+    name = "coldstart" if cold else strategy_for(settings.strategy, object_type)
+    modal = name.startswith("modal:")
+    seeded = {} if modal else {"random_state": 0}  # seeded: the same pool ranks the same way
+    strategy = None if modal and not has_proba else make_strategy(name, method=settings.uncertainty, **seeded)
+    if strategy is not None and (has_proba or isinstance(strategy, CertaintyStrategy)):
+        return strategy
+    fallback = strategy_for("auto", object_type)
+    log.info("project %s: strategy %r needs class probabilities; ranking with %r", project.project_id, name, fallback)
+    return make_strategy(fallback, method=settings.uncertainty, random_state=0)
 
 
 class PoolRefresher:

@@ -2,9 +2,10 @@
 
 A family is one small object: a `name`, `supports(schema) -> bool`, `make(schema, context)` (a fresh,
 unfitted model for a control: zero-shot, bootstrap or untrained) and `load(schema, folder, context)`
-(a fitted model back from what its `save` wrote). The first family in registry order whose
-`supports` says yes serves the control; a control no family supports is a SchemaError (a 422 at
-/setup), never a crash.
+(a fitted model back from what its `save` wrote). `Family.of_class` builds one from a Backend class
+that follows the built-ins' constructor convention (`Class(labels, cache=..., **params)`). The first
+family in registry order whose `supports` says yes serves the control; a control no family supports
+is a SchemaError (a 422 at /setup), never a crash.
 
 Plug-ins: a distribution declares its family in the `suggest.backends` entry-point group, e.g.
 
@@ -25,6 +26,7 @@ and backends/checks.py can test every registered family without importing the en
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -56,6 +58,30 @@ class Family:
     make: Callable[[Schema, Context], Backend]
     load: Callable[[Schema, Path, Context], Backend]
     first: bool = False  # a plug-in tried before the built-ins (it specializes what a built-in serves)
+
+    @classmethod
+    def of_class(
+        cls, name: str, supports: Callable[[Schema], bool], target: str,
+        params: Callable[[Schema], dict] | None = None, *, first: bool = False,
+    ) -> Family:
+        """A family for a Backend class named "module:Class", imported on first use.
+
+        `make` calls `Class(list(schema.labels), cache=context.cache, **params(schema))` and `load`
+        calls `Class.load(folder, cache=context.cache)`: the built-ins' convention, open to plug-ins.
+        """
+
+        def backend_class() -> type[Backend]:
+            module, _, attr = target.partition(":")
+            return getattr(importlib.import_module(module), attr)
+
+        def make(schema: Schema, context: Context) -> Backend:
+            extra = params(schema) if params is not None else {}
+            return backend_class()(list(schema.labels), cache=context.cache, **extra)
+
+        def load(schema: Schema, folder: Path, context: Context) -> Backend:
+            return backend_class().load(folder, cache=context.cache)
+
+        return cls(name, supports, make, load, first)
 
 
 class Registry:
@@ -93,71 +119,15 @@ class Registry:
         return self.family_for(schema).load(schema, Path(folder), context)
 
 
-# built-ins: modules import lazily, so a project loads only the families its controls need ----------
+# built-ins: one line each; modules import lazily, so a project loads only the families its controls need --
 
 
 def _is(kind: str, object_type: str) -> Callable[[Schema], bool]:
     return lambda schema: schema.task_kind == kind and schema.object_type == object_type
 
 
-def _make_embedding(schema: Schema, context: Context) -> Backend:
-    from backends.embedding import EmbeddingClassifier
-
-    return EmbeddingClassifier(list(schema.labels), hints=schema.hints, cache=context.cache)
-
-
-def _load_embedding(schema: Schema, folder: Path, context: Context) -> Backend:
-    from backends.embedding import EmbeddingClassifier
-
-    return EmbeddingClassifier.load(folder, cache=context.cache)
-
-
-def _make_multilabel(schema: Schema, context: Context) -> Backend:
-    from backends.multilabel import MultiLabelClassifier
-
-    return MultiLabelClassifier(list(schema.labels), hints=schema.hints, cache=context.cache)
-
-
-def _load_multilabel(schema: Schema, folder: Path, context: Context) -> Backend:
-    from backends.multilabel import MultiLabelClassifier
-
-    return MultiLabelClassifier.load(folder, cache=context.cache)
-
-
-def _make_spans(schema: Schema, context: Context) -> Backend:
-    from backends.spans import SpanTagger
-
-    return SpanTagger(list(schema.labels), cache=context.cache, entity_map=spacy_map(schema))
-
-
-def _load_spans(schema: Schema, folder: Path, context: Context) -> Backend:
-    from backends.spans import SpanTagger
-
-    return SpanTagger.load(folder, cache=context.cache)
-
-
-def _make_images(schema: Schema, context: Context) -> Backend:
-    from backends.images import ImageClassifier
-
-    return ImageClassifier(list(schema.labels), cache=context.cache)
-
-
-def _load_images(schema: Schema, folder: Path, context: Context) -> Backend:
-    from backends.images import ImageClassifier
-
-    return ImageClassifier.load(folder, cache=context.cache)
-
-
-def _make_image_tags(schema: Schema, context: Context) -> Backend:
-    from backends.multilabel_images import MultiLabelImageClassifier
-
-    return MultiLabelImageClassifier(list(schema.labels), cache=context.cache)
-
-
-def _load_image_tags(schema: Schema, folder: Path, context: Context) -> Backend:
-    from backends.multilabel_images import MultiLabelImageClassifier
-
-    return MultiLabelImageClassifier.load(folder, cache=context.cache)
+def _hints(schema: Schema) -> dict:
+    return {"hints": schema.hints}
 
 
 def spacy_map(schema: Schema) -> dict[str, str]:
@@ -173,11 +143,13 @@ def spacy_map(schema: Schema) -> dict[str, str]:
 
 
 BUILTINS: tuple[Family, ...] = (
-    Family("embedding", _is("classification", "text"), _make_embedding, _load_embedding),
-    Family("multilabel", _is("multilabel", "text"), _make_multilabel, _load_multilabel),
-    Family("spans", _is("spans", "text"), _make_spans, _load_spans),
-    Family("images", _is("classification", "image"), _make_images, _load_images),
-    Family("images-multilabel", _is("multilabel", "image"), _make_image_tags, _load_image_tags),
+    Family.of_class("embedding", _is("classification", "text"), "backends.embedding:EmbeddingClassifier", _hints),
+    Family.of_class("multilabel", _is("multilabel", "text"), "backends.multilabel:MultiLabelClassifier", _hints),
+    Family.of_class("spans", _is("spans", "text"), "backends.spans:SpanTagger",
+                    lambda schema: {"entity_map": spacy_map(schema)}),
+    Family.of_class("images", _is("classification", "image"), "backends.images:ImageClassifier"),
+    Family.of_class("images-multilabel", _is("multilabel", "image"),
+                    "backends.multilabel_images:MultiLabelImageClassifier"),
 )
 
 

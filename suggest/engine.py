@@ -90,7 +90,8 @@ class Engine:
             except Exception as exc:
                 log.warning("project %s could not be reopened: %s", record.project_id, exc)
         self.refresher = PoolRefresher(
-            LoopSettings(settings.batch_size, settings.strategy, settings.set_sampling, settings.keep_versions),
+            LoopSettings(settings.batch_size, settings.strategy, settings.set_sampling, settings.keep_versions,
+                         uncertainty=settings.uncertainty),
             self.client
         )
         self.trainer = Trainer(

@@ -21,8 +21,9 @@ import numpy as np
 
 from backends.base import Backend, guesses_from_proba
 from backends.registry import Context, Registry, default_registry
+from suggest.kinds import kind_of, kind_of_answer
 from suggest.media import immutable_ref
-from suggest.schema import BadInput, Item, Label, Prediction, Schema, Span
+from suggest.schema import BadInput, Item, Label, Prediction, Schema
 from suggest.store import ProjectRecord, Store, VersionRecord
 
 log = logging.getLogger(__name__)
@@ -79,10 +80,8 @@ def task_id_of(row: dict[str, Item]) -> int | None:
 
 
 def min_examples(schema: Schema, labeled: dict[int, Label]) -> bool:
-    """Whether a control has enough labels to train: two classes for a classifier, two texts otherwise."""
-    if schema.task_kind == "classification":
-        return len({lb.label for lb in labeled.values()}) >= 2
-    return len(labeled) >= 2
+    """Whether a control has enough labels to train (its kind decides: two classes for a classifier)."""
+    return kind_of(schema).enough_to_train(labeled)
 
 
 def control_dir(schema: Schema) -> str:
@@ -206,13 +205,14 @@ class Project:
     def labeled(self, control: str | None = None) -> dict[int, Label]:
         """Per-task answers of one control (the first by default) after the multi-annotator rule.
 
-        Answers outside the config's labels are dropped: the config may have changed since.
+        Answers of another kind or outside the config's labels are dropped: the config may have changed since.
         """
         schema = self._schema_of(control)
+        kind = kind_of(schema)
         first = self.schema.from_name
         mine = [lb for lb in self.annotations() if (lb.control or first) == schema.from_name]
-        valid = set(schema.labels)
-        return {t: lb for t, lb in resolve_labels(mine).items() if _within(lb.label, valid)}
+        return {t: lb for t, lb in resolve_labels(mine).items()
+                if kind_of_answer(lb.label) is kind and kind.within(lb.label, schema.labels)}
 
     def _schema_of(self, control: str | None) -> Schema:
         if control is None:
@@ -376,7 +376,7 @@ class Project:
                         else self._make_backend(schema)
                     continue
                 models[name] = self._fit(schema, labeled[name], old)
-                counts[name] = dict(Counter(_count_key(lb.label) for lb in labeled[name].values()))
+                counts[name] = dict(Counter(kind_of(schema).count_key(lb.label) for lb in labeled[name].values()))
             seconds = time.perf_counter() - started
             n_labels = len(set().union(*(labeled[s.from_name] for s in trainable)))
             info = {"fingerprint": fingerprint,
@@ -442,18 +442,6 @@ class Project:
         if self.unserved_versions:
             out["unserved_versions"] = dict(self.unserved_versions)
         return out
-
-
-def _within(answer: object, valid: set[str]) -> bool:
-    if isinstance(answer, str):
-        return answer in valid
-    return all((a.label if isinstance(a, Span) else a) in valid for a in answer)  # type: ignore[union-attr]
-
-
-def _count_key(answer: object) -> str:
-    if isinstance(answer, str):
-        return answer
-    return f"{len(answer)} spans" if answer and isinstance(answer[0], Span) else "|".join(answer)  # type: ignore
 
 
 def default_backend_factory(

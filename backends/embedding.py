@@ -34,10 +34,10 @@ import numpy as np
 
 from backends.base import Backend
 from backends.encoders import EmbeddingCache, TextEncoder, cached_encode, encoder_for_saved, shared_text_encoder
+from backends.memo import SharedMemo
 from backends.schema import Item
 
 ZERO_SHOT_TEMPLATES = ("{}", "This text is about {}.", "A {} example.")
-_MEMORY_CAP = 200_000  # vectors kept in RAM per backend instance (~300 MB at 384-d float32)
 
 
 @dataclass(frozen=True)
@@ -154,21 +154,18 @@ def _expit(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-class CachedTextEmbeddings:
-    """`embed` for text families on the shared encoder: RAM memo, then the (encoder id, content hash) cache."""
+class CachedTextEmbeddings(SharedMemo):
+    """`embed` for text families on the shared encoder: the process's RAM memo (one byte budget for every
+    project, backends.memo), then the (encoder id, content hash) cache in the store."""
 
     encoder: TextEncoder
     cache: EmbeddingCache | None
-    _memory: dict[str, np.ndarray]
 
     def warm_start_from(self, old: object) -> None:
-        """Share the previous version's RAM memo when it holds vectors of the same encoder (no re-embedding)."""
-        if isinstance(old, CachedTextEmbeddings) and old.encoder.encoder_id == self.encoder.encoder_id:
-            self._memory = old._memory
+        """The process memo already holds the previous version's vectors; an offline harness's dict is kept."""
+        self.share_memo_of(old)
 
     def embed(self, items: list[Item], progress: Callable[[int], None] | None = None) -> np.ndarray:
-        if len(self._memory) > _MEMORY_CAP:
-            self._memory.clear()
         return cached_encode(
             self.encoder, [it.text for it in items], [it.content_hash for it in items],
             self.cache, self._memory, progress,
@@ -209,7 +206,6 @@ class EmbeddingClassifier(CachedTextEmbeddings, Backend):
         self.encoder = encoder or shared_text_encoder()
         self.cache = cache
         self.prototypes_: np.ndarray | None = None
-        self._memory: dict[str, np.ndarray] = {}
 
     # Backend ----------------------------------------------------------------------------------
 

@@ -289,7 +289,6 @@ class MultiLabelClassifier(CachedTextEmbeddings, MultiLabelHeads, Backend):
                                  else ZERO_SHOT_CENTERS.get(getattr(self.encoder, "layers", DEFAULT_LAYERS), 0.30))
         self.cache = cache
         self.prototypes_: np.ndarray | None = None
-        self._memory: dict[str, np.ndarray] = {}
 
     # Backend ----------------------------------------------------------------------------------
 

@@ -53,7 +53,6 @@ class MultiLabelImageClassifier(CachedImageEmbeddings, MultiLabelHeads, Backend)
         self.certainty = certainty
         self.encoder = encoder or shared_image_encoder()
         self.cache = cache
-        self._memory: dict[str, np.ndarray] = {}
 
     @property
     def mode(self) -> str:

@@ -229,7 +229,6 @@ class SpanTagger(CachedTextEmbeddings, Backend):
         self.context = context
         self.entity_map_ = self._resolve_map(self.entity_map)
         self.tags_ = ["O"] + [f"{p}-{lb}" for lb in self.labels for p in ("B", "I")]
-        self._memory: dict[str, np.ndarray] = {}
 
     # learned by fit / load (None while the bootstrap serves):
     # coef_ (n_tags, n_features), rows of tags never seen stay unused; intercept_ (n_tags,);

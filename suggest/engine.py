@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from backends.encoders import shared_text_encoder
+from backends.memo import shared_memo
 from suggest.config import Settings, redact_text, redact_url
 from suggest.labelstudio import LabelStudioClient, LabelStudioError, labels_from_tasks, parse_controls
 from suggest.loop import LoopSettings, PoolRefresher
@@ -76,6 +77,7 @@ class Engine:
             raise
         self.store.sweep_temp_folders()
         self.encoder = shared_text_encoder()
+        shared_memo().resize(settings.memory_budget_mb * 1024 * 1024)  # one budget for every project's vectors
         self._lock = threading.RLock()
         self._ls_lock = threading.Lock()  # a sync and a confirmation never interleave their read and write
         self._credentials: dict[str, tuple[str | None, str | None]] = {}

@@ -122,6 +122,7 @@ class Store:
             os.close(os.open(self.db_path, os.O_CREAT | os.O_WRONLY, 0o600))
         _private(self.db_path, 0o600)  # SQLite gives -wal and -shm the database file's mode
         self.max_embeddings = max_embeddings
+        self.memo_key = uuid.uuid4().hex  # names this store's part of the process's vector memo (backends.memo)
         self._puts_since_prune = 0
         self._lock_file: int | None = None
         self._lock = threading.RLock()

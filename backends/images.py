@@ -18,9 +18,9 @@ import io
 import json
 import logging
 import os
+import re
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,14 +29,28 @@ import numpy as np
 from backends.base import Backend, Guess, guesses_from_proba, read_meta
 from backends.embedding import LinearHead, fit_logistic
 from backends.encoders import EmbeddingCache
+from backends.memo import SharedMemo
 from backends.schema import BadInput, Item
 
 log = logging.getLogger(__name__)
 
 DEFAULT_IMAGE_SIZE = 160  # Fashion-MNIST: within 1 point of 224 from 400 labels on, at half the cost
-MAX_PIXELS = 64_000_000  # refuse decompression bombs: a 8000x8000 photo is the largest we decode
-_MEMORY_CAP = 100_000  # vectors kept in RAM per classifier (~500 MB at 1280-d float32)
+MAX_PIXELS = 64_000_000  # refuse decompression bombs: 8000x8000 is the largest raster decoded (JPEG: at draft scale)
+MAX_DECODE_BYTES = 256 * 1024 * 1024  # working memory of one decode (pixels x _BYTES_PER_PIXEL of the mode)
+DECODE_CONCURRENCY = 3  # decodes at once in the process: each may hold up to MAX_DECODE_BYTES
 _CACHE_CHUNK = 512  # images embedded between writes to the persistent cache
+_decode_slots = threading.BoundedSemaphore(DECODE_CONCURRENCY)
+# What Label Studio's <Image> shows and the encoder decodes; no other Pillow plugin (EPS runs
+# Ghostscript, the rare formats are little-tested parsers) is ever handed task bytes.
+IMAGE_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF", "HEIF")
+
+
+def image_formats() -> list[str]:
+    """The formats of IMAGE_FORMATS this Pillow can open (AVIF and HEIF need plugins): `formats=` of Image.open."""
+    from PIL import Image
+
+    Image.init()
+    return [f for f in IMAGE_FORMATS if f in Image.OPEN]
 
 
 class ImageError(BadInput):
@@ -52,56 +66,122 @@ class ImageError(BadInput):
         super().__init__("; ".join(parts) + more)
 
 
-def decode_image(payload: bytes, size: int = DEFAULT_IMAGE_SIZE, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def decode_image(
+    payload: bytes,
+    size: int = DEFAULT_IMAGE_SIZE,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    max_decode_bytes: int = MAX_DECODE_BYTES,
+) -> np.ndarray:
     """(size, size, 3) uint8 RGB: EXIF-rotated, alpha over white, shorter side to `size`, centre crop.
 
-    Raises BadInput naming the problem (empty, not an image, truncated, too large).
+    Raises BadInput naming the problem (empty, not an image, truncated, too large) and nothing
+    else, whatever the bytes. The raster decoded must fit `max_pixels` and, at what its mode costs
+    per pixel on the way down to `size`, `max_decode_bytes`; a JPEG is decoded at a reduced scale
+    (1/2 to 1/8) when that still covers `size`, and counted at that scale. At most
+    DECODE_CONCURRENCY decodes run at once in the process; the rest wait their turn.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     if not payload:
         raise BadInput("empty file (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(payload))
+    with _decode_slots:
+        try:
+            img = Image.open(io.BytesIO(payload), formats=image_formats())
             w, h = img.size
-            if w * h > max_pixels:
+            if img.format in ("JPEG", "MPO"):
+                img.draft("RGB", (size, size))  # decode at 1/2..1/8 scale: much faster and smaller for photos
+            dw, dh = img.size
+            if dw * dh > max_pixels:
                 raise BadInput(f"too large: {w}x{h} pixels (at most {max_pixels:,})")
-            img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster for photos
+            cost = dw * dh * _bytes_per_pixel(img)
+            if cost > max_decode_bytes:
+                raise BadInput(f"too large: {w}x{h} {img.mode} pixels need {cost / 2**20:,.0f} MiB to decode "
+                               f"(at most {max_decode_bytes / 2**20:,.0f} MiB)")
             img.load()
             try:
-                img = ImageOps.exif_transpose(img)
+                orientation = int(img.getexif().get(0x0112, 1))
             except Exception as exc:  # a malformed EXIF block: keep the pixels as stored
                 log.debug("ignoring unreadable EXIF orientation: %s", exc)
-            return _to_square_rgb(img, size)
-    except BadInput:
-        raise
-    except UnidentifiedImageError:
-        raise BadInput(f"not an image ({len(payload):,} bytes that Pillow cannot identify)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise BadInput(f"too large: {w}x{h} pixels (at most {max_pixels:,})") from None
-    except Exception as exc:  # truncated data, odd modes, codec errors: one bad file must not sink a batch
-        raise BadInput(f"broken image ({type(exc).__name__}: {exc})") from None
+                orientation = 1
+            return _to_square_rgb(img, size, orientation)
+        except BadInput:
+            raise
+        except UnidentifiedImageError:
+            raise BadInput(f"not an image ({len(payload):,} bytes that Pillow cannot identify as JPEG, PNG, GIF, "
+                           "WebP, BMP, TIFF or AVIF)") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            have = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+            raise BadInput(f"too large: {have} (at most {max_pixels:,})") from None
+        except MemoryError:
+            raise BadInput("too large: out of memory while decoding") from None
+        except Exception as exc:  # truncated data, odd modes, codec errors: one bad file must not sink a batch
+            raise BadInput(f"broken image ({type(exc).__name__}: {exc})") from None
 
 
-def _to_square_rgb(img, size: int) -> np.ndarray:
+# Peak bytes per pixel of the full-size raster on its way down to the encoder's size: Pillow keeps
+# RGB in 4 bytes; a mode converted before it is scaled down holds both copies for a moment; an
+# alpha image is flattened on a white RGB canvas of its size. Unknown modes count as 8.
+_BYTES_PER_PIXEL = {
+    "1": 2, "L": 1, "P": 5, "I;16": 2, "I;16L": 2, "I;16B": 6, "I;16N": 6, "I": 4, "F": 4,
+    "RGB": 4, "RGBA": 8, "LA": 8, "PA": 12, "RGBX": 8, "CMYK": 8, "YCbCr": 8, "LAB": 8, "HSV": 8,
+}
+_HIGH_BIT_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+_ORIENTATIONS = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
+                 7: "TRANSVERSE", 8: "ROTATE_90"}
+
+
+def _bytes_per_pixel(img) -> int:
+    if img.mode == "P" and "transparency" in img.info:
+        return 9  # palette + RGBA copy + white canvas
+    return _BYTES_PER_PIXEL.get(img.mode, 8)
+
+
+def _to_square_rgb(img, size: int, orientation: int = 1) -> np.ndarray:
+    """Shorter side to `size`, then EXIF orientation, then centre crop; never more than one
+    full-size copy of the raster (16-bit and float greyscale are scaled down before they are
+    stretched to 8 bits)."""
     from PIL import Image
 
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / float greyscale: stretch to 8 bits
-        a = np.asarray(img, dtype=np.float64)
-        lo, hi = float(a.min()), float(a.max())
-        img = Image.fromarray(((a - lo) / max(hi - lo, 1e-12) * 255).astype(np.uint8))
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        img = Image.new("RGB", rgba.size, (255, 255, 255))
-        img.paste(rgba, mask=rgba.getchannel("A"))
-    elif img.mode != "RGB":
-        img = img.convert("RGB")
     w, h = img.size
     scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    img = img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    target = (max(size, round(w * scale)), max(size, round(h * scale)))
+    if img.mode in _HIGH_BIT_DEPTH:  # 16-bit / 32-bit / float greyscale: scale down, then stretch to 8 bits
+        small = None
+        if img.mode in ("I;16", "I;16L"):  # little-endian 16-bit scales as is (Pillow has no reduce() for it)
+            with contextlib.suppress(ValueError):
+                small = img.resize(target, Image.Resampling.BILINEAR)
+        if small is None:  # I and F scale as they are; big-endian 16-bit (which Pillow scales wrong) widens first
+            img = img if img.mode in ("I", "F") else img.convert("I")
+            small = img.resize(target, Image.Resampling.BILINEAR, reducing_gap=3.0)
+        a = np.asarray(small, dtype=np.float64)
+        finite = np.isfinite(a)
+        try:  # the whole image's range, as before scaling; no copy
+            lo, hi = (float(v) for v in img.getextrema())
+        except (ValueError, TypeError):
+            lo = hi = float("nan")
+        if not (np.isfinite(lo) and np.isfinite(hi)):  # NaN or inf in a float image: the finite scaled values
+            lo, hi = (float(a[finite].min()), float(a[finite].max())) if finite.any() else (0.0, 1.0)
+        a = np.where(finite, a, lo)
+        img = Image.fromarray(np.clip((a - lo) / max(hi - lo, 1e-12) * 255, 0, 255).astype(np.uint8))
+    elif img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        if img.mode not in ("RGBA", "LA"):
+            img = img.convert("RGBA")
+        canvas = Image.new("RGB", img.size, (255, 255, 255))
+        canvas.paste(img, mask=img)  # the image's own alpha band is the mask
+        img = canvas
+    elif img.mode == "1":
+        img = img.convert("L")  # scaled as greyscale, then widened: the same pixels as RGB first
+    elif img.mode not in ("RGB", "L"):
+        img = img.convert("RGB")
+    if img.size != target:
+        img = img.resize(target, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    if orientation in _ORIENTATIONS:
+        img = img.transpose(getattr(Image.Transpose, _ORIENTATIONS[orientation]))
+    nw, nh = img.size
     left, top = (nw - size) // 2, (nh - size) // 2
     img = img.crop((left, top, left + size, top + size))
     return np.asarray(img, dtype=np.uint8)
@@ -194,6 +274,9 @@ class ImageEncoder:
                     rows.append(start + offset)
                 except BadInput as exc:
                     errors[start + offset] = str(exc)
+                except Exception as exc:  # decode_image answers BadInput; anything else still costs one image only
+                    log.warning("decoding image %d failed unexpectedly", start + offset, exc_info=True)
+                    errors[start + offset] = f"broken image ({type(exc).__name__})"
             if pixels:
                 batch = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float().sub_(127.0).div_(128.0)
                 with self._run_lock, torch.inference_mode():
@@ -281,7 +364,7 @@ def cached_image_encode(
     return out, errors_out
 
 
-class CachedImageEmbeddings:
+class CachedImageEmbeddings(SharedMemo):
     """`embed` for image families on the shared encoder: RAM memo, then the (encoder id, content hash) cache.
 
     Items must arrive with `data` (the image bytes) loaded, or with the `digest` of bytes already
@@ -290,7 +373,6 @@ class CachedImageEmbeddings:
 
     encoder: ImageEncoder
     cache: EmbeddingCache | None
-    _memory: dict[str, np.ndarray]
 
     def embed(self, items: list[Item], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """(n, 1280) float32; raises ImageError naming each item whose image cannot be used."""
@@ -313,16 +395,13 @@ class CachedImageEmbeddings:
         self, items: list[Item], progress: Callable[[int], None] | None = None
     ) -> tuple[np.ndarray, dict[int, str]]:
         """Embeddings with zero rows for unusable images, and index -> problem for those."""
-        if len(self._memory) > _MEMORY_CAP:
-            self._memory.clear()
         return cached_image_encode(
             self.encoder, [it.data for it in items], [_key(it) for it in items], self.cache, self._memory, progress,
         )
 
     def warm_start_from(self, old: object) -> None:
-        """Share the previous version's RAM memo when it holds vectors of the same encoder."""
-        if isinstance(old, CachedImageEmbeddings) and old.encoder.encoder_id == self.encoder.encoder_id:
-            self._memory = old._memory
+        """The process memo already holds the previous version's vectors; an offline harness's dict is kept."""
+        self.share_memo_of(old)
 
     def embed_labelled(self, items: list[Item]) -> tuple[np.ndarray, list[int], dict[str, str]]:
         """For a fit: vectors of the images that can be used, their indices, and reference -> problem
@@ -370,7 +449,6 @@ class ImageClassifier(CachedImageEmbeddings, Backend):
         self.C = C
         self.encoder = encoder or shared_image_encoder()
         self.cache = cache
-        self._memory: dict[str, np.ndarray] = {}
 
     @property
     def mode(self) -> str:
@@ -475,9 +553,11 @@ __all__ = [
     "CachedImageEmbeddings",
     "ImageClassifier",
     "ImageEncoder",
+    "IMAGE_FORMATS",
     "ImageError",
     "cached_image_encode",
     "decode_image",
+    "image_formats",
     "saved_image_encoder",
     "shared_image_encoder",
 ]

@@ -305,7 +305,9 @@ class Engine:
                 if held is not None:
                     held[1].close()
                 client = LabelStudioClient(*access) if access else None
-                held = self._loaders[project_id] = (access, ImageLoader(client))
+                held = self._loaders[project_id] = (access, ImageLoader(
+                    client, local_root=self.settings.local_files_root, allow_hosts=self.settings.media_allow_hosts,
+                    deadline=self.settings.media_deadline_seconds))
         return held[1].load(ref)
 
     def _ls_access(self, project: Project) -> tuple[str, str] | None:

@@ -258,11 +258,14 @@ def read_labelled_images(
     `data:` URI or a `/data/local-files/?d=` reference (under LOCAL_FILES_DOCUMENT_ROOT). Rows whose
     image cannot be loaded are skipped and reported, not fatal.
     """
+    from suggest.config import Settings
     from suggest.media import ImageLoader
 
     refs, labels = read_labelled(path, image_field, label_field)
     base = Path(path).resolve().parent
-    loader = ImageLoader()
+    settings = Settings.from_env()  # the same media rules as the server: local root, allowed hosts, deadline
+    loader = ImageLoader(local_root=settings.local_files_root, allow_hosts=settings.media_allow_hosts,
+                         deadline=settings.media_deadline_seconds)
     items: list[Item] = []
     kept: list[str] = []
     problems: list[str] = []

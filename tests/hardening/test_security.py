@@ -279,3 +279,46 @@ def test_an_unreachable_label_studio_is_plain_in_metrics(tmp_path):
         assert "LABEL_STUDIO_URL" in ls["fix"]
     record = Store(tmp_path / "models").projects()[0]
     assert record.ls_error and "cannot reach" in record.ls_error  # what `suggest status` shows
+
+
+IMAGE_CONFIG = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image">'
+                '<Choice value="warm"/><Choice value="cool"/></Choices></View>')
+
+
+@pytest.fixture
+def image_host():
+    """A loopback web server with one PNG, counting the requests that reach it (an 'internal' host)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.samples import png
+
+    body, hits = png(True, 1), []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/cat.png", hits
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_task_image_urls_cannot_reach_internal_hosts_unless_allowed(tmp_path, image_host, allowed):
+    url, hits = image_host
+    env = {"SUGGEST_MEDIA_ALLOW_HOSTS": "127.0.0.1"} if allowed else {}
+    with TestClient(create_app(make_settings(tmp_path, env))) as client:
+        assert connect(client, None, None, config=IMAGE_CONFIG).status_code == 200
+        resp = client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": url}}], "project": PROJECT})
+        assert resp.status_code == 200, resp.text[:300]
+    assert bool(hits) is allowed, hits

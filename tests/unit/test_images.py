@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,3 +174,174 @@ def test_save_and_load_round_trip_without_pickles(shapes, store, tmp_path):
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="trained on efficientnet-lite0-999px"):
         ImageClassifier.load(tmp_path, encoder=shared_image_encoder())
+
+
+# hostile and unusual files ---------------------------------------------------------------------
+
+
+def _png_header(width: int, height: int, bit_depth: int = 8, colour: int = 2) -> bytes:
+    """A PNG whose header claims width x height, with a few bytes of pixels: ~70 bytes of file."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 10))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+@pytest.mark.parametrize("width, height, shown", [
+    (20000, 20000, "400,000,000 pixels"),  # past Pillow's own limit: it refuses while opening
+    (10000, 10000, "10000x10000 pixels"),  # in Pillow's warning band
+    (9000, 9000, "9000x9000 pixels"),  # under Pillow's limits, over ours
+])
+def test_a_decompression_bomb_is_bad_input_and_costs_only_its_own_image(encoder, shapes, width, height, shown):
+    bomb = _png_header(width, height)
+    assert len(bomb) < 120
+    with pytest.raises(BadInput, match=f"too large: {shown}"):
+        decode_image(bomb)
+    good = shapes[0][0].data
+    X, errors = encoder.encode_partial([good, bomb, good])
+    assert list(errors) == [1] and "too large" in errors[1] and X[0].any() and X[2].any()
+
+
+def test_a_big_16_bit_image_is_scaled_before_it_is_stretched(tmp_path):
+    """8000x8000 16-bit greyscale (a ~140 KB file): 1.16 GiB and ~4 s before, ~130 MiB and <1 s now."""
+    a = np.zeros((8000, 8000), dtype=np.uint16)
+    a[:, :4000] = 40000
+    a[2000:, :] += 1000
+    path = tmp_path / "sixteen.png"
+    Image.fromarray(a).save(path, format="PNG")
+    del a
+    assert path.stat().st_size < 400_000
+    probe = (
+        "import io, resource, sys\n"
+        "from PIL import Image\n"
+        "from backends.images import decode_image\n"
+        "buf = io.BytesIO(); Image.new('RGB', (300, 200)).save(buf, 'PNG'); decode_image(buf.getvalue())\n"
+        "data = open(sys.argv[1], 'rb').read()\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "out = decode_image(data)\n"
+        "grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+        "print(grown // 1024, out.shape, int(out[0, 0, 0]), int(out[0, -1, 0]), int(out[-1, -1, 0]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    grown_mib, *rest = done.stdout.split(maxsplit=1)
+    assert int(grown_mib) < 400, done.stdout  # the 16-bit raster is 122 MiB; 1.16 GiB before
+    shape, left, right, bottom_right = rest[0].rsplit(maxsplit=3)
+    assert shape == "(160, 160, 3)"
+    # stretched to 8 bits over the image's own range (0 .. 41000): top left 40000, top right 0, bottom right 1000
+    assert int(left) == 248 and int(right) == 0 and int(bottom_right) == 6
+
+
+def test_memory_per_pixel_depends_on_the_mode():
+    rgb, rgba = _png(Image.new("RGB", (100, 100), (9, 9, 9))), _png(Image.new("RGBA", (100, 100)))
+    assert decode_image(rgb, 32, max_decode_bytes=50_000).shape == (32, 32, 3)  # 4 bytes a pixel
+    with pytest.raises(BadInput, match=r"too large: 100x100 RGBA pixels need 0 MiB to decode"):
+        decode_image(rgba, 32, max_decode_bytes=50_000)  # 8: decoded + its white canvas
+    wide = Image.fromarray(np.arange(10_000, dtype=np.float32).reshape(100, 100))  # "F": 4 bytes a pixel
+    buf = io.BytesIO()
+    wide.save(buf, format="TIFF")
+    assert decode_image(buf.getvalue(), 32, max_decode_bytes=40_000).shape == (32, 32, 3)
+    with pytest.raises(BadInput, match="100x100 F pixels"):
+        decode_image(buf.getvalue(), 32, max_decode_bytes=39_999)
+
+
+def test_a_jpeg_counts_at_the_scale_it_is_decoded_at():
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (2000, 2000, 3), dtype=np.uint8))
+    jpeg, png = io.BytesIO(), io.BytesIO()
+    photo.save(jpeg, format="JPEG", quality=80)
+    photo.save(png, format="PNG", compress_level=1)
+    assert decode_image(jpeg.getvalue(), 160, max_pixels=1_000_000).shape == (160, 160, 3)  # decoded at 1/8: 250x250
+    with pytest.raises(BadInput, match=r"too large: 2000x2000 pixels \(at most 1,000,000\)"):
+        decode_image(png.getvalue(), 160, max_pixels=1_000_000)
+
+
+def test_every_mode_decodes_to_rgb_and_other_formats_are_refused():
+    def save(img: Image.Image, fmt: str, **kwargs) -> bytes:
+        buf = io.BytesIO()
+        img.save(buf, format=fmt, **kwargs)
+        return buf.getvalue()
+
+    ramp = np.arange(90 * 70).reshape(70, 90)
+    files = {
+        "1": save(Image.new("1", (90, 70), 1), "PNG"),
+        "P": save(Image.new("RGB", (90, 70), (10, 200, 30)).convert("P", palette=Image.Palette.ADAPTIVE), "GIF"),
+        "P+transparency": save(Image.new("P", (90, 70), 0), "PNG", transparency=0),
+        "LA": save(Image.new("LA", (90, 70), (100, 0)), "PNG"),
+        "CMYK": save(Image.new("CMYK", (90, 70), (0, 255, 0, 0)), "TIFF"),
+        "I;16": save(Image.fromarray(ramp.astype(np.uint16)), "PNG"),
+        "I;16B": save(Image.fromarray(ramp.astype(">u2")), "TIFF"),
+        "I": save(Image.fromarray(ramp.astype(np.int32)), "TIFF"),
+        "F": save(Image.fromarray(ramp.astype(np.float32)), "TIFF"),
+        "F with NaN": save(Image.fromarray(np.where(ramp % 7, ramp, np.nan).astype(np.float32)), "TIFF"),
+        "WEBP": save(Image.new("RGB", (90, 70), (10, 200, 30)), "WEBP", lossless=True),
+        "BMP": save(Image.new("RGB", (90, 70), (10, 200, 30)), "BMP"),
+    }
+    out = {name: decode_image(data, 32) for name, data in files.items()}
+    assert all(a.shape == (32, 32, 3) and a.dtype == np.uint8 for a in out.values())
+    assert out["1"].min() == 255 and out["P+transparency"].min() == 255 and out["LA"].min() == 255
+    assert tuple(out["P"][0, 0]) == (10, 200, 30) == tuple(out["BMP"][5, 5]) == tuple(out["WEBP"][9, 9])
+    for name in ("I;16", "I;16B", "I", "F"):  # a left-to-right, top-to-bottom ramp, stretched
+        a = out[name][..., 0].astype(int)
+        assert a[0, 0] < 10 and a[-1, -1] > 245 and (np.diff(a[:, 16]) >= 0).all(), name
+    with pytest.raises(BadInput, match="not an image"):
+        decode_image(save(Image.new("RGB", (90, 70)), "PPM"))  # Pillow reads it; Label Studio does not show it
+
+
+def test_decodes_at_once_are_bounded_process_wide(monkeypatch):
+    import backends.images as images
+
+    inner, lock = images._to_square_rgb, threading.Lock()
+    running, most = [0], [0]
+
+    def slow(*args, **kwargs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(images, "_to_square_rgb", slow)
+    payload = _png(Image.new("RGB", (50, 40), (1, 2, 3)))
+    threads = [threading.Thread(target=decode_image, args=(payload, 32)) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert images.DECODE_CONCURRENCY >= 2 and most[0] == images.DECODE_CONCURRENCY
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_a_bomb_in_a_predict_batch_empties_only_its_own_task(client):
+    """Before: Pillow's bomb error escaped the loader (untrained) or the decoder (trained): the
+    whole /predict answered 500, and so did every re-rank of a pool holding the file."""
+    from tests.api.test_protocol import predict, setup
+    from tests.api.test_task_types import IMAGES, choices_region, event, wait_for_version
+    from tests.samples import image_uri
+
+    def bomb(task_id: int, side: int) -> dict:
+        return {"id": task_id, "data": {"image": "data:image/png;base64,"
+                                        + base64.b64encode(_png_header(side, side)).decode()}}
+
+    setup(client, IMAGES)
+    kinds = [i % 2 == 0 for i in range(8)]
+    tasks = [{"id": i + 1, "data": {"image": image_uri(w, i)}} for i, w in enumerate(kinds)]
+    not_a_url = {"id": 97, "data": {"image": "http://[::1/x.png"}}  # urlparse raised ValueError: a 500 too
+    first = predict(client, [*tasks, bomb(98, 20000), not_a_url], IMAGES)  # refused by the loader
+    assert first.status_code == 200 and all(r["result"] == [] for r in first.json()["results"])
+    for i, (task, warm) in enumerate(zip(tasks[:6], kinds, strict=False)):
+        client.post("/webhook", json=event(20 + i, task, [choices_region("kind", "image", ["warm" if warm else
+                                                                                          "cool"])], IMAGES))
+    wait_for_version(client, IMAGES, first.json()["model_version"])
+    resp = predict(client, [*tasks, bomb(99, 10000), bomb(100, 20000)], IMAGES)  # 10000: refused by the decoder
+    assert resp.status_code == 200
+    results = resp.json()["results"]
+    assert results[-1]["result"] == [] and results[-2]["result"] == []
+    assert [r["result"][0]["value"]["choices"][0] for r in results[:-2]] == ["warm" if w else "cool" for w in kinds]

@@ -29,25 +29,32 @@ PNG = _png()
 
 
 class Server:
-    """A tiny HTTP server in a thread: path -> (status, body); counts requests and keeps their headers."""
+    """A tiny HTTP server in a thread: path -> (status, body[, headers]); counts requests and keeps
+    their Authorization (`requests`) and Host (`hosts`) headers."""
 
-    def __init__(self, routes: dict[str, tuple[int, bytes]], *, token: str | None = None, delay: float = 0.0):
+    def __init__(self, routes: dict[str, tuple], *, token: str | None = None, delay: float = 0.0, tls=None):
         self.routes, self.token, self.delay = routes, token, delay
         self.requests: list[tuple[str, str | None]] = []
+        self.hosts: list[str | None] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server's naming
                 outer.requests.append((self.path, self.headers.get("Authorization")))
+                outer.hosts.append(self.headers.get("Host"))
                 if outer.delay:
                     time.sleep(outer.delay)
+                headers: dict[str, str] = {}
                 if outer.token and self.headers.get("Authorization") != f"Token {outer.token}":
                     status, body = 401, b'{"detail": "Authentication credentials were not provided."}'
                 else:
-                    status, body = outer.routes.get(self.path, (404, b"not found"))
+                    status, body, *more = outer.routes.get(self.path, (404, b"not found"))
+                    headers = more[0] if more else {}
                 try:
                     self.send_response(status)
                     self.send_header("Content-Length", str(len(body)))
+                    for name, value in headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
@@ -57,8 +64,10 @@ class Server:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        if tls is not None:  # an ssl.SSLContext: serve https
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = f"http{'s' if tls else ''}://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -113,15 +122,16 @@ def test_local_files_under_a_root_and_escapes_refused(tmp_path, monkeypatch):
     with pytest.raises(BadInput, match="without \\?d="):
         loader.load("/data/local-files/")
 
+    # the root is a parameter only (the caller passes LOCAL_FILES_DOCUMENT_ROOT from its settings)
     monkeypatch.setenv("LOCAL_FILES_DOCUMENT_ROOT", str(root))
-    assert ImageLoader().load("/data/local-files/?d=photos/a%20b.png") == PNG
-    monkeypatch.setenv("LOCAL_FILES_DOCUMENT_ROOT", "/")  # "/" would expose every file: treated as unset
     with pytest.raises(BadInput, match="no Label Studio connection .*LOCAL_FILES_DOCUMENT_ROOT is not set"):
-        ImageLoader().load("/data/local-files/?d=etc/hostname")
+        ImageLoader().load("/data/local-files/?d=photos/a%20b.png")
+    with pytest.raises(BadInput, match="no Label Studio connection .*LOCAL_FILES_DOCUMENT_ROOT is not set"):
+        ImageLoader(local_root="/").load("/data/local-files/?d=etc/hostname")  # "/" would expose every file
 
 
 def test_http_urls(web):
-    loader = ImageLoader(timeout=2)
+    loader = ImageLoader(timeout=2, allow_hosts=("127.0.0.1",))  # a loopback server: allowed by name here
     assert loader.load(f"{web.url}/cat.png") == PNG
     assert loader.load(f"{web.url}/cat.png") == PNG
     assert [p for p, _ in web.requests].count("/cat.png") == 1  # the second came from the in-memory LRU
@@ -133,7 +143,7 @@ def test_http_urls(web):
     with pytest.raises(BadInput, match="is not an image"):
         loader.load(f"{web.url}/notes.txt")
     with pytest.raises(BadInput, match=r"is too large: \d\d,\d\d\d bytes \(at most 20,000\)"):
-        ImageLoader(max_bytes=20_000).load(f"{web.url}/big.png")
+        ImageLoader(max_bytes=20_000, allow_hosts="127.0.0.1").load(f"{web.url}/big.png")
     closed = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     port = closed.server_address[1]
     closed.server_close()
@@ -147,7 +157,7 @@ def test_http_timeout_is_unreachable():
     slow = Server({"/cat.png": (200, PNG)}, delay=1.5)
     try:
         with pytest.raises(BadInput, match="unreachable: no answer within 0.3 s"):
-            ImageLoader(timeout=0.3).load(f"{slow.url}/cat.png")
+            ImageLoader(timeout=0.3, allow_hosts=("127.0.0.1",)).load(f"{slow.url}/cat.png")
     finally:
         slow.close()
 

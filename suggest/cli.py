@@ -34,6 +34,19 @@ def _hint(name: str) -> str:
     return " " + escape(f"[env: {' or '.join(SOURCES[name].env)}{shown}]")
 
 
+def _env_epilog() -> str:
+    """Every setting only the environment sets, with its default: what `serve --help` lists under its flags."""
+    flagged = {name for name, src in SOURCES.items() if src.flag}
+    lines = ["Environment-only settings (see README, Configuration):"]
+    for name, src in SOURCES.items():
+        if name in flagged:
+            continue
+        default = _DEFAULTS[name]
+        default = "off" if default is None or default == () else default
+        lines.append(f"{' or '.join(src.env)} (default: {default})")
+    return escape("\n\n".join(lines))
+
+
 def _fail(message: str) -> NoReturn:
     """One line on stderr and exit status 2 (a usage error), never a traceback."""
     typer.echo(f"suggest: error: {message}", err=True)
@@ -54,7 +67,7 @@ ModelDir = Annotated[
 ]
 
 
-@app.command()
+@app.command(epilog=_env_epilog())
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on" + _hint("host"))] = None,
     port: Annotated[int | None, typer.Option(help="Port" + _hint("port"))] = None,

@@ -41,6 +41,8 @@ def test_serve_help_shows_each_variable_and_default(runner):
     for expected in ("HOST", "0.0.0.0", "PORT", "9090", "MODEL_DIR", "SUGGEST_UNCERTAINTY", "margin",
                      "SUGGEST_STRATEGY", "SUGGEST_BATCH_SIZE", "LOG_LEVEL", "--strategy", "--batch-size"):
         assert expected in out, expected
+    for name, source in SOURCES.items():  # the environment-only ones too, listed after the flags
+        assert source.env[0] in out, name
     for command in ("status", "export"):
         assert "MODEL_DIR" in runner.invoke(app, [command, "--help"]).output
 

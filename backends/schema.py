@@ -103,6 +103,10 @@ class Label:
     ground_truth: bool = False
     updated_at: str = ""
     control: str = ""  # the control's from_name ("" in stores written before multi-control projects)
+    # who and when, for agreement and consensus (None / "" in stores written before they were kept)
+    annotator: int | None = None  # Label Studio's `completed_by` (a user id)
+    created_at: str = ""
+    lead_time: float | None = None  # seconds the annotator spent, as Label Studio measured it
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,72 @@ def export(
                           "ground_truth": label.ground_truth}, ensure_ascii=False))
 
 
+QUALITY_FORMATS = ("table", "json", "csv")
+
+
+@app.command()
+def quality(
+    project: Annotated[str, typer.Argument(help="Label Studio project id")],
+    model_dir: ModelDir = None,
+    format: Annotated[str, typer.Option("--format", help="table, json or csv (csv: the suspects only)")] = "table",
+) -> None:
+    """Label quality after the last retrain: agreement per control and suspected label errors, most suspicious
+    first. Reads the report the server stored; it does not recompute it.
+
+    json: an object with `agreement` (per control), `suspects` (task_id, given, suggested, score), `counts`,
+    `consensus` and the version it was computed for.
+    """
+    import csv
+
+    from suggest.labelstudio import project_key
+    from suggest.schema import BadInput
+    from suggest.store import Store
+
+    if format not in QUALITY_FORMATS:
+        _fail(f"--format must be one of {', '.join(QUALITY_FORMATS)}, got {format!r}")
+    try:
+        key = project_key(project)
+    except BadInput as exc:
+        _fail(str(exc))
+    store = Store(_settings(model_dir=model_dir).model_dir)
+    try:
+        if store.project(key) is None:
+            _fail(f"no project {key} in {store.root}: `suggest status` lists the projects")
+        report = store.quality(key)
+    finally:
+        store.close()
+    if report is None:
+        _fail(f"project {key} has no quality report yet: it is computed after each retrain")
+    suspects = report.get("suspects", [])
+    if format == "json":
+        print(json.dumps({"project": key, **report}, ensure_ascii=False, indent=2))
+        return
+    if format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["task_id", "control", "given", "suggested", "score"])
+        for s in suspects:
+            writer.writerow([s["task_id"], s.get("control", ""), s["given"], s["suggested"], s["score"]])
+        return
+    if report.get("error"):
+        print(report["error"])
+    from suggest.quality.agreement import summary
+
+    out = Console()
+    counts = report.get("counts", {})
+    out.print(escape(f"project {key}, version {report.get('version')} ({report.get('computed_at')}): "
+                     f"{counts.get('annotations', 0)} annotations by {counts.get('annotators', 0)} annotator(s), "
+                     f"{counts.get('suspects', 0)} suspected label error(s)"))
+    for control, line in summary(report.get("agreement", {})).items():
+        out.print(escape(f"agreement {control}: {json.dumps(line)}"))
+    table = Table(title="suspected label errors, most suspicious first")
+    for col in ("task", "control", "given", "suggested", "score"):
+        table.add_column(col)
+    for s in suspects[:50]:
+        table.add_row(str(s["task_id"]), s.get("control", ""), str(s["given"]), str(s["suggested"]),
+                      f"{s['score']:.3f}")
+    out.print(table)
+
+
 CacheDir = Annotated[
     Path,
     typer.Option("--cache-dir", help="Embedding cache (SQLite), reused across runs"),

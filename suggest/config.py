@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 UNCERTAINTY_METHODS = ("margin", "least_confidence", "entropy")
+CONSENSUS_RULES = ("majority", "weighted")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TRUTHY = {"1", "true", "yes", "on"}
 FALSY = {"0", "false", "no", "off"}
@@ -67,6 +68,7 @@ SOURCES: dict[str, Source] = {
     "debounce_seconds": Source(("SUGGEST_DEBOUNCE_SECONDS",)),
     "max_delay_seconds": Source(("SUGGEST_MAX_DELAY_SECONDS",)),
     "log_level": Source(("LOG_LEVEL",), "--log-level"),
+    "consensus": Source(("SUGGEST_CONSENSUS",)),
 }
 
 
@@ -97,6 +99,7 @@ class Settings:
     debounce_seconds: float = 0.3
     max_delay_seconds: float = 3.0
     log_level: str = "INFO"
+    consensus: str = "majority"  # which label a task with several annotations trains on (suggest.quality.consensus)
 
     def __post_init__(self) -> None:
         _check(self)
@@ -185,6 +188,8 @@ def _check(s: Settings) -> None:
             raise bad(name, "a number greater than 0", value)
     if s.uncertainty not in UNCERTAINTY_METHODS:
         raise bad("uncertainty", f"one of {', '.join(UNCERTAINTY_METHODS)}", s.uncertainty)
+    if s.consensus not in CONSENSUS_RULES:
+        raise bad("consensus", f"one of {', '.join(CONSENSUS_RULES)}", s.consensus)
     if s.log_level.upper() not in LOG_LEVELS:
         raise bad("log_level", f"one of {', '.join(LOG_LEVELS)}", s.log_level)
     _check_strategy(s.strategy)

@@ -21,6 +21,7 @@ from suggest.config import Settings, redact_text, redact_url
 from suggest.labelstudio import LabelStudioClient, LabelStudioError, labels_from_tasks, parse_controls
 from suggest.loop import LoopSettings, PoolRefresher
 from suggest.project import Project, open_project
+from suggest.quality.report import metrics_entry
 from suggest.schema import BadInput, Label, SchemaError
 from suggest.store import ProjectRecord, Store, StoreLocked
 from suggest.trainer import Trainer
@@ -98,7 +99,7 @@ class Engine:
         )
         self.trainer = Trainer(
             debounce=settings.debounce_seconds, max_delay=settings.max_delay_seconds, sync=self.sync,
-            on_published=self.refresher.refresh if settings.push else None,
+            on_published=self._after_publish,
             label_studio_interval=settings.push_interval_seconds,
         )
         self.confirmer = Confirmer(self._confirm)
@@ -127,7 +128,7 @@ class Engine:
     def _open(self, record: ProjectRecord) -> Project:
         pid = record.project_id
         project = open_project(self.store, record, parse_controls(record.label_config), self.settings.uncertainty,
-                               load_image=lambda ref: self.load_image(pid, ref))
+                               load_image=lambda ref: self.load_image(pid, ref), consensus=self.settings.consensus)
         self.projects[record.project_id] = project
         self._credentials[record.project_id] = (record.hostname, record.access_token)
         self._confirmed[record.project_id] = record.confirmed_host
@@ -434,6 +435,52 @@ class Engine:
                  "all tasks" if hints.full else f"{hints.events} event(s)", len(labels))
         self.trainer.request(project)
 
+    # quality ----------------------------------------------------------------------------------
+
+    def _after_publish(self, project: Project) -> None:
+        """The trainer's after-publish step (background): re-rank the pool, then the quality report."""
+        try:
+            if self.settings.push:
+                self.refresher.refresh(project)
+        finally:
+            self.update_quality(project)
+
+    def update_quality(self, project: Project) -> dict | None:
+        """Compute and store the project's quality report once per published version, then refresh the
+        "suggest: review" tab in Label Studio. Never raises: a failure is logged and stored in the report."""
+        from suggest.labelstudio import update_review_tab
+        from suggest.quality.report import compute_report, weighted_labels
+
+        pid, version = project.project_id, project.model_version
+        if project.published.record is None:
+            return None  # nothing trained yet: no out-of-fold model to doubt labels with
+        held = self.store.quality(pid)
+        if held is not None and held.get("version") == version and not held.get("error"):
+            return held
+        try:
+            report = compute_report(project)
+        except Exception as exc:
+            log.exception("project %s: computing label quality failed", pid)
+            self.store.put_quality(pid, version, {"error": f"computing label quality failed: {_printable_error(exc)}"})
+            return None
+        if self.settings.consensus == "weighted":
+            project.weighted_consensus = weighted_labels(report)
+        client = self.client(project)
+        if client is not None:
+            try:
+                with self._reporting(project):
+                    report["review_tab"] = update_review_tab(client, pid, report["suspects"], version, project.schemas)
+            except Exception as exc:
+                report["review_tab_error"] = _printable_error(exc)
+                log.warning("project %s: could not refresh the review tab in Label Studio: %s", pid,
+                            report["review_tab_error"])
+            finally:
+                client.close()
+        self.store.put_quality(pid, version, report)
+        log.info("project %s: label quality for %s: %d suspect(s), %.2f s", pid, version,
+                 report["counts"]["suspects"], report["seconds"])
+        return report
+
     # reporting --------------------------------------------------------------------------------
 
     def metrics(self, project_id: str | None = None) -> dict:
@@ -446,6 +493,7 @@ class Engine:
         out = {}
         for pid, project in projects.items():
             entry = project.metrics()
+            entry["quality"] = metrics_entry(self.store.quality(pid))
             entry["training"] = self.trainer.is_busy(pid) or self.confirmer.is_busy(pid)
             entry["webhooks"] = CONFIRMED if self.confirms(project) else TRUSTED
             entry["unconfirmed"] = self.confirmer.count(pid)

@@ -221,8 +221,25 @@ def annotation_labels(annotation: Any, task: Any, schemas: tuple[Schema, ...]) -
             ground_truth=bool(annotation.get("ground_truth")),
             updated_at=str(annotation.get("updated_at") or annotation.get("created_at") or ""),
             control=schema.from_name,
+            annotator=_user_id(annotation.get("completed_by")),
+            created_at=str(annotation.get("created_at") or ""),
+            lead_time=_seconds(annotation.get("lead_time")),
         ))
     return labels
+
+
+def _user_id(value: Any) -> int | None:
+    """`completed_by` as a user id: an integer in webhooks and exports, an object with `id` in some exports."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _seconds(value: Any) -> float | None:
+    """`lead_time` (seconds), or None when Label Studio sent none or something else."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return float(value)
+    return None
 
 
 def annotation_label(annotation: Any, task: Any, schema: Schema) -> Label | None:
@@ -573,6 +590,18 @@ class LabelStudioClient:
     def update_project(self, project_id: str, **fields: Any) -> dict:
         return self.request("PATCH", f"/api/projects/{project_id}", json=fields).json()
 
+    def views(self, project_id: str) -> list[dict]:
+        """The project's Data Manager tabs (saved views)."""
+        held = self.request("GET", "/api/dm/views", params={"project": project_id}).json()
+        return [v for v in held if isinstance(v, dict)] if isinstance(held, list) else []
+
+    def save_view(self, project_id: str, data: dict, view_id: int | None = None) -> dict:
+        """Create a Data Manager tab, or replace the data of one (`view_id`); other tabs are not touched."""
+        body = {"project": int(project_id), "data": data}
+        if view_id is None:
+            return self.request("POST", "/api/dm/views", json=body).json()
+        return self.request("PATCH", f"/api/dm/views/{view_id}", json=body).json()
+
     def fetch_file(self, path: str, *, max_bytes: int = 32 * 1024 * 1024) -> bytes:
         """A media file Label Studio serves (`/data/upload/...`, `/data/local-files/?d=...`), with the token.
 
@@ -636,6 +665,49 @@ def prediction_import_json(task_id: int, preds: Prediction | list[Prediction],
                            schema: Schema | tuple[Schema, ...]) -> dict:
     """One row for Label Studio's bulk prediction import."""
     return {"task": task_id, **prediction_json(preds, schema)}
+
+
+REVIEW_TAB = "suggest: review"
+
+
+def review_view_data(task_ids: list[int]) -> dict:
+    """The "suggest: review" tab: only the suspected tasks, lowest prediction score (most suspicious) first.
+
+    Label Studio orders a tab only by a column, so the order rides on the suspects' predictions
+    (`review_predictions`), whose score is low for a strong suspicion. No suspect: a filter no task meets.
+    """
+    ids = [int(t) for t in task_ids] or [-1]
+    return {"title": REVIEW_TAB, "ordering": ["tasks:predictions_score"],
+            "filters": {"conjunction": "and", "items": [
+                {"filter": "filter:tasks:id", "operator": "in_list", "type": "Number", "value": ids}]}}
+
+
+def update_review_tab(client: LabelStudioClient, project_id: str, suspects: list[dict], version: str,
+                      schemas: tuple[Schema, ...], *, limit: int = 100) -> int:
+    """Refresh the "suggest: review" tab with `suspects` (most suspicious first); returns how many it holds.
+
+    Each suspect task gets a prediction of `version` holding the label the model suggests, scored
+    (1 - suspicion) / 2 so the tab's ordering follows the suspicion; only that one tab is created or changed.
+    """
+    by_name = {s.from_name: s for s in schemas}
+    seen: dict[int, dict] = {}
+    for s in suspects:
+        if s["task_id"] not in seen and s.get("control", schemas[0].from_name) in by_name:
+            seen[s["task_id"]] = s
+    top = list(seen.values())[:limit]
+    rows = []
+    for rank, s in enumerate(top):
+        schema = by_name[s.get("control", schemas[0].from_name)]
+        score = round(0.5 * rank / max(len(top), 1), 6)  # strictly increasing: the tab keeps the suspicion order
+        rows.append(prediction_import_json(s["task_id"], Prediction(s["suggested"], float(s["score"]), score,
+                                                                    version, schema.from_name), schemas))
+    if rows:
+        client.import_predictions(project_id, rows)
+    held = next((v for v in client.views(project_id)
+                 if isinstance(v.get("data"), dict) and v["data"].get("title") == REVIEW_TAB), None)
+    client.save_view(project_id, review_view_data([s["task_id"] for s in top]),
+                     None if held is None else held.get("id"))
+    return len(top)
 
 
 def labels_from_tasks(tasks: list[dict], schemas: Schema | tuple[Schema, ...]) -> list[Label]:

@@ -103,8 +103,12 @@ class Project:
         load_backend: Callable[[Schema, object], Backend],
         uncertainty: str = "margin",
         load_image: Callable[[str], bytes] | None = None,
+        consensus: str = "majority",
     ):
         self.project_id = project_id
+        self.consensus = consensus  # which rule picks the label a task trains on: "majority" or "weighted"
+        # control -> task -> label from the last quality report's weighted consensus (suggest.quality)
+        self.weighted_consensus: dict[str, dict] = {}
         self.label_config = label_config
         self.schemas: tuple[Schema, ...] = (schema,) if isinstance(schema, Schema) else tuple(schema)
         self.store = store
@@ -202,16 +206,31 @@ class Project:
     def annotations(self) -> list[Label]:
         return self.store.labels(self.project_id)
 
-    def labeled(self, control: str | None = None) -> dict[int, Label]:
+    def labeled(self, control: str | None = None, rule: str | None = None) -> dict[int, Label]:
         """Per-task answers of one control (the first by default) after the multi-annotator rule.
 
         Answers of another kind or outside the config's labels are dropped: the config may have changed since.
+        `rule` (default: the project's `consensus`): "majority" is the documented rule; "weighted" takes, on
+        tasks several people answered, the last quality report's model-weighted consensus (the annotation
+        that gave that label), so a label nobody gave is never invented.
         """
         schema = self._schema_of(control)
         kind = kind_of(schema)
         first = self.schema.from_name
         mine = [lb for lb in self.annotations() if (lb.control or first) == schema.from_name]
-        return {t: lb for t, lb in resolve_labels(mine).items()
+        resolved = resolve_labels(mine)
+        weighted = self.weighted_consensus.get(schema.from_name) if (rule or self.consensus) == "weighted" else None
+        if weighted:
+            by_task: dict[int, list[Label]] = defaultdict(list)
+            for lb in mine:
+                by_task[lb.task_id].append(lb)
+            for t, label in weighted.items():
+                if t in resolved and not resolved[t].ground_truth and resolved[t].label != label:
+                    givers = sorted((lb for lb in by_task[t] if lb.label == label),
+                                    key=lambda a: (a.updated_at, a.annotation_id))
+                    if givers:
+                        resolved[t] = givers[-1]
+        return {t: lb for t, lb in resolved.items()
                 if kind_of_answer(lb.label) is kind and kind.within(lb.label, schema.labels)}
 
     def _schema_of(self, control: str | None) -> Schema:
@@ -462,7 +481,12 @@ def default_backend_factory(
 
 def open_project(store: Store, record: ProjectRecord, schemas: Schema | tuple[Schema, ...],
                  uncertainty: str = "margin", load_image: Callable[[str], bytes] | None = None,
-                 registry: Registry | None = None) -> Project:
+                 registry: Registry | None = None, consensus: str = "majority") -> Project:
     make, load = default_backend_factory(store, registry)
-    return Project(record.project_id, record.label_config, schemas, store,
-                   make_backend=make, load_backend=load, uncertainty=uncertainty, load_image=load_image)
+    project = Project(record.project_id, record.label_config, schemas, store, make_backend=make, load_backend=load,
+                      uncertainty=uncertainty, load_image=load_image, consensus=consensus)
+    if consensus == "weighted":
+        from suggest.quality.report import weighted_labels
+
+        project.weighted_consensus = weighted_labels(store.quality(record.project_id))
+    return project

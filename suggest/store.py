@@ -30,6 +30,7 @@ from suggest.schema import Label
 log = logging.getLogger(__name__)
 
 ANSWERS_TAGGED = 2  # PRAGMA user_version from which every stored answer carries its kind's tag
+ANNOTATORS_KEPT = 3  # PRAGMA user_version from which annotations keep annotator, created_at and lead time
 DEFAULT_MAX_EMBEDDINGS = 2_000_000  # ~3 GB of 384-d float32 vectors; oldest dropped beyond it
 
 SCHEMA_SQL = """
@@ -71,6 +72,12 @@ CREATE TABLE IF NOT EXISTS media_digests (
     ref    TEXT PRIMARY KEY,
     digest TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quality (
+    project_id  TEXT PRIMARY KEY,
+    version     TEXT NOT NULL,
+    computed_at REAL NOT NULL,
+    report      TEXT NOT NULL
+);
 """
 
 
@@ -146,9 +153,16 @@ class Store:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(embeddings)")}
         if "added_at" not in columns:
             self._db.execute("ALTER TABLE embeddings ADD COLUMN added_at REAL NOT NULL DEFAULT 0")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(annotations)")}
+        for name, kind in (("annotator", "INTEGER"), ("created_at", "TEXT NOT NULL DEFAULT ''"),
+                           ("lead_time", "REAL")):
+            if name not in columns:  # older rows keep everything; who and when read as unknown
+                self._db.execute(f"ALTER TABLE annotations ADD COLUMN {name} {kind}")
         ((version,),) = self._db.execute("PRAGMA user_version").fetchall()
         if version < ANSWERS_TAGGED:
             self._tag_answers()
+        if version < ANNOTATORS_KEPT:
+            self._db.execute(f"PRAGMA user_version = {ANNOTATORS_KEPT}")
 
     def _tag_answers(self) -> None:
         """Once per store: every stored answer gets its control kind's tag (see suggest.kinds), so reading
@@ -277,16 +291,33 @@ class Store:
     def labels(self, project_id: str) -> list[Label]:
         """One Label per (annotation, control), in annotation order."""
         rows = self._query(
-            "SELECT task_id, annotation_id, label, text, ground_truth, updated_at, answers FROM annotations "
-            "WHERE project_id = ? ORDER BY annotation_id",
+            "SELECT task_id, annotation_id, label, text, ground_truth, updated_at, answers, annotator, created_at, "
+            "lead_time FROM annotations WHERE project_id = ? ORDER BY annotation_id",
             (project_id,),
         )
         out: list[Label] = []
-        for t, a, _, _, gt, up, answers in rows:
+        for t, a, _, _, gt, up, answers, who, created, lead in rows:
             for control, entry in json.loads(answers).items():
                 value = KINDS[entry["kind"]].decode(entry["value"])
-                out.append(Label(t, a, value, entry["text"], bool(gt), up, control))
+                out.append(Label(t, a, value, entry["text"], bool(gt), up, control, who, created or "", lead))
         return out
+
+    # quality ----------------------------------------------------------------------------------
+
+    def put_quality(self, project_id: str, version: str, report: dict) -> None:
+        """The quality report computed after a retrain (suggest.quality); readers never recompute it."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO quality VALUES (?, ?, ?, ?)",
+                       (project_id, version, time.time(), json.dumps(report, ensure_ascii=False)))
+
+    def quality(self, project_id: str) -> dict | None:
+        """The last stored quality report of a project, with the version it was computed for; None before one."""
+        rows = self._query("SELECT version, computed_at, report FROM quality WHERE project_id = ?", (project_id,))
+        if not rows:
+            return None
+        version, at, report = rows[0]
+        return {**json.loads(report), "version": version,
+                "computed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))}
 
     # versions ---------------------------------------------------------------------------------
 
@@ -427,7 +458,8 @@ def _private(path: Path, mode: int) -> None:
         log.warning("could not restrict permissions of %s to %o: %s", path, mode, exc)
 
 
-_UPSERT = "INSERT OR REPLACE INTO annotations VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_UPSERT = ("INSERT OR REPLACE INTO annotations (project_id, annotation_id, task_id, label, text, ground_truth, "
+           "updated_at, answers, annotator, created_at, lead_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 def _rows(project_id: str, labels: Iterable[Label]) -> list[tuple]:
@@ -444,7 +476,8 @@ def _rows(project_id: str, labels: Iterable[Label]) -> list[tuple]:
             answers[lb.control] = {"kind": kind.name, "value": kind.encode(lb.label), "text": lb.text}
         readable = first.label if isinstance(first.label, str) else json.dumps(answers[first.control]["value"])
         rows.append((project_id, ann_id, first.task_id, readable, first.text, int(first.ground_truth),
-                     first.updated_at, json.dumps(answers, ensure_ascii=False)))
+                     first.updated_at, json.dumps(answers, ensure_ascii=False), first.annotator, first.created_at,
+                     first.lead_time))
     return rows
 
 

@@ -11,7 +11,7 @@ import pytest
 from suggest import labelstudio as ls
 from suggest.kinds import KINDS, kind_of, kind_of_answer
 from suggest.schema import Label, Schema, Span
-from suggest.store import ANSWERS_TAGGED, Store
+from suggest.store import ANNOTATORS_KEPT, ANSWERS_TAGGED, Store
 
 ANSWERS = {
     "classification": "fresh",
@@ -76,7 +76,8 @@ def test_an_old_store_is_tagged_once(tmp_path):
                                                                                          "text": "Ada"}},
                 4: {"sentiment": {"value": "fresh", "text": "fine"}}}
     db = sqlite3.connect(tmp_path / "suggest.sqlite3")
-    db.executemany("INSERT INTO annotations VALUES ('1', ?, ?, 'x', 'x', 0, '', ?)",
+    db.executemany("INSERT INTO annotations (project_id, annotation_id, task_id, label, text, ground_truth, "
+                   "updated_at, answers) VALUES ('1', ?, ?, 'x', 'x', 0, '', ?)",
                    [(ann, ann, json.dumps(entries)) for ann, entries in untagged.items()])
     db.execute("PRAGMA user_version = 0")
     db.commit()
@@ -86,7 +87,7 @@ def test_an_old_store_is_tagged_once(tmp_path):
         labels = {(lb.annotation_id, lb.control): lb.label for lb in store.labels("1")}
         assert labels == {(2, "ner"): (), (3, "ner"): (Span(0, 3, "Person", "Ada"),), (3, "genre"): ("a", "b"),
                           (4, "sentiment"): "fresh"}
-        assert store._query("PRAGMA user_version") == [(ANSWERS_TAGGED,)]
+        assert store._query("PRAGMA user_version") == [(ANNOTATORS_KEPT,)] and ANNOTATORS_KEPT > ANSWERS_TAGGED
         assert all("kind" in entry for (a,) in store._query("SELECT answers FROM annotations")
                    for entry in json.loads(a).values())
     finally:

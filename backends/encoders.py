@@ -289,8 +289,28 @@ _shared: dict[tuple[str, tuple[int, ...]], TextEncoder] = {}
 _shared_lock = threading.Lock()
 
 
+_configured: str | None = None  # SUGGEST_TEXT_ENCODER: a user's model folder replacing the packaged default
+
+
+def configure_text_encoder(model_path: str | None) -> None:
+    """Make a user's model folder (None: the packaged MiniLM) what `shared_text_encoder()` gives from now on."""
+    global _configured
+    _configured = model_path or None
+
+
+def configured_text_encoder() -> str | None:
+    return _configured
+
+
 def shared_text_encoder(model_path: str | None = None, layers: tuple[int, ...] = DEFAULT_LAYERS) -> TextEncoder:
-    """The process-wide encoder for a model path and pooling: weights are loaded once and stay warm."""
+    """The process-wide encoder for a model path and pooling: weights are loaded once and stay warm.
+
+    With no path, the configured user encoder (backends/user_encoder.py) where one is set, else the packaged MiniLM.
+    """
+    if model_path is None and _configured is not None:
+        from backends.user_encoder import user_text_encoder
+
+        return user_text_encoder(_configured)
     key = (model_path or "", tuple(layers))
     with _shared_lock:
         if key not in _shared:
@@ -308,9 +328,12 @@ def encoder_for_saved(encoder_id: str | None, encoder: TextEncoder | None = None
     if not encoder_id or encoder_id == current.encoder_id:
         return current
     base, layers = parse_encoder_id(encoder_id)
-    if base != getattr(current, "base_id", None):
-        log.warning("a saved model was trained on encoder %r; using %r", encoder_id, current.encoder_id)
-        return current
+    if base == "all-MiniLM-L6-v2" and current.model_path is not None:  # trained before a user encoder was set
+        with _shared_lock:
+            return _shared.setdefault(("", layers), TextEncoder(None, layers=layers))
+    if base != getattr(current, "base_id", None):  # another model: its head means nothing in this space
+        raise ValueError(f"a saved model was trained on encoder {encoder_id!r}, which is not loaded "
+                         f"(this process encodes with {current.encoder_id!r})")
     return shared_text_encoder(current.model_path, layers)
 
 

@@ -103,6 +103,8 @@ class Registry:
             try:
                 if family.supports(schema):
                     return family
+            except SchemaError:  # the family is the one for this control, and refuses it as configured
+                raise
             except Exception as exc:  # a plug-in's bug must not take down the controls others serve
                 log.warning("model family %r: supports(%r) failed (%s); skipping it", family.name,
                             schema.from_name, exc)
@@ -142,7 +144,23 @@ def spacy_map(schema: Schema) -> dict[str, str]:
     return override | {etype: label for label, types in schema.entities.items() for etype in types}
 
 
+def _pipeline(schema: Schema) -> bool:
+    """A text classifier (SUGGEST_TEXT_CLASSIFIER) serves this control; raises SchemaError if its labels do not map."""
+    if schema.task_kind != "classification" or schema.object_type != "text":
+        return False
+    from backends.pipeline import supports
+
+    return supports(schema)
+
+
+def _pipeline_params(schema: Schema) -> dict:
+    from backends.pipeline import classifier_for
+
+    return {"model": classifier_for(schema), "label_map": schema.model_labels, "hints": schema.hints}
+
+
 BUILTINS: tuple[Family, ...] = (
+    Family.of_class("pipeline", _pipeline, "backends.pipeline:PipelineClassifier", _pipeline_params),
     Family.of_class("embedding", _is("classification", "text"), "backends.embedding:EmbeddingClassifier", _hints),
     Family.of_class("multilabel", _is("multilabel", "text"), "backends.multilabel:MultiLabelClassifier", _hints),
     Family.of_class("spans", _is("spans", "text"), "backends.spans:SpanTagger",

@@ -58,6 +58,10 @@ class Schema:
     # spans only: label -> the spaCy entity types that bootstrap it, from <Label value="Firm" entity="ORG"/>;
     # () means none (the label gets no bootstrap suggestions); labels not named keep the default map
     entities: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # a pre-trained classifier (backends/pipeline.py): the name from <Choices model="..."> (None: the default one,
+    # "none": no classifier), and label -> the classifier's labels from <Choice value="fresh" model_label="POSITIVE"/>
+    model: str | None = None
+    model_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def task_kind(self) -> str:

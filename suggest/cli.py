@@ -80,10 +80,13 @@ def serve(
     batch_size: Annotated[int | None, typer.Option(
         help="Size of the uncertain, diverse batch put first" + _hint("batch_size"))] = None,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR" + _hint("log_level"))] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Host your own model class, package.module:Class in the LabelStudioMLBase shape "
+                        "(see examples/keyword_model)" + _hint("model_class"))] = None,
 ) -> None:
     """Run the Label Studio ML backend (connect it in Label Studio under Settings > Model)."""
     settings = _settings(host=host, port=port, model_dir=model_dir, uncertainty=uncertainty, strategy=strategy,
-                         batch_size=batch_size, log_level=log_level)
+                         batch_size=batch_size, log_level=log_level, model_class=model)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -104,6 +107,7 @@ def serve(
     from suggest.store import Store, StoreLocked
 
     try:
+        load_user_models(settings)  # a model that does not load is one line and exit 2, before listening
         application = create_app(settings)
         probe = Store(settings.model_dir)  # say "in use" in one line now, not in a traceback at start-up
         try:
@@ -113,6 +117,27 @@ def serve(
     except (SettingsError, StoreLocked) as exc:
         _fail(str(exc))
     uvicorn.run(application, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+
+
+def load_user_models(settings: Settings) -> None:
+    """Load SUGGEST_TEXT_ENCODER's and SUGGEST_TEXT_CLASSIFIER's models now; SettingsError naming the setting if not."""
+    from backends.encoders import configure_text_encoder, shared_text_encoder
+    from backends.pipeline import configure_classifiers, parse_classifiers, shared_scorer
+
+    def load(name: str, what) -> None:
+        try:
+            what()
+        except Exception as exc:  # transformers raises many types for a broken folder
+            raise SettingsError(f"{SOURCES[name].label}: the model does not load: {type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+    if settings.text_encoder:
+        configure_text_encoder(settings.text_encoder)
+        load("text_encoder", lambda: shared_text_encoder().load().encode(["a test sentence"]))
+    if settings.text_classifier:
+        configure_classifiers(settings.text_classifier)
+        for folder in parse_classifiers(settings.text_classifier).values():
+            load("text_classifier", lambda f=folder: shared_scorer(f).load().encode(["a test sentence"]))
 
 
 def _limit_malloc_arenas(arenas: int = 2) -> None:

@@ -58,6 +58,9 @@ SOURCES: dict[str, Source] = {
     "media_allow_hosts": Source(("SUGGEST_MEDIA_ALLOW_HOSTS",)),
     "media_deadline_seconds": Source(("SUGGEST_MEDIA_DEADLINE_SECONDS",)),
     "memory_budget_mb": Source(("SUGGEST_MEMORY_MB",)),
+    "text_encoder": Source(("SUGGEST_TEXT_ENCODER",)),
+    "text_classifier": Source(("SUGGEST_TEXT_CLASSIFIER",)),
+    "model_class": Source(("SUGGEST_MODEL_CLASS",), "--model"),
     "uncertainty": Source(("SUGGEST_UNCERTAINTY",), "--uncertainty"),
     "batch_size": Source(("SUGGEST_BATCH_SIZE",), "--batch-size"),
     "strategy": Source(("SUGGEST_STRATEGY",), "--strategy"),
@@ -89,6 +92,9 @@ class Settings:
     media_allow_hosts: tuple[str, ...] = ()  # private/loopback hosts, IPs or CIDRs image URLs may still reach
     media_deadline_seconds: float = 30.0  # the longest fetching one image may take
     memory_budget_mb: int = 1024  # process-wide cap for the in-memory caches
+    text_encoder: str | None = None  # a local model folder (or cached hub id) replacing the packaged MiniLM
+    text_classifier: str | None = None  # a transformers text-classification folder: pre-annotates, then a prior
+    model_class: str | None = None  # package.module:Class in the LabelStudioMLBase shape, hosted instead
     uncertainty: str = "margin"
     batch_size: int = 50  # the diverse, uncertain batch that goes first in Label Studio's queue
     strategy: str = "auto"  # "auto" (dense for text, diverse for images), a name from suggest.strategies, or modal:...
@@ -193,6 +199,7 @@ def _check(s: Settings) -> None:
     if s.log_level.upper() not in LOG_LEVELS:
         raise bad("log_level", f"one of {', '.join(LOG_LEVELS)}", s.log_level)
     _check_strategy(s.strategy)
+    _check_user_models(s)
     for entry in s.media_allow_hosts:
         if not _is_host_or_network(entry):
             raise bad("media_allow_hosts", "comma-separated host names, IP addresses or CIDR ranges "
@@ -226,6 +233,31 @@ def _check_strategy(name: str) -> None:
     elif name not in STRATEGIES:
         raise SettingsError(f"{label} must be auto, {', '.join(STRATEGIES)} or modal:<module>:<function>, "
                             f"got {name!r}")
+
+
+def _check_user_models(s: Settings) -> None:
+    """Model folders have config, weights and tokenizer, a model class imports: one line naming the setting now,
+    not a traceback when the first task arrives (suggest.serve loads them too, before it listens)."""
+    from backends.pipeline import parse_classifiers
+    from backends.user_encoder import ModelFolderError, check_model_folder
+
+    try:
+        if s.text_encoder:
+            check_model_folder(s.text_encoder)
+    except ModelFolderError as exc:
+        raise SettingsError(f"{SOURCES['text_encoder'].label}: {exc}") from None
+    try:
+        for folder in parse_classifiers(s.text_classifier).values():
+            check_model_folder(folder, classifier=True)
+    except (ModelFolderError, ValueError) as exc:
+        raise SettingsError(f"{SOURCES['text_classifier'].label}: {exc}") from None
+    if s.model_class:
+        from suggest.mlbase import ModelClassError, import_model_class
+
+        try:
+            import_model_class(s.model_class)
+        except ModelClassError as exc:
+            raise SettingsError(f"{SOURCES['model_class'].label}: {exc}") from None
 
 
 def _is_host_or_network(entry: str) -> bool:

@@ -15,8 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from backends.encoders import shared_text_encoder
+from backends.encoders import configure_text_encoder, shared_text_encoder
 from backends.memo import shared_memo
+from backends.pipeline import configure_classifiers
+from backends.registry import Registry, default_registry
 from suggest.config import Settings, redact_text, redact_url
 from suggest.labelstudio import LabelStudioClient, LabelStudioError, labels_from_tasks, parse_controls
 from suggest.loop import LoopSettings, PoolRefresher
@@ -77,6 +79,8 @@ class Engine:
             self.store.close()
             raise
         self.store.sweep_temp_folders()
+        configure_text_encoder(settings.text_encoder)  # process-wide, like the encoder it names (issue 15)
+        configure_classifiers(settings.text_classifier)
         self.encoder = shared_text_encoder()
         shared_memo().resize(settings.memory_budget_mb * 1024 * 1024)  # one budget for every project's vectors
         self._lock = threading.RLock()
@@ -125,9 +129,22 @@ class Engine:
 
     # projects ---------------------------------------------------------------------------------
 
+    def _registry(self, project_id: str) -> Registry:
+        """The model families for a project: a hosted model class (SUGGEST_MODEL_CLASS) serves every control."""
+        if not self.settings.model_class:
+            return default_registry()
+        from suggest.hosted import hosted_family
+
+        def label_config() -> str:
+            record = self.store.project(project_id)
+            return record.label_config if record is not None else ""
+
+        return Registry([hosted_family(self.settings.model_class, project_id, label_config)])
+
     def _open(self, record: ProjectRecord) -> Project:
         pid = record.project_id
         project = open_project(self.store, record, parse_controls(record.label_config), self.settings.uncertainty,
+                               registry=self._registry(pid),
                                load_image=lambda ref: self.load_image(pid, ref), consensus=self.settings.consensus)
         self.projects[record.project_id] = project
         self._credentials[record.project_id] = (record.hostname, record.access_token)
@@ -146,6 +163,8 @@ class Engine:
         asked, a config it carries only makes suggest re-read the config from Label Studio.
         """
         schema = parse_controls(label_config)  # raises SchemaError before anything is stored
+        for control in schema:  # a family that refuses a control as configured (unmappable labels): 422 now
+            self._registry(project_id).family_for(control)
         hostname, token = self._setup_access(hostname, token)
         with self._lock:
             project = self.projects.get(project_id)

@@ -98,8 +98,11 @@ def _servable(control: Any, objects: dict[str, Any]) -> tuple[Schema | None, str
              if isinstance(getattr(tag_, "attr", None), dict)}
     hints = {label: str(a["hint"]) for label, a in attrs.items() if a.get("hint")}
     entities = _entity_types(control.name, attrs) if tag == "labels" else {}
+    model = str(control.attr["model"]).strip() if str(control.attr.get("model") or "").strip() else None
+    model_labels = {label: tuple(p.strip() for p in str(a["model_label"]).split(",") if p.strip())
+                    for label, a in attrs.items() if "model_label" in a}  # a pre-trained classifier's names
     return Schema(control.name, target.name, value[1:], tuple(labels), kind, multiple, hints,
-                  "labels" if tag == "labels" else "choices", entities), ""
+                  "labels" if tag == "labels" else "choices", entities, model, model_labels), ""
 
 
 def _entity_types(name: str, attrs: dict[str, dict]) -> dict[str, tuple[str, ...]]:

@@ -109,7 +109,7 @@ def _one_text_classifier(project: Project) -> bool:
 def _read_pool(project: Project, published: Published, rows: list[dict[str, Item]]) -> _Pool:
     """Embeddings and guesses of the published version for every task, from the embedding cache."""
     n = len(rows)
-    if _one_text_classifier(project):
+    if _one_text_classifier(project) and published.model.gives_proba:  # a hosted class gives scores, not proba
         items = [row[project.schema.from_name] for row in rows]
         model = published.model
         X = model.embed(items)

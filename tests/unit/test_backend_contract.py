@@ -101,7 +101,8 @@ def test_family_keeps_the_backend_contract(family: Family, sample: str, rt_sampl
 
 def test_builtins_serve_each_control_kind_once_in_order() -> None:
     registry = Registry(BUILTINS)
-    assert registry.names == ["embedding", "multilabel", "spans", "images", "images-multilabel"]
+    assert registry.names == ["pipeline", "embedding", "multilabel", "spans", "images", "images-multilabel"]
+    # "pipeline" serves a text classifier only where SUGGEST_TEXT_CLASSIFIER names one (tests/unit/test_user_models.py)
     assert [registry.family_for(s).name for s in SCHEMAS.values()] == [
         "embedding", "multilabel", "spans", "images", "images-multilabel"]
     with pytest.raises(SchemaError, match="no model family serves <Labels name='boxes'> on a image"):
@@ -129,7 +130,7 @@ def test_order_rule_and_a_failing_supports_is_skipped(caplog) -> None:
 
 def test_learned_state_before_fit_is_caught() -> None:
     """check_fresh fails a model that sets fitted state in __init__ (the old classes_ habit)."""
-    model = BUILTINS[0].make(SCHEMAS["text-classification"], Context())
+    model = Registry(BUILTINS).make(SCHEMAS["text-classification"], Context())
     check_fresh(model, SCHEMAS["text-classification"])
     model.classes_ = list(model.labels)
     with pytest.raises(AssertionError, match=r"learned state before fit: \['classes_'\]"):

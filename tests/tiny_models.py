@@ -102,3 +102,35 @@ def _lean(model, lean: dict[str, str], labels: tuple[str, ...]) -> None:
         model.classifier.bias.zero_()
         for j in range(len(labels)):
             model.classifier.weight[j, j] = 4.0
+
+
+def tiny_token_classifier(folder: Path, labels: tuple[str, ...] = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC"),
+                          lean: dict[str, str] | None = None, seed: int = 0) -> Path:
+    """A BertForTokenClassification folder a token-classification `pipeline()` loads.
+
+    `lean`: word -> tag (e.g. "john" -> "B-PER"): each token keeps its own embedding (attention and
+    feed-forward add nothing), only `lean`'s words have one, along their tag; every other word is "O".
+    """
+    import torch
+    from transformers import BertForTokenClassification
+
+    torch.manual_seed(seed)
+    config = _config(id2label=dict(enumerate(labels)), label2id={lb: i for i, lb in enumerate(labels)})
+    model = BertForTokenClassification(config).eval()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    with torch.no_grad():
+        for layer in model.bert.encoder.layer:
+            for lin in (layer.attention.output.dense, layer.output.dense):
+                lin.weight.zero_()
+                lin.bias.zero_()
+        model.bert.embeddings.word_embeddings.weight.zero_()
+        model.bert.embeddings.position_embeddings.weight.zero_()
+        model.bert.embeddings.token_type_embeddings.weight.zero_()
+        for word, tag in (lean or {}).items():
+            model.bert.embeddings.word_embeddings.weight[vocab.index(word), labels.index(tag)] = 3.0
+        model.classifier.weight.zero_()
+        model.classifier.bias.zero_()
+        model.classifier.bias[labels.index("O")] = 1.0
+        for j in range(len(labels)):
+            model.classifier.weight[j, j] = 4.0
+    return _save(model, folder)

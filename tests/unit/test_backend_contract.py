@@ -101,8 +101,10 @@ def test_family_keeps_the_backend_contract(family: Family, sample: str, rt_sampl
 
 def test_builtins_serve_each_control_kind_once_in_order() -> None:
     registry = Registry(BUILTINS)
-    assert registry.names == ["pipeline", "embedding", "multilabel", "spans", "images", "images-multilabel"]
-    # "pipeline" serves a text classifier only where SUGGEST_TEXT_CLASSIFIER names one (tests/unit/test_user_models.py)
+    assert registry.names == ["pipeline", "embedding", "multilabel", "pipeline-spans", "spans", "images",
+                              "images-multilabel"]
+    # "pipeline" and "pipeline-spans" serve only where SUGGEST_TEXT_CLASSIFIER names a model
+    # (tests/unit/test_user_models.py)
     assert [registry.family_for(s).name for s in SCHEMAS.values()] == [
         "embedding", "multilabel", "spans", "images", "images-multilabel"]
     with pytest.raises(SchemaError, match="no model family serves <Labels name='boxes'> on a image"):

@@ -151,7 +151,7 @@ def test_config_attributes_reach_the_family(classifier) -> None:
     with pytest.raises(SchemaError, match=r"labels \['fresh'\] match none"):
         registry.family_for(unmapped)
     (unknown,) = parse_controls(config.replace('toName="text">', 'toName="text" model="topics">'))
-    with pytest.raises(SchemaError, match="no classifier of that name"):
+    with pytest.raises(SchemaError, match="no model of that name"):
         registry.family_for(unknown)
     assert parse_classifiers("a=/m/1, b=/m/2") == {"a": "/m/1", "b": "/m/2"}
     assert parse_classifiers("/m/1") == {"": "/m/1"}
@@ -201,17 +201,74 @@ def test_a_changed_classifier_folder_does_not_load_an_old_version(tmp_path, clas
     (tmp_path / "v").mkdir()
     model.save(tmp_path / "v")
     assert PipelineClassifier.load(tmp_path / "v").weight_ == model.weight_
-    pipeline._scorers.clear()
+    pipeline._shared_models.clear()
     (Path(classifier) / "extra.txt").write_text("a new file changes the identity")
     try:
         with pytest.raises(ValueError, match="changed since this version was trained"):
             PipelineClassifier.load(tmp_path / "v")
     finally:
         (Path(classifier) / "extra.txt").unlink()
-        pipeline._scorers.clear()
+        pipeline._shared_models.clear()
 
 
 def test_encoders_module_default_is_restored() -> None:
     """The fixtures leave the process on the packaged encoder (other tests rely on it)."""
     assert encoders.configured_text_encoder() is None
     assert pipeline._classifiers == {}
+
+
+# token classification: a user's NER model bootstraps <Labels> -------------------------------------------------
+
+
+NER_LEAN = {"john": "B-PER", "mary": "B-PER", "london": "B-LOC", "paris": "B-LOC"}
+SPANS = Schema("ner", "text", "text", ("Person", "Location", "Organization"), control="labels",
+               model_labels={"Person": ("PER",), "Location": ("loc",), "Organization": ("none",)})
+
+
+@pytest.fixture
+def ner(models, user_encoder):
+    from tests.tiny_models import tiny_token_classifier
+
+    folder = tiny_token_classifier(models["encoder"].parent / "ner", lean=NER_LEAN)
+    pipeline.configure_classifiers(f"sst={models['sentiment']},ner={folder}")
+    yield folder
+    pipeline.configure_classifiers(None)
+
+
+def test_a_token_classifier_pre_annotates_spans_through_the_label_map(ner) -> None:
+    from dataclasses import replace
+
+    from backends.pipeline_spans import PipelineTagger
+
+    schema = replace(SPANS, model="ner")
+    registry = Registry(BUILTINS)
+    assert registry.family_for(schema).name == "pipeline-spans"
+    model = registry.make(schema, Context(cache=MemoryCache()))
+    assert isinstance(model, PipelineTagger) and model.mode == "bootstrap"
+    (guess,) = model.guess([Item("john works in london")])
+    assert [(s.start, s.end, s.label, s.text) for s in guess.value] == [(0, 4, "Person", "john"),
+                                                                         (14, 20, "Location", "london")]
+    # a label the model has no type for must be said explicitly: refused otherwise
+    with pytest.raises(SchemaError, match=r"labels \['Organization'\] match none of the classifier's labels "
+                                          r"\['PER', 'LOC'\]"):
+        registry.family_for(replace(schema, model_labels={"Person": ("PER",), "Location": ("LOC",)}))
+    # a control naming a model of the other task is refused, and a text classifier never serves spans
+    with pytest.raises(SchemaError, match="is a text-classification model; this control needs token-classification"):
+        registry.family_for(replace(schema, model="sst"))
+    assert registry.family_for(replace(schema, model=None)).name == "spans"
+
+
+def test_pipeline_spans_family_keeps_the_backend_contract(ner) -> None:
+    import json as _json
+    from dataclasses import replace
+
+    from backends.schema import Span
+
+    root = Path(__file__).resolve().parents[1]
+    items, answers = [], []
+    for line in (root / "data/ner/train.jsonl").read_text(encoding="utf-8").splitlines()[:12]:
+        row = _json.loads(line)
+        items.append(Item(row["text"]))
+        answers.append(tuple(Span(s, e, lb, row["text"][s:e]) for s, e, lb in row["spans"]))
+    schema = replace(SPANS, model="ner")
+    check_backend(Registry(BUILTINS).family_for(schema), schema, items, answers)

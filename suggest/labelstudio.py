@@ -99,8 +99,10 @@ def _servable(control: Any, objects: dict[str, Any]) -> tuple[Schema | None, str
     hints = {label: str(a["hint"]) for label, a in attrs.items() if a.get("hint")}
     entities = _entity_types(control.name, attrs) if tag == "labels" else {}
     model = str(control.attr["model"]).strip() if str(control.attr.get("model") or "").strip() else None
-    model_labels = {label: tuple(p.strip() for p in str(a["model_label"]).split(",") if p.strip())
-                    for label, a in attrs.items() if "model_label" in a}  # a pre-trained classifier's names
+    # a pre-trained model's names for a label: model_label=, or label-studio-ml-backend's predicted_values=
+    model_labels = {label: tuple(p.strip() for p in str(a.get("model_label", a.get("predicted_values"))).split(",")
+                                 if p.strip())
+                    for label, a in attrs.items() if "model_label" in a or "predicted_values" in a}
     return Schema(control.name, target.name, value[1:], tuple(labels), kind, multiple, hints,
                   "labels" if tag == "labels" else "choices", entities, model, model_labels), ""
 

@@ -95,6 +95,23 @@ class SuggestMLBase:
 
         return LabelInterface(self.label_config)
 
+    @functools.cached_property
+    def parsed_label_config(self) -> dict:
+        """{control name: {type, to_name, inputs, labels, labels_attrs}}, as LabelStudioMLBase gives it."""
+        from label_studio_sdk._extensions.label_studio_tools.core.label_config import parse_config
+
+        return parse_config(self.label_config)
+
+    def bump_model_version(self) -> str:
+        """0.0.1 -> 0.1.0 (the next minor version; a version that is not x.y.z gets '.1' appended)."""
+        parts = self.model_version.split(".")
+        if len(parts) == 3 and all(p.isdigit() for p in parts):
+            version = f"{parts[0]}.{int(parts[1]) + 1}.0"
+        else:
+            version = f"{self.model_version}.1"
+        self.set_model_version(version)
+        return version
+
     def get_first_tag_occurence(self, control_type: str, object_type: str, **kwargs: Any) -> tuple:
         """(from_name, to_name, value) of the first `control_type` on an `object_type`, as in LabelStudioMLBase."""
         return self.label_interface.get_first_tag_occurence(control_type, object_type, **kwargs)

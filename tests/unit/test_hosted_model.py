@@ -152,6 +152,8 @@ def test_base_class_helpers() -> None:
     with pytest.raises(TypeError):
         model.set("bad", object())
     assert model.get_first_tag_occurence("Choices", "Text") == ("sentiment", "text", "text")
+    assert model.parsed_label_config["sentiment"]["labels"] == ["fresh", "rotten"]
+    assert model.bump_model_version() == "0.1.0" and model.model_version == "0.1.0"
     assert model.project_id == "3" and PROJECT
 
 

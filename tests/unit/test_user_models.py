@@ -150,6 +150,8 @@ def test_config_attributes_reach_the_family(classifier) -> None:
     (unmapped,) = parse_controls(config.replace(' model_label="POSITIVE"', ""))
     with pytest.raises(SchemaError, match=r"labels \['fresh'\] match none"):
         registry.family_for(unmapped)
+    (reference,) = parse_controls(config.replace("model_label=", "predicted_values="))  # label-studio-ml's name
+    assert reference.model_labels == schema.model_labels == {"fresh": ("POSITIVE",), "rotten": ("negative",)}
     (unknown,) = parse_controls(config.replace('toName="text">', 'toName="text" model="topics">'))
     with pytest.raises(SchemaError, match="no model of that name"):
         registry.family_for(unknown)

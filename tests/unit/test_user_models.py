@@ -274,3 +274,32 @@ def test_pipeline_spans_family_keeps_the_backend_contract(ner) -> None:
         answers.append(tuple(Span(s, e, lb, row["text"][s:e]) for s, e, lb in row["spans"]))
     schema = replace(SPANS, model="ner")
     check_backend(Registry(BUILTINS).family_for(schema), schema, items, answers)
+
+
+def test_through_the_api_unmappable_is_a_422_and_mapped_labels_pre_annotate(tmp_path, models) -> None:
+    """SUGGEST_TEXT_ENCODER and SUGGEST_TEXT_CLASSIFIER set: /setup refuses a config whose labels do not map
+    (nothing stored), and a mapped one gets the classifier's answers from /predict before any label."""
+    from fastapi.testclient import TestClient
+
+    from suggest.server import create_app
+    from tests.api.test_protocol import predict, setup
+    from tests.conftest import task
+
+    settings = Settings.from_env({}, model_dir=tmp_path / "m", text_encoder=str(models["encoder"]),
+                                 text_classifier=str(models["sentiment"]))
+    plain = ('<View><Text name="text" value="$text"/><Choices name="sentiment" toName="text">'
+             '<Choice value="fresh"/><Choice value="rotten"/></Choices></View>')
+    mapped = plain.replace('value="fresh"', 'value="fresh" model_label="POSITIVE"').replace(
+        'value="rotten"', 'value="rotten" model_label="NEGATIVE"')
+    try:
+        with TestClient(create_app(settings)) as client:
+            refused = setup(client, plain)
+            assert refused.status_code == 422
+            assert "labels ['fresh', 'rotten'] match none of the classifier's labels" in refused.text
+            assert client.get("/metrics").json()["projects"] == {}
+            assert setup(client, mapped).status_code == 200
+            results = predict(client, [task(1, "a good movie"), task(2, "an awful film")], mapped).json()["results"]
+            assert [r["result"][0]["value"]["choices"] for r in results] == [["fresh"], ["rotten"]]
+    finally:
+        configure_text_encoder(None)
+        pipeline.configure_classifiers(None)

@@ -488,7 +488,8 @@ class Engine:
         if client is not None:
             try:
                 with self._reporting(project):
-                    report["review_tab"] = update_review_tab(client, pid, report["suspects"], version, project.schemas)
+                    report["review_tab"] = update_review_tab(client, pid, report["suspects"], version, project.schemas,
+                                                             set_version=self.settings.push)
             except Exception as exc:
                 report["review_tab_error"] = _printable_error(exc)
                 log.warning("project %s: could not refresh the review tab in Label Studio: %s", pid,

@@ -688,11 +688,14 @@ def review_view_data(task_ids: list[int]) -> dict:
 
 
 def update_review_tab(client: LabelStudioClient, project_id: str, suspects: list[dict], version: str,
-                      schemas: tuple[Schema, ...], *, limit: int = 100) -> int:
+                      schemas: tuple[Schema, ...], *, limit: int = 100, set_version: bool = True) -> int:
     """Refresh the "suggest: review" tab with `suspects` (most suspicious first); returns how many it holds.
 
-    Each suspect task gets a prediction of `version` holding the label the model suggests, scored
-    (1 - suspicion) / 2 so the tab's ordering follows the suspicion; only that one tab is created or changed.
+    Each suspect task gets a prediction of `version` holding the label the model suggests, scored by rank
+    (lowest first) so the tab's ordering follows the suspicion; only that one tab is created or changed.
+    Label Studio orders by the scores of the project's `model_version`: `set_version` points it at
+    `version` when it is not already (the live loop does the same after each push; with no unlabeled
+    task left the loop pushes nothing and leaves it).
     """
     by_name = {s.from_name: s for s in schemas}
     seen: dict[int, dict] = {}
@@ -708,6 +711,8 @@ def update_review_tab(client: LabelStudioClient, project_id: str, suspects: list
                                                                     version, schema.from_name), schemas))
     if rows:
         client.import_predictions(project_id, rows)
+        if set_version and client.request("GET", f"/api/projects/{project_id}").json().get("model_version") != version:
+            client.update_project(project_id, model_version=version)
     held = next((v for v in client.views(project_id)
                  if isinstance(v.get("data"), dict) and v["data"].get("title") == REVIEW_TAB), None)
     client.save_view(project_id, review_view_data([s["task_id"] for s in top]),

@@ -232,3 +232,70 @@ def test_review_tab_filters_the_suspects_by_id():
     (item,) = data["filters"]["items"]
     assert item == {"filter": "filter:tasks:id", "operator": "in_list", "type": "Number", "value": [5, 3]}
     assert review_view_data([])["filters"]["items"][0]["value"] == [-1]
+
+
+# the project's training rule -------------------------------------------------------------------------
+
+
+def _project(tmp_path, consensus: str = "majority"):
+    from suggest.project import open_project
+    from suggest.store import ProjectRecord
+
+    store = Store(tmp_path)
+    record = ProjectRecord("7", CONFIG, None, None)
+    store.save_project(record)
+    return store, record, open_project(store, record, parse_controls(CONFIG), consensus=consensus)
+
+
+def test_weighted_rule_trains_on_the_weighted_consensus_but_never_invents_a_label(tmp_path):
+    store, record, project = _project(tmp_path, "weighted")
+    store.upsert_labels("7", [
+        Label(1, 10, "fresh", "a", updated_at="2026-01-01T00:01", control="sentiment", annotator=1),
+        Label(1, 11, "rotten", "a", updated_at="2026-01-01T00:02", control="sentiment", annotator=2),
+        Label(2, 12, "fresh", "b", ground_truth=True, control="sentiment", annotator=1),
+        Label(2, 13, "rotten", "b", control="sentiment", annotator=2),
+        Label(3, 14, "rotten", "c", control="sentiment", annotator=2),
+    ])
+    assert project.labeled()[1].label == "rotten"  # no report yet: the documented rule (a tie: the latest)
+    project.weighted_consensus = {"sentiment": {1: "fresh", 2: "rotten", 3: "fresh"}}
+    labeled = project.labeled()
+    assert labeled[1].label == "fresh" and labeled[1].annotation_id == 10  # the weighted consensus
+    assert labeled[2].label == "fresh"  # ground truth still wins
+    assert labeled[3].label == "rotten"  # nobody answered "fresh" on task 3: never invented
+    assert project.labeled(rule="majority")[1].label == "rotten"
+    store.put_quality("7", "v1-x", {"consensus": {"sentiment": {"tasks": {"1": {"label": "fresh", "quality": 0.9}}}}})
+    store.close()
+    store2 = Store(tmp_path)
+    from suggest.project import open_project
+
+    reopened = open_project(store2, record, parse_controls(CONFIG), consensus="weighted")
+    assert reopened.weighted_consensus == {"sentiment": {1: "fresh"}} and reopened.labeled()[1].label == "fresh"
+    store2.close()
+
+
+def test_the_report_of_a_trained_project_holds_suspects_agreement_and_consensus(tmp_path, rt_sample):
+    from suggest.quality.report import compute_report, metrics_entry
+
+    store, _, project = _project(tmp_path)
+    flipped = set(range(0, 60, 6))
+    other = {"fresh": "rotten", "rotten": "fresh"}
+    labels = [Label(t, t, other[y] if t in flipped else y, text, control="sentiment", annotator=1)
+              for t, (text, y) in enumerate(rt_sample[:60])]
+    labels += [Label(t, 1000 + t, y, text, control="sentiment", annotator=2, updated_at="z")
+               for t, (text, y) in enumerate(rt_sample[:12])]  # annotator 2 corrects 0 and 6 (and wins the tie)
+    store.upsert_labels("7", labels)
+    assert project.retrain() is not None
+    report = compute_report(project)
+    agreement = report["agreement"]["sentiment"]
+    assert agreement["tasks_shared"] == 12 and agreement["pairs"][0]["percent_agreement"] == round(10 / 12, 4)
+    assert report["label_errors"]["sentiment"]["labels"] == 60 and report["counts"]["annotators"] == 2
+    suspects = report["suspects"]
+    assert suspects and all(s["given"] != s["suggested"] for s in suspects)
+    assert {0, 6}.isdisjoint(s["task_id"] for s in suspects[:3])  # corrected by annotator 2: no longer wrong
+    consensus = report["consensus"]["sentiment"]
+    assert set(consensus["tasks"]) == {str(t) for t in range(12)}
+    assert all(0.0 <= v["quality"] <= 1.0 for v in consensus["tasks"].values())
+    store.put_quality("7", report["model_version"], report)
+    shown = metrics_entry(store.quality("7"), top=3)
+    assert len(shown["top_suspects"]) <= 3 and shown["agreement"]["sentiment"]["tasks"] == 12
+    store.close()

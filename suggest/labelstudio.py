@@ -707,7 +707,8 @@ def update_review_tab(client: LabelStudioClient, project_id: str, suspects: list
     for rank, s in enumerate(top):
         schema = by_name[s.get("control", schemas[0].from_name)]
         score = round(0.5 * rank / max(len(top), 1), 6)  # strictly increasing: the tab keeps the suspicion order
-        rows.append(prediction_import_json(s["task_id"], Prediction(s["suggested"], float(s["score"]), score,
+        suggested = tuple(s["suggested"]) if isinstance(s["suggested"], list) else s["suggested"]  # multi-label
+        rows.append(prediction_import_json(s["task_id"], Prediction(suggested, float(s["score"]), score,
                                                                     version, schema.from_name), schemas))
     if rows:
         client.import_predictions(project_id, rows)

@@ -299,3 +299,32 @@ def test_the_report_of_a_trained_project_holds_suspects_agreement_and_consensus(
     shown = metrics_entry(store.quality("7"), top=3)
     assert len(shown["top_suspects"]) <= 3 and shown["agreement"]["sentiment"]["tasks"] == 12
     store.close()
+
+
+def test_multi_label_suspects_name_the_missing_or_extra_label(tmp_path, rt_sample):
+    from suggest.project import open_project
+    from suggest.quality.report import compute_report
+    from suggest.store import ProjectRecord
+
+    config = ('<View><Text name="text" value="$text"/><Choices name="tags" toName="text" choice="multiple">'
+              '<Choice value="fresh"/><Choice value="rotten"/></Choices></View>')
+    store = Store(tmp_path)
+    record = ProjectRecord("8", config, None, None)
+    store.save_project(record)
+    project = open_project(store, record, parse_controls(config))
+    flipped = set(range(0, 80, 8))
+    other = {"fresh": "rotten", "rotten": "fresh"}
+    store.upsert_labels("8", [Label(t, t, ((other[y] if t in flipped else y),), text, control="tags", annotator=1)
+                              for t, (text, y) in enumerate(rt_sample[:80])])
+    assert project.retrain() is not None
+    report = compute_report(project)
+    assert report["label_errors"]["tags"]["labels"] == 80
+    suspects = report["suspects"]
+    assert suspects and {s["problem"] for s in suspects} <= {"missing label", "extra label"}
+    for s in suspects:
+        if s["problem"] == "extra label":
+            assert s["label"] in s["given"] and s["suggested"] == sorted(set(s["given"]) - {s["label"]})
+        else:
+            assert s["label"] not in s["given"] and s["label"] in s["suggested"]
+    assert len({s["task_id"] for s in suspects[:20]} & flipped) >= 3  # chance: about 2 of the 10 flips
+    store.close()

@@ -182,13 +182,17 @@ def test_it_pre_annotates_before_any_label(classifier) -> None:
 
 def test_the_prior_is_measured_and_kept_only_where_it_helps(classifier) -> None:
     """Labels that agree with the classifier keep its prior; labels that contradict it drop it (weight 0)."""
-    items = [Item(t) for t in TEXTS[:8]] * 2
-    items = [Item(f"{it.text} {'the' * (i // 8)}".strip()) for i, it in enumerate(items)]  # 16 distinct texts
-    agree = TRUTH[:8] * 2
+    items = [Item(t) for t in TEXTS[:8]] * 3
+    items = [Item(f"{it.text} {'the ' * (i // 8)}".strip()) for i, it in enumerate(items)]  # 24 distinct texts
+    agree = TRUTH[:8] * 3
     model = PipelineClassifier(["fresh", "rotten"], model=str(classifier), label_map=SCHEMA.model_labels,
                                cache=MemoryCache()).fit(items, agree)
     assert model.mode == "trained" and model.weight_ > 0, model.measured_
     assert set(model.measured_) == {"0.0", "0.5", "1.0"}
+    few = PipelineClassifier(["fresh", "rotten"], model=str(classifier), label_map=SCHEMA.model_labels,
+                             cache=MemoryCache()).fit(items[:12], ["rotten" if y == "fresh" else "fresh"
+                                                                  for y in agree[:12]])
+    assert few.weight_ == 1.0 and few.measured_ == {}  # under 20 labels: not measured, the prior stays
     flipped = ["rotten" if y == "fresh" else "fresh" for y in agree]
     contrary = PipelineClassifier(["fresh", "rotten"], model=str(classifier), label_map=SCHEMA.model_labels,
                                   cache=MemoryCache()).fit(items, flipped)

@@ -206,7 +206,7 @@ def efficiency(seeds: int, checkpoints: tuple[int, ...] = (10, 20, 50, 100, 200)
         "protocol": f"Rotten Tomatoes: 2,000 snippets train the stand-in classifier, 2,000 test, random labels from "
                     f"the other {len(pool)}, {seeds} seeds; head = the embedding family (MiniLM layers 4+last, "
                     "logistic regression C=3, label prompts as prior); prior = the pipeline family, weight picked "
-                    "by 5-fold cross-validated log-loss among 0, 0.5, 1 (1 below 10 labels)",
+                    "by 5-fold cross-validated log-loss among 0, 0.5, 1 (1 below 20 labels)",
         "classifier_made_in_s": round(made, 1),
         "classifier_alone_accuracy": round(alone, 4),
         "accuracy_mean": {k: {str(n): round(float(np.mean(v)), 4) for n, v in c.items()} for k, c in curves.items()},

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -64,7 +65,7 @@ class _Weights:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
+        torch.set_num_threads(_default_threads())
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.model = AutoModel.from_pretrained(path, local_files_only=True)
         self.model.eval()
@@ -74,6 +75,53 @@ class _Weights:
 
 _weights: dict[str, _Weights] = {}
 _weights_lock = threading.Lock()
+
+
+def import_runtime(model_path: str | None = None) -> float:
+    """Import torch, transformers and the model's architecture module now, without loading weights; seconds.
+
+    Why: these imports hold the GIL for up to ~200 ms at a time (loading big extension modules), so a
+    server does them before it listens: /health and /setup then never wait behind them, and what is
+    left to load in the background (tokenizer and weights, about 0.1 s) barely holds it.
+    """
+    started = time.perf_counter()
+    import importlib
+    import json
+
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+    try:
+        folder = model_path or _packaged_minilm_path()
+        kind = json.loads((Path(folder) / "config.json").read_text()).get("model_type", "")
+        if kind:
+            importlib.import_module(f"transformers.models.{kind.replace('-', '_')}.modeling_{kind.replace('-', '_')}")
+    except (OSError, ValueError, ImportError) as exc:  # the background load will say what is wrong
+        log.debug("could not pre-import the text model's architecture: %s", exc)
+    return time.perf_counter() - started
+
+_thread_budget = threading.local()  # .threads: torch threads for forward passes run by this thread
+
+
+def set_thread_budget(threads: int | None) -> None:
+    """How many torch threads the calling thread's forward passes may use (None: the process default).
+
+    Why: background work (training, re-ranking) on a small machine must leave a core to Label Studio
+    and to requests; a request's own forward pass keeps every thread. Per thread, because one process
+    runs both; applied under the run lock just before each pass, so passes never see another's budget.
+    """
+    _thread_budget.threads = threads
+
+
+def apply_thread_budget(torch, default: int | None = None) -> None:
+    """Set torch's thread count for the pass about to run in this thread (called under the run lock)."""
+    want = getattr(_thread_budget, "threads", None) or default or _default_threads()
+    if torch.get_num_threads() != want:
+        torch.set_num_threads(want)
+
+
+def _default_threads() -> int:
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 def _load_weights(path: str) -> _Weights:
@@ -155,6 +203,7 @@ class TextEncoder:
 
         encoded = self._tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
         with self._run_lock, torch.inference_mode():
+            apply_thread_budget(torch)
             for idx in _token_budget_batches([len(ids) for ids in encoded], self.batch_size, self.token_budget):
                 batch = self._tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt")
                 states = self._layer_states(batch, layers)
@@ -198,6 +247,7 @@ class TextEncoder:
         best = [np.full(len(o), -1, dtype=np.int64) for o in offsets]  # context of the window each piece came from
         cls, sep = self._tokenizer.cls_token_id, self._tokenizer.sep_token_id
         with self._run_lock, torch.inference_mode():
+            apply_thread_budget(torch)
             lengths = [len(ids) + 2 for _, _, ids in pieces]
             for idx in _token_budget_batches(lengths, self.batch_size, self.token_budget):
                 ids_batch = [[cls, *pieces[j][2], sep] for j in idx]

@@ -28,7 +28,7 @@ import numpy as np
 
 from backends.base import Backend, Guess, guesses_from_proba, read_meta
 from backends.embedding import LinearHead, fit_logistic
-from backends.encoders import EmbeddingCache
+from backends.encoders import EmbeddingCache, apply_thread_budget
 from backends.memo import SharedMemo
 from backends.schema import BadInput, Item
 
@@ -280,6 +280,8 @@ class ImageEncoder:
             if pixels:
                 batch = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float().sub_(127.0).div_(128.0)
                 with self._run_lock, torch.inference_mode():
+                    if self._torch_device.type == "cpu":
+                        apply_thread_budget(torch, self.threads)
                     feats = self._model.extract_features(batch.to(self._torch_device)).mean((2, 3))
                     feats = torch.nn.functional.normalize(feats, dim=1)
                 out[rows] = feats.float().cpu().numpy()
@@ -299,8 +301,22 @@ _shared: dict[tuple[int, str | None], ImageEncoder] = {}
 _shared_lock = threading.Lock()
 
 
+_configured: str | None = None  # SUGGEST_IMAGE_ENCODER: a user's vision model folder replacing EfficientNet-Lite0
+
+
+def configure_image_encoder(model_path: str | None) -> None:
+    """Make a user's vision model folder (None: the packaged EfficientNet-Lite0) the default image encoder."""
+    global _configured
+    _configured = model_path or None
+
+
 def shared_image_encoder(size: int = DEFAULT_IMAGE_SIZE, device: str | None = None) -> ImageEncoder:
-    """The process-wide encoder for an input size: weights are loaded once and stay warm."""
+    """The process-wide encoder for an input size: weights are loaded once and stay warm (the configured user
+    encoder, backends/user_image_encoder.py, when one is set and the default size is asked for)."""
+    if _configured is not None and size == DEFAULT_IMAGE_SIZE and device is None:
+        from backends.user_image_encoder import user_image_encoder
+
+        return user_image_encoder(_configured)
     with _shared_lock:
         key = (size, device)
         if key not in _shared:
@@ -310,6 +326,14 @@ def shared_image_encoder(size: int = DEFAULT_IMAGE_SIZE, device: str | None = No
 
 def saved_image_encoder(directory: Path, meta: dict, encoder: ImageEncoder | None = None) -> ImageEncoder:
     """The encoder a saved image model was trained on (its input size); refuses another one."""
+    if encoder is None and _configured is not None:  # the user's encoder, or the packaged one a version predates
+        from backends.user_image_encoder import user_image_encoder
+
+        encoder = user_image_encoder(_configured)
+        if encoder.encoder_id != meta["encoder_id"]:
+            size = int(meta.get("image_size", DEFAULT_IMAGE_SIZE))
+            with _shared_lock:
+                encoder = _shared.setdefault((size, None), ImageEncoder(size))
     encoder = encoder or shared_image_encoder(int(meta.get("image_size", DEFAULT_IMAGE_SIZE)))
     if encoder.encoder_id != meta["encoder_id"]:
         raise ValueError(f"{directory} was trained on {meta['encoder_id']}, not {encoder.encoder_id}")

@@ -60,6 +60,7 @@ SOURCES: dict[str, Source] = {
     "memory_budget_mb": Source(("SUGGEST_MEMORY_MB",)),
     "text_encoder": Source(("SUGGEST_TEXT_ENCODER",)),
     "text_classifier": Source(("SUGGEST_TEXT_CLASSIFIER",)),
+    "image_encoder": Source(("SUGGEST_IMAGE_ENCODER",)),
     "model_class": Source(("SUGGEST_MODEL_CLASS",), "--model"),
     "uncertainty": Source(("SUGGEST_UNCERTAINTY",), "--uncertainty"),
     "batch_size": Source(("SUGGEST_BATCH_SIZE",), "--batch-size"),
@@ -68,6 +69,8 @@ SOURCES: dict[str, Source] = {
     "set_sampling": Source(("SUGGEST_SET_SAMPLING",)),
     "push_interval_seconds": Source(("SUGGEST_PUSH_INTERVAL_SECONDS",)),
     "keep_versions": Source(("SUGGEST_KEEP_VERSIONS",)),
+    "background_nice": Source(("SUGGEST_BACKGROUND_NICE",)),
+    "background_threads": Source(("SUGGEST_BACKGROUND_THREADS",)),
     "debounce_seconds": Source(("SUGGEST_DEBOUNCE_SECONDS",)),
     "max_delay_seconds": Source(("SUGGEST_MAX_DELAY_SECONDS",)),
     "log_level": Source(("LOG_LEVEL",), "--log-level"),
@@ -94,6 +97,7 @@ class Settings:
     memory_budget_mb: int = 1024  # process-wide cap for the in-memory caches
     text_encoder: str | None = None  # a local model folder (or cached hub id) replacing the packaged MiniLM
     text_classifier: str | None = None  # a transformers text-classification folder: pre-annotates, then a prior
+    image_encoder: str | None = None  # a transformers vision model folder replacing EfficientNet-Lite0
     model_class: str | None = None  # package.module:Class in the LabelStudioMLBase shape, hosted instead
     uncertainty: str = "margin"
     batch_size: int = 50  # the diverse, uncertain batch that goes first in Label Studio's queue
@@ -102,6 +106,8 @@ class Settings:
     set_sampling: bool = True  # switch the project to uncertainty sampling when pushing
     push_interval_seconds: float = 15.0  # min seconds between pushes (and syncs) to Label Studio per project
     keep_versions: int = 0  # >0: only suggest's newest N versions keep their predictions in Label Studio
+    background_nice: int = 10  # niceness added to background work (training, embedding, pushes); 0 to 19
+    background_threads: int = 0  # torch threads for background work; 0: all cores but one (at least 1)
     debounce_seconds: float = 0.3
     max_delay_seconds: float = 3.0
     log_level: str = "INFO"
@@ -127,6 +133,11 @@ class Settings:
             if value is not None and value != "":
                 clean[name] = _parse(name, kind, value, origin)
         return replace(cls(), **clean)
+
+    @property
+    def background_thread_budget(self) -> int:
+        """Torch threads background work may use: SUGGEST_BACKGROUND_THREADS, or leave one core free."""
+        return self.background_threads or max(1, (os.cpu_count() or 1) - 1)
 
     @property
     def auth_enabled(self) -> bool:
@@ -187,6 +198,10 @@ def _check(s: Settings) -> None:
             raise bad(name, "a whole number of 1 or more", getattr(s, name))
     if s.keep_versions < 0:
         raise bad("keep_versions", "0 (keep all) or more", s.keep_versions)
+    if not 0 <= s.background_nice <= 19:
+        raise bad("background_nice", "a niceness from 0 (as requests) to 19 (lowest)", s.background_nice)
+    if s.background_threads < 0:
+        raise bad("background_threads", "0 (all cores but one) or a number of threads", s.background_threads)
     for name in ("debounce_seconds", "max_delay_seconds", "push_interval_seconds", "media_deadline_seconds",
                  "max_body_mb"):
         value = getattr(s, name)
@@ -246,6 +261,13 @@ def _check_user_models(s: Settings) -> None:
             check_model_folder(s.text_encoder)
     except ModelFolderError as exc:
         raise SettingsError(f"{SOURCES['text_encoder'].label}: {exc}") from None
+    try:
+        if s.image_encoder:
+            from backends.user_image_encoder import check_image_model_folder
+
+            check_image_model_folder(s.image_encoder)
+    except ModelFolderError as exc:
+        raise SettingsError(f"{SOURCES['image_encoder'].label}: {exc}") from None
     try:
         for folder in parse_classifiers(s.text_classifier).values():
             check_model_folder(folder, classifier=True)

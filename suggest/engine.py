@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from backends.encoders import configure_text_encoder, shared_text_encoder
+from backends.images import configure_image_encoder
 from backends.memo import shared_memo
 from backends.pipeline import configure_classifiers
 from backends.registry import Registry, default_registry
@@ -27,7 +28,7 @@ from suggest.quality.report import metrics_entry
 from suggest.schema import BadInput, Label, SchemaError
 from suggest.store import ProjectRecord, Store, StoreLocked
 from suggest.trainer import Trainer
-from suggest.worker import ProjectWorker
+from suggest.worker import Background, ProjectWorker
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class Engine:
         self.store.sweep_temp_folders()
         configure_text_encoder(settings.text_encoder)  # process-wide, like the encoder it names (issue 15)
         configure_classifiers(settings.text_classifier)
+        configure_image_encoder(settings.image_encoder)
         self.encoder = shared_text_encoder()
         shared_memo().resize(settings.memory_budget_mb * 1024 * 1024)  # one budget for every project's vectors
         self._lock = threading.RLock()
@@ -96,6 +98,7 @@ class Engine:
                 self._open(record)
             except Exception as exc:
                 log.warning("project %s could not be reopened: %s", record.project_id, exc)
+        self.background = Background(settings.background_nice, settings.background_thread_budget)
         self.refresher = PoolRefresher(
             LoopSettings(settings.batch_size, settings.strategy, settings.set_sampling, settings.keep_versions,
                          uncertainty=settings.uncertainty),
@@ -104,9 +107,9 @@ class Engine:
         self.trainer = Trainer(
             debounce=settings.debounce_seconds, max_delay=settings.max_delay_seconds, sync=self.sync,
             on_published=self._after_publish,
-            label_studio_interval=settings.push_interval_seconds,
+            label_studio_interval=settings.push_interval_seconds, background=self.background,
         )
-        self.confirmer = Confirmer(self._confirm)
+        self.confirmer = Confirmer(self._confirm, background=self.background)
         for project in list(self.projects.values()):
             self.trainer.request(project)  # labels acknowledged but not yet trained when the last run died
             if self.confirms(project):  # hints lost by a crash, webhooks lost while down
@@ -115,6 +118,7 @@ class Engine:
             threading.Thread(target=self._load_encoder, name="suggest-encoder-load", daemon=True).start()
 
     def _load_encoder(self) -> None:
+        self.background.enter()  # nobody waits on it yet: /health and /setup must not wait on it either
         try:
             self.encoder.load()
         except Exception:
@@ -196,7 +200,10 @@ class Engine:
     def _setup_access(self, hostname: str | None, token: str | None) -> tuple[str | None, str | None]:
         """The (hostname, token) pair to keep from /setup. With LABEL_STUDIO_API_KEY set, /setup's pair is
         neither kept nor used (the env token goes only to LABEL_STUDIO_URL); with LABEL_STUDIO_URL alone
-        the token is kept for that URL and the hostname is not."""
+        the token is kept for that URL and the hostname is not. An empty (or blank) value means absent: Label
+        Studio sends "" when it has no URL or token to give, and "" must never count as a credential."""
+        hostname = (hostname or "").strip() or None
+        token = (token or "").strip() or None
         if self.settings.label_studio_api_key:
             return None, None
         if self.settings.label_studio_url:
@@ -575,11 +582,12 @@ class Confirmer(ProjectWorker):
     sent while the server was down.
     """
 
-    def __init__(self, confirm: Callable[[str, _Hints], None], *, debounce: float = 0.2, max_delay: float = 1.0):
+    def __init__(self, confirm: Callable[[str, _Hints], None], *, debounce: float = 0.2, max_delay: float = 1.0,
+                 background: Background | None = None):
         self._confirm_fn = confirm
         self.debounce, self.max_delay = debounce, max_delay
         self.errors: dict[str, str] = {}
-        super().__init__("suggest-confirmer")
+        super().__init__("suggest-confirmer", background)
         self._pending: dict[str, _Hints] = {}
         self._start()
 

@@ -172,21 +172,34 @@ class PoolRefresher:
             tasks = client.all_tasks(project.project_id)
             items = ls.unlabeled_rows(tasks, project.schemas, skip_version=version)
             fetched = time.perf_counter()
+            rows: list[dict] = []
             if items:
                 preds, batch = rank_rows(project, items, self.settings)
                 task_ids = [task_id_of(row) for row in items]
+                # Tasks a /predict (Label Studio's "Retrieve predictions") answered while this push ranked
+                # already get a prediction of this version from Label Studio: never a second one.
+                version = next((p[0].model_version for p in preds if p), version)  # a retrain may have published
+                covered = project.claim_predictions(version, [t for t in task_ids if t is not None], "push")
                 rows = [ls.prediction_import_json(t, p, project.schemas)
-                        for t, p in zip(task_ids, preds, strict=True) if p]
+                        for t, p in zip(task_ids, preds, strict=True) if p and t not in covered]
                 ranked = time.perf_counter()
-                client.import_predictions(project.project_id, rows)
+                try:
+                    client.import_predictions(project.project_id, rows)
+                except Exception:
+                    project.release_claims(version, [row["task"] for row in rows], "push")
+                    raise
                 next_tasks = [task_ids[i] for i in batch[:10]]
             else:
                 ranked, next_tasks = fetched, []
             pushed = time.perf_counter()
-            fields: dict = {"model_version": version}
-            if self.settings.set_sampling:
-                fields["sampling"] = UNCERTAINTY_SAMPLING
-            client.update_project(project.project_id, **fields)
+            # Nothing imported (every task labelled, or all already predicted through /predict): Label Studio
+            # refuses a model_version none of its predictions carry (400), so only point at one it holds.
+            held = bool(rows) or version in client.model_versions(project.project_id)
+            if held:
+                fields: dict = {"model_version": version}
+                if self.settings.set_sampling:
+                    fields["sampling"] = UNCERTAINTY_SAMPLING
+                client.update_project(project.project_id, **fields)
             updated = time.perf_counter()
             pruned = self._prune(client, project, version)
         finally:
@@ -194,6 +207,8 @@ class PoolRefresher:
         done = time.perf_counter()
         project.loop_status = {
             "enabled": True,
+            **({} if held else {"note": "nothing to push: no unlabelled task is waiting for a prediction, so "
+                                        "Label Studio's model version was left as it was"}),
             "version": version,
             "tasks_scored": len(items),
             "next_tasks": next_tasks,

@@ -125,6 +125,8 @@ class Project:
         self.last_sync_at = float("-inf")  # monotonic times of the last Label Studio calls (rate limit)
         self.last_push_at = float("-inf")
         self._queue_scores: tuple[str, dict[int, float]] = ("", {})  # version, task id -> pushed score
+        self._claims_lock = threading.Lock()
+        self._claims: tuple[str, dict[int, str]] = ("", {})  # version, task id -> who gives Label Studio its prediction
         self.published = self._initial_model()
 
     # state ------------------------------------------------------------------------------------
@@ -332,6 +334,32 @@ class Project:
     def set_queue_scores(self, version: str, scores: dict[int, float]) -> None:
         """Remember the queue scores the loop pushed for this version (replaced as a whole)."""
         self._queue_scores = (version, scores)
+
+    def claim_predictions(self, version: str, task_ids: list[int], by: str) -> set[int]:
+        """Claim tasks whose prediction of `version` Label Studio is about to store; returns those another
+        side ("push" or "predict") already claimed, which must not get a second one.
+
+        Why: the loop's bulk import and Label Studio's "Retrieve predictions" (/predict) can cover the same
+        tasks at once. Label Studio only skips tasks already holding the version when it starts a retrieval,
+        so a push that lands meanwhile would leave every task with two predictions of one version.
+        """
+        with self._claims_lock:
+            held_version, held = self._claims
+            if held_version != version:
+                held = {}
+                self._claims = (version, held)
+            taken = {t for t in task_ids if held.get(t, by) != by}
+            held.update((t, by) for t in task_ids if t not in taken)
+            return taken
+
+    def release_claims(self, version: str, task_ids: list[int], by: str) -> None:
+        """Give back claims whose predictions never reached Label Studio (a failed import)."""
+        with self._claims_lock:
+            held_version, held = self._claims
+            if held_version == version:
+                for t in task_ids:
+                    if held.get(t) == by:
+                        del held[t]
 
     def predictions_from_proba(self, proba: np.ndarray, version: str) -> list[Prediction]:
         return [Prediction(g.value, g.probability, g.certainty, version, self.schema.from_name)

@@ -20,6 +20,7 @@ import base64
 import json
 import logging
 import secrets
+import time
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,6 +32,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from backends.encoders import import_runtime
 from suggest import __version__
 from suggest import labelstudio as ls
 from suggest.config import Settings
@@ -66,7 +68,8 @@ class PredictRequest(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    results: list[dict[str, Any]]
+    results: list[dict[str, Any] | list[dict[str, Any]]] = Field(
+        description="per task, in order: its prediction, or [] (no new one: the loop has just pushed this version's)")
     model_version: str
 
 
@@ -92,6 +95,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.engine = engine or Engine(settings)
+        # Before listening: the heavy imports hold the GIL for long stretches, and would stall /health and /setup.
+        model_path = getattr(app.state.engine.encoder, "model_path", None)
+        seconds = await _run_sync(_import_before_listening, model_path if isinstance(model_path, str) else None)
+        log.info("torch, transformers and label-studio-sdk imported in %.1f s; the encoder loads in the background",
+                 seconds)
         yield
         if engine is None:
             app.state.engine.close()
@@ -142,9 +150,13 @@ def create_app(
         return request.app.state.engine
 
     @app.get("/health", summary="Liveness, from memory; never needs credentials")
-    def health(request: Request) -> dict:
-        eng = engine_of(request)
-        return {"status": "UP", "model_class": "EmbeddingClassifier", "encoder_loaded": eng.encoder.loaded}
+    async def health(request: Request) -> dict:
+        """Always "status": "UP" (Label Studio only needs a 200 with JSON); "model" says "loading" until the
+        encoder can answer a /predict, then "ready". Async: answered on the event loop, never queued
+        behind request threads."""
+        loaded = engine_of(request).encoder.loaded
+        return {"status": "UP", "model": "ready" if loaded else "loading", "model_class": "EmbeddingClassifier",
+                "encoder_loaded": loaded}
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(guard)])
     def openapi() -> JSONResponse:
@@ -198,15 +210,27 @@ def create_app(
             if len(body.tasks) == 1:
                 raise problem  # type: ignore[misc]
             log.warning("predict: skipping task %d of %d: %s", i, len(body.tasks), problem)
+        # Label Studio stores what a batch /predict answers; a task the loop's push already covers for this
+        # version gets [] (no prediction) so it never holds two of one version. Interactive calls (a context)
+        # store nothing and always get an answer.
+        claimed_version = project.model_version
+        interactive = isinstance(body.params, dict) and body.params.get("context") is not None
+        ids = [t for row in rows if (t := _task_id(row)) is not None]
+        covered = set() if interactive else project.claim_predictions(claimed_version, ids, "predict")
         predictions = project.predict_rows(rows)
         version = project.model_version
         for preds in predictions:
             if preds:
                 version = preds[0].model_version
                 break
-        results: list[dict | None] = [None] * len(body.tasks)
-        for pos, preds in zip(positions, predictions, strict=True):
-            results[pos] = ls.prediction_json(preds, project.schemas) if preds else None
+        if version != claimed_version:
+            covered = set()
+        results: list[dict | list | None] = [None] * len(body.tasks)
+        for pos, row, preds in zip(positions, rows, predictions, strict=True):
+            if _task_id(row) in covered:
+                results[pos] = []
+            else:
+                results[pos] = ls.prediction_json(preds, project.schemas) if preds else None
         filled = [r if r is not None else ls.empty_prediction(version) for r in results]
         return PredictResponse(results=filled, model_version=version)
 
@@ -248,6 +272,22 @@ def create_app(
         return engine_of(request).metrics(ls.project_key(project) if project else None)
 
     return app
+
+
+_WARM_CONFIG = '<View><Text name="t" value="$t"/><Choices name="c" toName="t"><Choice value="a"/><Choice value="b"/>' \
+               '</Choices></View>'
+
+
+def _import_before_listening(model_path: str | None) -> float:
+    """The imports a first /setup and the encoder load would otherwise do while requests wait; seconds."""
+    started = time.perf_counter()
+    ls.parse_controls(_WARM_CONFIG)  # label-studio-sdk: 0.4 s of imports on the first /setup otherwise
+    import_runtime(model_path)
+    return time.perf_counter() - started
+
+
+def _task_id(row: dict[str, Item]) -> int | None:
+    return next(iter(row.values())).task_id if row else None
 
 
 def _project_of(body: PredictRequest) -> str:

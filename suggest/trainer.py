@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from suggest.project import Project
-from suggest.worker import ProjectWorker
+from suggest.worker import Background, ProjectWorker
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class Trainer(ProjectWorker):
         label_studio_interval: float = 5.0,
         push_quiet: float = 2.0,
         max_push_wait: float = 60.0,
+        background: Background | None = None,
     ):
         self.debounce = debounce
         self.max_delay = max_delay
@@ -52,7 +53,7 @@ class Trainer(ProjectWorker):
         self.max_push_wait = max_push_wait  # ... unless the last push is this old
         self._sync = sync
         self._on_published = on_published
-        super().__init__("suggest-trainer")
+        super().__init__("suggest-trainer", background)
         self._pending: dict[str, tuple[Project, _Pending]] = {}
         self._start()
 
@@ -131,8 +132,12 @@ class Trainer(ProjectWorker):
         """
         now = time.monotonic()
         sync_later = False
+        # A sync re-reads every annotation (one export: at 10,000 tasks seconds of Label Studio's CPU): like a
+        # push it waits for annotators to pause, at least every `max_push_wait` s. Labels still arrive meanwhile:
+        # each annotation event is confirmed on its own and trains.
+        sync_at = self._when_due(project.last_sync_at, pending.last)
         if pending.sync and self._sync is not None:
-            if now - project.last_sync_at >= self.label_studio_interval:
+            if now >= sync_at:
                 project.last_sync_at = now
                 self._safely(project, "syncing with Label Studio", partial(self._sync, project))
             else:
@@ -148,8 +153,7 @@ class Trainer(ProjectWorker):
         # Push when annotators pause (a bulk insert into Label Studio's database slows their saves),
         # but at least every `max_push_wait` seconds during continuous work, and never more often
         # than `label_studio_interval`.
-        pause_at = min(pending.last + self.push_quiet, project.last_push_at + self.max_push_wait)
-        push_at = max(project.last_push_at + self.label_studio_interval, pause_at)
+        push_at = self._when_due(project.last_push_at, pending.last)
         if want_push and now < push_at:
             self.request(project, push=True, sync=sync_later, not_before=push_at, last_event=pending.last)
             return
@@ -157,7 +161,13 @@ class Trainer(ProjectWorker):
             project.last_push_at = time.monotonic()
             self._safely(project, "re-ranking the pool in Label Studio", partial(self._on_published, project))
         if sync_later:
-            self.request(project, sync=True, not_before=project.last_sync_at + self.label_studio_interval)
+            self.request(project, sync=True, not_before=sync_at, last_event=pending.last)
+
+    def _when_due(self, last_call: float, last_event: float) -> float:
+        """When a Label Studio call (push or sync) may run: once annotators pause, at least every
+        `max_push_wait` s during continuous work, never more often than `label_studio_interval`."""
+        pause_at = min(last_event + self.push_quiet, last_call + self.max_push_wait)
+        return max(last_call + self.label_studio_interval, pause_at)
 
     @staticmethod
     def _safely(project: Project, what: str, fn: Callable):

@@ -6,23 +6,65 @@ of pending work per project, the project being served, and a clean stop.
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
+
+from backends.encoders import set_thread_budget
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Background:
+    """How much of the machine background work may take (SUGGEST_BACKGROUND_NICE / _THREADS).
+
+    Why: Label Studio often shares the host, and an annotation save waits on its CPU; work nobody is
+    waiting for runs at a lower OS priority and with fewer torch threads than a request gets.
+    """
+
+    nice: int = 0  # added to the process's niceness for the worker thread (and threads it starts)
+    threads: int | None = None  # torch threads for its forward passes (None: the process default)
+
+    def enter(self) -> None:
+        """Apply to the calling thread: on Linux a thread is a task with its own niceness."""
+        set_thread_budget(self.threads)
+        if self.nice > 0:
+            lower_thread_priority(self.nice)
+
+
+def lower_thread_priority(nice: int) -> bool:
+    """Raise the calling OS thread's niceness by `nice` (at most 19); False where the OS refuses."""
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + nice))
+        return True
+    except (OSError, AttributeError) as exc:  # not Linux, or not allowed
+        log.info("could not lower the priority of %s: %s", threading.current_thread().name, exc)
+        return False
 
 
 class ProjectWorker:
     """Subclasses fill `_pending` (project id -> work) under `_cond` and implement `_loop`."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, background: Background | None = None):
         self._pending: dict[str, Any] = {}
         self._running: str | None = None
         self._cond = threading.Condition()
         self._stopped = False
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._background = background or Background()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def _start(self) -> None:
         self._thread.start()
+
+    def _run(self) -> None:
+        self._background.enter()
+        self._loop()
 
     def _loop(self) -> None:
         raise NotImplementedError

@@ -134,10 +134,26 @@ def load_user_models(settings: Settings) -> None:
     if settings.text_encoder:
         configure_text_encoder(settings.text_encoder)
         load("text_encoder", lambda: shared_text_encoder().load().encode(["a test sentence"]))
+    if settings.image_encoder:
+        from backends.images import configure_image_encoder, shared_image_encoder
+
+        configure_image_encoder(settings.image_encoder)
+        load("image_encoder", lambda: shared_image_encoder().load().encode([_blank_png()]))
     if settings.text_classifier:
         configure_classifiers(settings.text_classifier)
         for folder in parse_classifiers(settings.text_classifier).values():
             load("text_classifier", lambda f=folder: shared_scorer(f).load().encode(["a test sentence"]))
+
+
+def _blank_png() -> bytes:
+    """A small grey PNG: enough for a user's image encoder to prove it runs at start."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def _limit_malloc_arenas(arenas: int = 2) -> None:

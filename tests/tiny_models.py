@@ -134,3 +134,19 @@ def tiny_token_classifier(folder: Path, labels: tuple[str, ...] = ("O", "B-PER",
         for j in range(len(labels)):
             model.classifier.weight[j, j] = 4.0
     return _save(model, folder)
+
+
+def tiny_vision(folder: Path, seed: int = 0) -> Path:
+    """A ViTModel folder (32 px, patches of 8, width 32, 2 layers) with the preprocessor config users ship."""
+    import torch
+    from transformers import ViTConfig, ViTModel
+
+    torch.manual_seed(seed)
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=48)
+    ViTModel(config).eval().save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "ViTImageProcessor", "do_resize": True, "size": {"height": 32, "width": 32},
+        "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5]}))
+    return folder

@@ -307,3 +307,43 @@ def test_through_the_api_unmappable_is_a_422_and_mapped_labels_pre_annotate(tmp_
     finally:
         configure_text_encoder(None)
         pipeline.configure_classifiers(None)
+
+
+# the image encoder ------------------------------------------------------------------------------------------
+
+
+def test_a_user_image_encoder_serves_image_controls(tmp_path) -> None:
+    from backends.images import ImageClassifier, ImageEncoder, configure_image_encoder, saved_image_encoder
+    from backends.user_image_encoder import UserImageEncoder
+    from tests.samples import png
+    from tests.tiny_models import tiny_vision
+
+    folder = tiny_vision(tmp_path / "tiny-vit")
+    schema = Schema("kind", "image", "image", ("warm", "cool"), object_type="image")
+    configure_image_encoder(str(folder))
+    try:
+        family = Registry(BUILTINS).family_for(schema)
+        model = family.make(schema, Context(cache=MemoryCache()))
+        assert isinstance(model.encoder, UserImageEncoder)
+        assert model.encoder.dim == 32 and model.encoder.size == 32
+        assert model.encoder.encoder_id.startswith("tiny-vit-") and model.encoder.encoder_id.endswith("-32px")
+        items = [Item(f"img{i}.png", i, png(i % 2 == 0, i)) for i in range(8)]
+        X = model.embed(items)
+        assert X.shape == (8, 32)
+        np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
+        check_backend(family, schema, items, ["warm" if i % 2 == 0 else "cool" for i in range(8)])
+        # a version trained on the packaged encoder keeps it (its head lives in 1280-d EfficientNet space)
+        old = saved_image_encoder(tmp_path, {"encoder_id": "efficientnet-lite0-160px", "image_size": 160})
+        assert type(old) is ImageEncoder and old.encoder_id == "efficientnet-lite0-160px"
+        assert isinstance(ImageClassifier(["warm", "cool"]).encoder, UserImageEncoder)
+    finally:
+        configure_image_encoder(None)
+    with pytest.raises(SettingsError, match="SUGGEST_IMAGE_ENCODER: .* has no preprocessor_config.json"):
+        Settings.from_env({"SUGGEST_IMAGE_ENCODER": _no_preprocessor(tmp_path)})
+
+
+def _no_preprocessor(tmp_path: Path) -> str:
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    return str(folder)

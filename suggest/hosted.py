@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ class HostedModel(CachedTextEmbeddings, Backend):
         self.encoder = encoder or shared_text_encoder()
         self.cache = cache
         self.instance = model_class(project_id=project_id, label_config=label_config)
+        self._lock = threading.Lock()  # /predict and the pool re-rank may call the same instance at once
 
     @property
     def mode(self) -> str:
@@ -98,7 +100,8 @@ class HostedModel(CachedTextEmbeddings, Backend):
         """The class's predictions; its `score` is the probability and the certainty (0.5 when it gives none)."""
         if not items:
             return []
-        raw = self.instance.predict([self._task(it, i) for i, it in enumerate(items)], context=None)
+        with self._lock:
+            raw = self.instance.predict([self._task(it, i) for i, it in enumerate(items)], context=None)
         predictions = list(getattr(raw, "predictions", raw) or [])
         if len(predictions) != len(items):
             raise ValueError(f"{self.model_class.__name__}.predict returned {len(predictions)} predictions for "
@@ -123,7 +126,8 @@ class HostedModel(CachedTextEmbeddings, Backend):
         fit = getattr(self.instance, "fit", None)
         if callable(fit):
             data = {"action": "START_TRAINING", "project": {"id": self.project_id}, "tasks": tasks}
-            fit("START_TRAINING", data, tasks=tasks)
+            with self._lock:
+                fit("START_TRAINING", data, tasks=tasks)
         self.fitted_ = True
         return self
 

@@ -692,7 +692,8 @@ def update_review_tab(client: LabelStudioClient, project_id: str, suspects: list
     """Refresh the "suggest: review" tab with `suspects` (most suspicious first); returns how many it holds.
 
     Each suspect task gets a prediction of `version` holding the label the model suggests, scored by rank
-    (lowest first) so the tab's ordering follows the suspicion; only that one tab is created or changed.
+    (0.99 for the first, rising) so the tab's ordering follows the suspicion; only that one tab is created or
+    changed.
     Label Studio orders by the scores of the project's `model_version`: `set_version` points it at
     `version` when it is not already (the live loop does the same after each push; with no unlabeled
     task left the loop pushes nothing and leaves it).
@@ -706,7 +707,9 @@ def update_review_tab(client: LabelStudioClient, project_id: str, suspects: list
     rows = []
     for rank, s in enumerate(top):
         schema = by_name[s.get("control", schemas[0].from_name)]
-        score = round(0.5 * rank / max(len(top), 1), 6)  # strictly increasing: the tab keeps the suspicion order
+        # strictly increasing, so the tab keeps the suspicion order; near 1 ("certain"), so where a suspect still
+        # waits for more annotators (overlap > 1) uncertainty sampling does not serve it first
+        score = round(0.99 + 0.01 * rank / max(len(top), 1), 6)
         suggested = tuple(s["suggested"]) if isinstance(s["suggested"], list) else s["suggested"]  # multi-label
         rows.append(prediction_import_json(s["task_id"], Prediction(suggested, float(s["score"]), score,
                                                                     version, schema.from_name), schemas))

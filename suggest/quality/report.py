@@ -176,6 +176,8 @@ def metrics_entry(report: dict | None, top: int = 10) -> dict:
     return {"model_version": report.get("version"), "computed_at": report.get("computed_at"),
             "counts": report.get("counts", {}), "agreement": summary(report.get("agreement", {})),
             "top_suspects": report.get("suspects", [])[:top], "seconds": report.get("seconds"),
+            "consensus_changed": {c: e.get("changed_from_majority") for c, e in (report.get("consensus") or {}).items()
+                                  if "changed_from_majority" in e},
             "error": report.get("error")}
 
 

@@ -298,6 +298,7 @@ def test_the_report_of_a_trained_project_holds_suspects_agreement_and_consensus(
     store.put_quality("7", report["model_version"], report)
     shown = metrics_entry(store.quality("7"), top=3)
     assert len(shown["top_suspects"]) <= 3 and shown["agreement"]["sentiment"]["tasks"] == 12
+    assert shown["consensus_changed"] == {"sentiment": consensus["changed_from_majority"]}
     store.close()
 
 

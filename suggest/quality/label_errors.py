@@ -28,17 +28,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backends.embedding import fit_logistic
+from backends.embedding import LinearHead, fit_logistic
 
 
 def out_of_fold_proba(X: np.ndarray, y: np.ndarray, n_classes: int, *, folds: int = 5, C: float = 3.0,
-                      seed: int = 0, max_iter: int = 200, prior: tuple[np.ndarray, np.ndarray, float] | None = None
-                      ) -> np.ndarray:
+                      seed: int = 0, max_iter: int = 200, prior: tuple[np.ndarray, np.ndarray, float] | None = None,
+                      init: LinearHead | None = None) -> np.ndarray:
     """(n, n_classes) probabilities, each row from a head fitted on the other folds.
 
     `y` holds class indices 0..n_classes-1. Folds are stratified (every class spread over all folds).
     `prior`: (vectors, class indices, weight) pseudo-examples added to every fold's training set, as the
     served head does with its label prompts. A fold whose training part holds one class predicts it.
+    `init`: a head over the class indices to start each fold's fit from (the served one: fewer iterations).
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
@@ -62,7 +63,7 @@ def out_of_fold_proba(X: np.ndarray, y: np.ndarray, n_classes: int, *, folds: in
         if len(present) < 2:
             proba[np.ix_(test, present)] = 1.0
             continue
-        head = fit_logistic(Xt, yt, wt, C=C, max_iter=max_iter)
+        head = fit_logistic(Xt, yt, wt, C=C, max_iter=max_iter, init=init)
         proba[np.ix_(test, head.classes_.astype(int))] = head.predict_proba(X[test])
     return proba
 

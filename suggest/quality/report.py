@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from backends.embedding import LinearHead
 from suggest.kinds import kind_of, kind_of_answer
 from suggest.quality.agreement import control_agreement, ratings_of, summary
 from suggest.quality.consensus import weighted_consensus
@@ -136,7 +137,12 @@ def _classification_suspects(project: Project, schema: Schema, labeled: dict[int
     if protos is not None and weight > 0 and len(protos) == len(classes):
         prior = (np.asarray(protos, dtype=np.float64), np.arange(len(classes)), weight)
     folds = folds_for(len(tasks))
-    proba = out_of_fold_proba(X, y, len(classes), folds=folds, C=float(getattr(model, "C", 3.0)), prior=prior)
+    head = getattr(model, "head_", None)
+    init = None
+    if isinstance(head, LinearHead) and all(str(c) in classes for c in head.classes_):
+        init = LinearHead(np.array([classes.index(str(c)) for c in head.classes_]), head.coef_, head.intercept_)
+    proba = out_of_fold_proba(X, y, len(classes), folds=folds, C=float(getattr(model, "C", 3.0)), prior=prior,
+                              init=init)
     found = find_suspects(proba, y)
     suspects = [{"task_id": tasks[i], "control": schema.from_name, "given": classes[y[i]],
                  "suggested": classes[int(j)], "score": round(float(s), 4)}

@@ -329,3 +329,20 @@ def test_multi_label_suspects_name_the_missing_or_extra_label(tmp_path, rt_sampl
             assert s["label"] not in s["given"] and s["label"] in s["suggested"]
     assert len({s["task_id"] for s in suspects[:20]} & flipped) >= 3  # chance: about 2 of the 10 flips
     store.close()
+
+
+def test_a_warm_started_head_reaches_the_same_fit():
+    """The out-of-fold fits start from the served head; the problem is convex, so only the path changes."""
+    from backends.embedding import LinearHead, fit_logistic
+
+    rng = np.random.default_rng(4)
+    for k in (2, 3):
+        X = rng.normal(size=(300, 8))
+        y = (X[:, :k] + rng.normal(0, 0.5, (300, k))).argmax(axis=1)
+        cold = fit_logistic(X, y, C=3.0, max_iter=500, tol=1e-8)
+        full = fit_logistic(X[:250], y[:250], C=3.0, max_iter=500)
+        reordered = LinearHead(full.classes_[::-1], -full.coef_ if k == 2 else full.coef_[::-1],
+                               -full.intercept_ if k == 2 else full.intercept_[::-1])
+        for init in (full, reordered):  # either class order of the starting head
+            warm = fit_logistic(X, y, C=3.0, max_iter=500, tol=1e-8, init=init)
+            assert np.allclose(warm.predict_proba(X), cold.predict_proba(X), atol=1e-4)

@@ -280,11 +280,11 @@ def quality(
 
     out = Console()
     counts = report.get("counts", {})
-    out.print(escape(f"project {key}, version {report.get('version')} ({report.get('computed_at')}): "
-                     f"{counts.get('annotations', 0)} annotations by {counts.get('annotators', 0)} annotator(s), "
-                     f"{counts.get('suspects', 0)} suspected label error(s)"))
+    print(f"project {key}, version {report.get('version')} ({report.get('computed_at')}): "
+          f"{counts.get('annotations', 0)} annotations by {counts.get('annotators', 0)} annotator(s), "
+          f"{counts.get('suspects', 0)} suspected label error(s)")
     for control, line in summary(report.get("agreement", {})).items():
-        out.print(escape(f"agreement {control}: {json.dumps(line)}"))
+        print(f"agreement {control}: {json.dumps(line)}")
     table = Table(title="suspected label errors, most suspicious first")
     for col in ("task", "control", "given", "suggested", "score"):
         table.add_column(col)

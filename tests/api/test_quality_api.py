@@ -57,3 +57,7 @@ def test_two_annotators_flipped_labels_show_in_metrics_and_the_cli(client, setti
     assert len(top & planted) >= len(planted) // 2, (top, planted)  # planted flips rank near the top
     csv_out = CliRunner().invoke(app, ["quality", "7", "--model-dir", str(settings.model_dir), "--format", "csv"])
     assert csv_out.exit_code == 0 and csv_out.output.splitlines()[0] == "task_id,control,given,suggested,score"
+    table = CliRunner().invoke(app, ["quality", "7", "--model-dir", str(settings.model_dir)])
+    assert table.exit_code == 0 and "2 annotator(s)" in table.output and str(suspects[0]["task_id"]) in table.output
+    unknown = CliRunner().invoke(app, ["quality", "99", "--model-dir", str(settings.model_dir)])
+    assert unknown.exit_code == 2 and "no project 99" in unknown.output

@@ -132,10 +132,11 @@ class Trainer(ProjectWorker):
         """
         now = time.monotonic()
         sync_later = False
-        # A sync re-reads every annotation (one export: at 10,000 tasks seconds of Label Studio's CPU): like a
-        # push it waits for annotators to pause, at least every `max_push_wait` s. Labels still arrive meanwhile:
-        # each annotation event is confirmed on its own and trains.
-        sync_at = self._when_due(project.last_sync_at, pending.last)
+        # A sync re-reads every annotation (one export: at 10,000 tasks seconds of Label Studio's CPU), so it runs
+        # at most every `label_studio_interval` s. Waiting for annotators to pause instead (as pushes do) was
+        # tried and reverted: a deferred entry carries its delay to every event merged into it, so during
+        # continuous saves with START_TRAINING on each, retrains stalled for up to `max_push_wait` s.
+        sync_at = project.last_sync_at + self.label_studio_interval
         if pending.sync and self._sync is not None:
             if now >= sync_at:
                 project.last_sync_at = now
@@ -161,7 +162,7 @@ class Trainer(ProjectWorker):
             project.last_push_at = time.monotonic()
             self._safely(project, "re-ranking the pool in Label Studio", partial(self._on_published, project))
         if sync_later:
-            self.request(project, sync=True, not_before=sync_at, last_event=pending.last)
+            self.request(project, sync=True, not_before=project.last_sync_at + self.label_studio_interval)
 
     def _when_due(self, last_call: float, last_event: float) -> float:
         """When a Label Studio call (push or sync) may run: once annotators pause, at least every

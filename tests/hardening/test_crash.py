@@ -104,6 +104,12 @@ class Burst:
 
 
 def _check_after_restart(srv: Server, acked: set[int], attempted: set[int]) -> dict:
+    # the restarted server retrains what the dead one had not (in the background, niced): let it finish, or
+    # its own version in progress shows as a temp folder or a newer version than the metrics read
+    deadline = time.monotonic() + 120
+    while httpx.get(f"{srv.url}/metrics", timeout=30).json()["projects"]["7"]["training"]:
+        assert time.monotonic() < deadline, "the restarted server never went idle"
+        time.sleep(0.2)
     metrics = httpx.get(f"{srv.url}/metrics", timeout=30).json()["projects"]["7"]
     exported = _export(srv.model_dir)
     lost = acked - exported
@@ -135,6 +141,9 @@ def test_kill_9_during_a_burst_and_retrains_loses_nothing(server: Server):
     attempted: set[int] = set()
     rounds = []
     server.env["SUGGEST_PUSH"] = "0"
+    # Durability under kill -9 is what is tested here, so retrains must publish during the burst: at the default
+    # background niceness they yield to the burst's own request handling (issue 20) and rarely publish within 12 s.
+    server.env["SUGGEST_BACKGROUND_NICE"] = "0"
     server.start(encoder=True)
     httpx.post(f"{server.url}/setup", json={"project": PROJECT, "schema": CONFIG}, timeout=30).raise_for_status()
     # warm-up (part of the burst): every text once, so later retrains take 0.1 s, not 5 s of embedding
@@ -152,9 +161,10 @@ def test_kill_9_during_a_burst_and_retrains_loses_nothing(server: Server):
             time.sleep(rng.uniform(2.0, 6.0))
         elif kill == "mid-publish":  # let one version out, then kill while the next one is being written
             published = len(list(vdir.glob("v*")))
-            while time.monotonic() - started < 12 and len(list(vdir.glob("v*"))) == published:
+            # 45 s: after each publish the quality report runs (out-of-fold fits), so versions come seconds apart
+            while time.monotonic() - started < 45 and len(list(vdir.glob("v*"))) == published:
                 time.sleep(0.01)
-            while time.monotonic() - started < 12 and not list(vdir.glob(".tmp-*")):
+            while time.monotonic() - started < 45 and not list(vdir.glob(".tmp-*")):
                 time.sleep(0.0005)
         killed_after = round(time.monotonic() - started, 2) if kill else None
         if kill:

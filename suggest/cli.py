@@ -468,3 +468,14 @@ def rank(
             raise typer.BadParameter(str(exc)) from None
     for row in rows:
         print(json.dumps(row, ensure_ascii=False))
+
+
+def _register_parts() -> None:
+    """Commands that live in their own modules (suggest/cli_*.py), each registering itself on `app`."""
+    from suggest import cli_data, cli_standing
+
+    for part in (cli_standing, cli_data):
+        part.register(app)
+
+
+_register_parts()

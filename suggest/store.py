@@ -24,8 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from suggest import store_history, store_standing, store_tasks
 from suggest.kinds import KINDS, kind_of_answer, legacy_kind
 from suggest.schema import Label
+from suggest.store_history import HistoryStore
+from suggest.store_standing import StandingStore
+from suggest.store_tasks import TaskListStore
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +121,7 @@ class ProjectRecord:
     ls_checked_at: float | None = None
 
 
-class Store:
+class Store(StandingStore, HistoryStore, TaskListStore):
     """One SQLite database and the version folders under a model directory."""
 
     def __init__(self, model_dir: Path | str, *, max_embeddings: int = DEFAULT_MAX_EMBEDDINGS):
@@ -139,6 +143,12 @@ class Store:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA_SQL)
         self._migrate()
+        for part in (store_standing, store_history, store_tasks):  # each part's tables (suggest/store_*.py)
+            if part.SCHEMA_SQL:
+                self._db.executescript(part.SCHEMA_SQL)
+        self._migrate_standing()
+        self._migrate_history()
+        self._migrate_tasks()
 
     def _migrate(self) -> None:
         """Add what older stores lack, once: `answers` (multi-control projects; old rows read as control

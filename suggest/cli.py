@@ -209,25 +209,6 @@ def status(model_dir: ModelDir = None) -> None:
         print(label_studio_state(record, settings) + "\n")
 
 
-@app.command()
-def export(
-    project: Annotated[str, typer.Argument(help="Label Studio project id")],
-    model_dir: ModelDir = None,
-) -> None:
-    """Print a project's stored annotations as JSON lines (task_id, annotation_id, control, label, text).
-
-    `label` is a label, a list of labels (multi-label) or a list of {start, end, label, text} spans.
-    """
-    from suggest.schema import answer_to_json
-    from suggest.store import Store
-
-    store = Store(_settings(model_dir=model_dir).model_dir)
-    for label in store.labels(project):
-        print(json.dumps({"task_id": label.task_id, "annotation_id": label.annotation_id, "control": label.control,
-                          "label": answer_to_json(label.label), "text": label.text,
-                          "ground_truth": label.ground_truth}, ensure_ascii=False))
-
-
 QUALITY_FORMATS = ("table", "json", "csv")
 
 

@@ -735,3 +735,48 @@ def labels_from_tasks(tasks: list[dict], schemas: Schema | tuple[Schema, ...]) -
             except BadInput as exc:
                 log.warning("skipping annotation %s from Label Studio: %s", annotation.get("id"), exc)
     return labels
+
+
+# export (issue 18): stored annotations back into Label Studio's import format ------------------
+
+
+def answer_result_json(answer: Answer, schema: Schema) -> list[dict]:
+    """One control's answer as the regions of an annotation's `result` (no score: an annotator's answer).
+
+    The inverse of the readers above: `annotation_labels` reads these regions back to the same answer."""
+    if schema.task_kind == "spans":
+        return [{"id": f"{schema.from_name}-{i}", "from_name": schema.from_name, "to_name": schema.to_name,
+                 "type": "labels", "value": {"start": sp.start, "end": sp.end, "text": sp.text, "labels": [sp.label]}}
+                for i, sp in enumerate(answer) if isinstance(sp, Span)]
+    choices = [answer] if isinstance(answer, str) else list(answer)
+    if not choices:
+        return []
+    return [{"from_name": schema.from_name, "to_name": schema.to_name, "type": "choices",
+             "value": {"choices": choices}}]
+
+
+def export_task_json(task_id: int, data: dict[str, str], annotations: list[list[Label]],
+                     schemas: tuple[Schema, ...]) -> dict:
+    """One task in Label Studio's import format: its data and one annotation per list of Labels (the
+    controls one annotation answered). `completed_by` is the annotator's user id where it is known (Label
+    Studio accepts ids of its organization's members); `ground_truth` is always explicit, since an
+    import without it makes every annotation ground truth."""
+    by_name = {s.from_name: s for s in schemas}
+    out = []
+    for group in annotations:
+        first = group[0]
+        result: list[dict] = []
+        for lb in group:
+            schema = by_name.get(lb.control or schemas[0].from_name)
+            if schema is not None:
+                result += answer_result_json(lb.label, schema)
+        ann: dict[str, Any] = {"id": first.annotation_id, "result": result, "ground_truth": first.ground_truth,
+                               "was_cancelled": False, "lead_time": first.lead_time}
+        if first.annotator is not None:
+            ann["completed_by"] = first.annotator
+        if first.created_at:
+            ann["created_at"] = first.created_at
+        if first.updated_at:
+            ann["updated_at"] = first.updated_at
+        out.append(ann)
+    return {"data": dict(data), "annotations": out, "meta": {"suggest_task_id": task_id}}

@@ -208,18 +208,21 @@ class Project:
     def annotations(self) -> list[Label]:
         return self.store.labels(self.project_id)
 
-    def labeled(self, control: str | None = None, rule: str | None = None) -> dict[int, Label]:
+    def labeled(self, control: str | None = None, rule: str | None = None,
+                annotations: list[Label] | None = None) -> dict[int, Label]:
         """Per-task answers of one control (the first by default) after the multi-annotator rule.
 
         Answers of another kind or outside the config's labels are dropped: the config may have changed since.
         `rule` (default: the project's `consensus`): "majority" is the documented rule; "weighted" takes, on
         tasks several people answered, the last quality report's model-weighted consensus (the annotation
-        that gave that label), so a label nobody gave is never invented.
+        that gave that label), so a label nobody gave is never invented. `annotations`: read from these instead
+        of the store (a retrain passes the snapshot it pins).
         """
         schema = self._schema_of(control)
         kind = kind_of(schema)
         first = self.schema.from_name
-        mine = [lb for lb in self.annotations() if (lb.control or first) == schema.from_name]
+        source = self.annotations() if annotations is None else annotations
+        mine = [lb for lb in source if (lb.control or first) == schema.from_name]
         resolved = resolve_labels(mine)
         weighted = self.weighted_consensus.get(schema.from_name) if (rule or self.consensus) == "weighted" else None
         if weighted:
@@ -397,7 +400,8 @@ class Project:
         """
         with self._train_lock:
             schemas = self.schemas  # what this round trains for; a config change meanwhile voids it
-            labeled = {s.from_name: self.labeled(s.from_name) for s in schemas}
+            annotations, snapshot = self.store.labels_with_head(self.project_id)  # the history position pinned
+            labeled = {s.from_name: self.labeled(s.from_name, annotations=annotations) for s in schemas}
             if len(schemas) == 1:
                 fingerprint = labels_fingerprint(labeled[schemas[0].from_name])
             else:
@@ -436,7 +440,7 @@ class Project:
                 version = f"v{self.store.next_seq(self.project_id)}-{uuid.uuid4().hex[:6]}"
                 record = self.store.publish_version(
                     self.project_id, version, self._saver(models), n_labels=n_labels, train_seconds=seconds,
-                    info=info,
+                    info=info, snapshot=snapshot,
                 )
                 self.published = Published(models, version, record)
             self.last_error = None

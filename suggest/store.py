@@ -273,11 +273,15 @@ class Store(StandingStore, HistoryStore, TaskListStore):
 
     def upsert_labels(self, project_id: str, labels: Iterable[Label]) -> None:
         """Store annotations; the Labels of one annotation (one per control) replace its whole row."""
+        rows = _rows(project_id, labels)
         with self._tx() as db:
-            db.executemany(_UPSERT, _rows(project_id, labels))
+            self._history_before_upsert(db, project_id, rows)  # append-only history (suggest/store_history.py)
+            db.executemany(_UPSERT, rows)
 
     def delete_annotations(self, project_id: str, annotation_ids: Iterable[int]) -> int:
+        annotation_ids = list(annotation_ids)
         with self._tx() as db:
+            self._history_before_delete(db, project_id, annotation_ids)
             cur = db.executemany(
                 "DELETE FROM annotations WHERE project_id = ? AND annotation_id = ?",
                 [(project_id, int(a)) for a in annotation_ids],
@@ -285,7 +289,9 @@ class Store(StandingStore, HistoryStore, TaskListStore):
             return cur.rowcount
 
     def delete_task_annotations(self, project_id: str, task_ids: Iterable[int]) -> None:
+        task_ids = list(task_ids)
         with self._tx() as db:
+            self._history_before_delete_tasks(db, project_id, task_ids)
             db.executemany(
                 "DELETE FROM annotations WHERE project_id = ? AND task_id = ?",
                 [(project_id, int(t)) for t in task_ids],
@@ -295,6 +301,7 @@ class Store(StandingStore, HistoryStore, TaskListStore):
         """Make the stored annotations exactly `labels` (reconciliation with Label Studio)."""
         rows = _rows(project_id, labels)
         with self._tx() as db:
+            self._history_before_replace(db, project_id, rows)
             db.execute("DELETE FROM annotations WHERE project_id = ?", (project_id,))
             db.executemany(_UPSERT, rows)
 
@@ -346,8 +353,12 @@ class Store(StandingStore, HistoryStore, TaskListStore):
         n_labels: int,
         train_seconds: float,
         info: dict | None = None,
+        snapshot: int | None = None,
     ) -> VersionRecord:
-        """Write a version into a temp folder, fsync, rename into place, then commit its row."""
+        """Write a version into a temp folder, fsync, rename into place, then commit its row.
+
+        `snapshot`: the annotation-history position the version's labels were read at (`labels_with_head`);
+        the version is pinned to it, or to the position at commit when None (suggest/store_history.py)."""
         final = self.version_dir(project_id, version)
         tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
@@ -369,6 +380,7 @@ class Store(StandingStore, HistoryStore, TaskListStore):
                 "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (project_id, seq, version, trained_at, n_labels, train_seconds, json.dumps(info or {})),
             )
+            self._pin_snapshot(db, project_id, version, snapshot)
         return VersionRecord(project_id, seq, version, trained_at, n_labels, train_seconds, info or {})
 
     def next_seq(self, project_id: str) -> int:

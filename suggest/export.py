@@ -158,7 +158,7 @@ def _annotation_entries(rec: TaskRecord, control: str, schemas: tuple[Schema, ..
 
 def write_csv(records: list[TaskRecord], schemas: tuple[Schema, ...], f: IO[str]) -> int:
     data_keys, names = columns(schemas)
-    writer = csv.writer(f)
+    writer = csv.writer(f, lineterminator="\n")
     header = ["task_id", *data_keys]
     for s in schemas:
         header += [names[s.from_name], f"{names[s.from_name]}_annotations"]

@@ -10,6 +10,12 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null &
   { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } >/dev/null 2>&1 \
     || echo "suggest: could not install dataset-fashion-mnist; its test will skip and say why" >&2
 fi
+# The dashboard's browser tests drive Debian's real headless Chromium through selenium.
+if { ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; } && command -v apt-get >/dev/null \
+    && [ "$(id -u)" = 0 ]; then
+  { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; } >/dev/null 2>&1 \
+    || echo "suggest: could not install chromium and chromium-driver; the browser tests will skip and say why" >&2
+fi
 venv="${SUGGEST_VENV:-.venv}"
 "$venv/bin/ruff" check suggest backends tests benchmarks
 exec "$venv/bin/python" -m pytest -q -rs "$@"

@@ -24,7 +24,7 @@ import time
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
@@ -36,6 +36,7 @@ from backends.encoders import import_runtime
 from suggest import __version__
 from suggest import labelstudio as ls
 from suggest.config import Settings
+from suggest.dashboard.pages import REFRESH_SECONDS
 from suggest.engine import Engine, HostChangeRefused, UnknownProject
 from suggest.schema import BadInput, Item, SchemaError
 
@@ -271,6 +272,25 @@ def create_app(
     def metrics(request: Request, project: str | None = None) -> dict:
         return engine_of(request).metrics(ls.project_key(project) if project else None)
 
+    @app.get("/ui", include_in_schema=False, dependencies=[Depends(guard)])
+    @app.get("/ui/", include_in_schema=False, dependencies=[Depends(guard)])
+    def dashboard(request: Request, refresh: int = Query(REFRESH_SECONDS, ge=0, le=3600)) -> HTMLResponse:
+        """The dashboard's project list (suggest/dashboard): read from memory and the store, never from LS."""
+        from suggest.dashboard import data, pages
+
+        rows = data.overview(engine_of(request))
+        return _page(pages.render_index(rows, root=_ui_root(request), generated_at=_now(), refresh=refresh))
+
+    @app.get("/ui/projects/{project}", include_in_schema=False, dependencies=[Depends(guard)])
+    def dashboard_project(request: Request, project: str,
+                          refresh: int = Query(REFRESH_SECONDS, ge=0, le=3600)) -> HTMLResponse:
+        """One project's dashboard page; an unknown project is a 404 like everywhere else."""
+        from suggest.dashboard import data, pages
+
+        view = data.project_view(engine_of(request), ls.project_key(project))
+        return _page(pages.render_project(view, root=_ui_root(request), refresh=refresh))
+
+
     return app
 
 
@@ -284,6 +304,23 @@ def _import_before_listening(model_path: str | None) -> float:
     ls.parse_controls(_WARM_CONFIG)  # label-studio-sdk: 0.4 s of imports on the first /setup otherwise
     import_runtime(model_path)
     return time.perf_counter() - started
+
+
+def _page(html: str) -> HTMLResponse:
+    """A dashboard page: never cached, never framed by another site, no script but its own."""
+    return HTMLResponse(html, headers={
+        "Cache-Control": "no-store", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                                   "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"})
+
+
+def _ui_root(request: Request) -> str:
+    """The dashboard's base path, honouring a reverse proxy's root_path."""
+    return f"{request.scope.get('root_path', '').rstrip('/')}/ui/"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
 
 
 def _task_id(row: dict[str, Item]) -> int | None:

@@ -319,6 +319,42 @@ class Store(StandingStore, HistoryStore, TaskListStore):
                 out.append(Label(t, a, value, entry["text"], bool(gt), up, control, who, created or "", lead))
         return out
 
+    # dashboard reads --------------------------------------------------------------------------
+
+    def label_timeline(self, project_id: str, max_points: int = 200) -> list[tuple[str, int]]:
+        """Cumulative annotations over time, as (ISO time, count) at most `max_points` steps: when an
+        annotation was created in Label Studio, else when suggest last saw it change."""
+        rows = self._query(
+            "SELECT COALESCE(NULLIF(created_at, ''), updated_at) AS at, COUNT(*) FROM annotations "
+            "WHERE project_id = ? GROUP BY at ORDER BY at", (project_id,))
+        rows = [(at, n) for at, n in rows if at]
+        out, total = [], 0
+        step = max(1, -(-len(rows) // max_points))
+        for i, (at, n) in enumerate(rows):
+            total += n
+            if (i + 1) % step == 0 or i == len(rows) - 1:
+                out.append((at, total))
+        return out
+
+    def annotator_counts(self, project_id: str) -> list[tuple[int | None, int]]:
+        """Annotations per annotator (None: not recorded), most first."""
+        return [(who, n) for who, n in self._query(
+            "SELECT annotator, COUNT(*) AS n FROM annotations WHERE project_id = ? GROUP BY annotator "
+            "ORDER BY n DESC", (project_id,))]
+
+    def task_texts(self, project_id: str, task_ids: Iterable[int], limit: int = 300) -> dict[int, str]:
+        """The stored text of some labelled tasks (for review lists); at most `limit` characters each."""
+        ids = sorted({int(t) for t in task_ids})
+        out: dict[int, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for t, text in self._query(
+                    "SELECT task_id, substr(text, 1, ?) FROM annotations WHERE project_id = ? "
+                    f"AND task_id IN ({marks}) GROUP BY task_id", (limit, project_id, *chunk)):
+                out[t] = text
+        return out
+
     # quality ----------------------------------------------------------------------------------
 
     def put_quality(self, project_id: str, version: str, report: dict) -> None:

@@ -1,0 +1,81 @@
+"""The dashboard in a real headless Chromium, against the real `suggest` of the e2e stack with a project
+annotated in the real Label Studio: the page loads, shows the numbers /metrics holds, lists the review
+queue in the report's order with links to the right Label Studio tasks, lays out on a phone, and the
+screenshots are saved (benchmarks/out/screenshots/)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser import chromium, screenshot
+from tests.e2e.conftest import LABEL_CONFIG
+from tests.e2e.labelstudio_server import HttpServer, LabelStudioClient, choice_result, loop_state, poll
+
+pytestmark = pytest.mark.e2e
+
+N_TASKS = 70
+LABELLED = 50
+SHARED = 16
+OTHER = {"fresh": "rotten", "rotten": "fresh"}
+
+
+@pytest.fixture(scope="module")
+def project(ls: LabelStudioClient, suggest_server: HttpServer, rt_tasks: list[tuple[str, str]]) -> int:
+    pid = ls.create_project("e2e dashboard", LABEL_CONFIG)["id"]
+    sample = rt_tasks[80:80 + N_TASKS]
+    ls.import_tasks(pid, [{"text": text} for text, _ in sample])
+    truth = dict(sample)
+    tasks = sorted(ls.tasks(pid), key=lambda t: t["id"])
+    ls.connect_ml(pid, suggest_server.url, "suggest dashboard")
+    people = [ls.request("POST", "/api/users/", json={"email": f"{n}{pid}@example.com", "username": f"{n}{pid}"})["id"]
+              for n in ("dana", "eli")]
+    for i, task in enumerate(tasks[:LABELLED]):
+        label = truth[task["data"]["text"]]
+        given = OTHER[label] if i in (20, 30, 40) else label
+        ls.request("POST", f"/api/tasks/{task['id']}/annotations",
+                   json={"result": choice_result(given), "completed_by": people[0], "lead_time": 2.0})
+        if i < SHARED:
+            theirs = OTHER[label] if i % 4 == 0 else label
+            ls.request("POST", f"/api/tasks/{task['id']}/annotations",
+                       json={"result": choice_result(theirs), "completed_by": people[1], "lead_time": 2.0})
+    poll("a quality report over every labelled task", lambda: loop_state(suggest_server, pid) or {},
+         lambda m: (m.get("quality") or {}).get("counts", {}).get("tasks") == LABELLED
+         and m["quality"].get("model_version") == m.get("model_version"), 180)
+    return pid
+
+
+def test_the_page_shows_the_projects_numbers_and_links_to_its_tasks(
+    ls: LabelStudioClient, suggest_server: HttpServer, project: int
+):
+    from selenium.webdriver.common.by import By
+
+    metrics = loop_state(suggest_server, project)
+    report = metrics["quality"]
+    with chromium() as driver:
+        driver.get(f"{suggest_server.url}/ui")
+        row = driver.find_element(By.CSS_SELECTOR, f'tr[data-project="{project}"]')
+        row.find_element(By.TAG_NAME, "a").click()
+        assert driver.current_url.endswith(f"/ui/projects/{project}")
+        assert driver.find_element(By.ID, "labels").text == str(metrics["labels"])
+        assert driver.find_element(By.ID, "model-version").text == metrics["model_version"]
+        assert driver.find_element(By.ID, "suspect-count").text == str(report["counts"]["suspects"])
+        rows = driver.find_elements(By.CSS_SELECTOR, "#review-list tr.suspect")
+        listed = [int(r.get_attribute("data-task")) for r in rows]
+        top = [s["task_id"] for s in report["top_suspects"]]
+        assert top and listed[:len(top)] == top
+        ls_url = metrics["label_studio"]["url"].rstrip("/")
+        for r in rows[:5]:
+            href = r.find_element(By.TAG_NAME, "a").get_attribute("href")
+            assert href == f"{ls_url}/projects/{project}/data?task={r.get_attribute('data-task')}"
+        task = rows[0].get_attribute("data-task")  # the link opens that task in the real Label Studio
+        assert ls.request("GET", f"/api/tasks/{task}")["project"] == project
+        alpha = report["agreement"]["sentiment"]["krippendorff_alpha"]
+        assert f"{alpha:.3f}" in driver.find_element(By.ID, "agreement").text
+        points = driver.find_elements(By.CSS_SELECTOR, '#labels-over-time circle.point')
+        assert points and float(points[-1].get_attribute("data-y")) == metrics["annotations"]
+        screenshot(driver, "dashboard-project")
+        driver.set_window_size(390, 844)  # a phone: one column, nothing wider than the screen
+        driver.get(f"{suggest_server.url}/ui/projects/{project}")
+        width = driver.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 400, width
+        screenshot(driver, "dashboard-phone")

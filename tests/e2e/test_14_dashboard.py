@@ -40,7 +40,8 @@ def project(ls: LabelStudioClient, suggest_server: HttpServer, rt_tasks: list[tu
                        json={"result": choice_result(theirs), "completed_by": people[1], "lead_time": 2.0})
     poll("a quality report over every labelled task", lambda: loop_state(suggest_server, pid) or {},
          lambda m: (m.get("quality") or {}).get("counts", {}).get("tasks") == LABELLED
-         and m["quality"].get("model_version") == m.get("model_version"), 180)
+         and m["quality"].get("model_version") == m.get("model_version")
+         and (m.get("standing") or {}).get("model_version") == m.get("model_version"), 180)
     return pid
 
 
@@ -71,6 +72,15 @@ def test_the_page_shows_the_projects_numbers_and_links_to_its_tasks(
         assert ls.request("GET", f"/api/tasks/{task}")["project"] == project
         alpha = report["agreement"]["sentiment"]["krippendorff_alpha"]
         assert f"{alpha:.3f}" in driver.find_element(By.ID, "agreement").text
+        curve = [(float(p["labels"]), p["out_of_fold"]["estimate"]) for p in metrics["standing"]["learning_curve"]
+                 if (p.get("out_of_fold") or {}).get("estimate") is not None]
+        drawn = [(float(c.get_attribute("data-x")), float(c.get_attribute("data-y"))) for c in
+                 driver.find_elements(By.CSS_SELECTOR, '#learning-curve circle.point[data-series="out-of-fold"]')]
+        assert curve and drawn == curve  # one point per version, at its labels and its out-of-fold estimate
+        estimates = metrics["standing"]["estimates"]
+        best = next(estimates[k] for k in ("audit", "out_of_fold", "agreement")  # the unbiased one first
+                    if (estimates.get(k) or {}).get("estimate") is not None)
+        assert driver.find_element(By.ID, "accuracy").text == f"{best['estimate']:.3f}"
         points = driver.find_elements(By.CSS_SELECTOR, '#labels-over-time circle.point')
         assert points and float(points[-1].get_attribute("data-y")) == metrics["annotations"]
         screenshot(driver, "dashboard-project")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -88,6 +89,9 @@ def export(
                 n = write(labels, schemas, format, out, control=control)
         except BadInput as exc:
             _fail(str(exc))
+        except BrokenPipeError:  # `suggest export P | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except OSError as exc:
             _fail(f"cannot write {out or 'standard output'}: {exc.strerror or exc}")
     finally:

@@ -224,3 +224,21 @@ def test_conll_of_a_project_without_spans_says_so(tmp_path):
     store.close()
     out = run(["export", "3", "--format", "conll", "--model-dir", str(tmp_path)])
     assert out.exit_code == 2 and "has no <Labels> control" in out.output
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+    """`suggest export P | head -1`: the export stops quietly when its reader goes away."""
+    import subprocess
+    import sys
+
+    store = Store(tmp_path)
+    store.save_project(ProjectRecord("5", CONFIG, None, None))
+    store.upsert_labels("5", [Label(t, t, "fresh", "a text long enough " * 10, control="sentiment")
+                              for t in range(1, 3001)])  # far more than a pipe's buffer
+    store.close()
+    proc = subprocess.Popen([sys.executable, "-m", "suggest", "export", "5", "--model-dir", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert json.loads(proc.stdout.readline())["task_id"] == 1
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 0 and "Traceback" not in err and "error" not in err, err

@@ -94,8 +94,9 @@ def line_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: s
                 ticks.append((x, label))
     else:
         ticks = [(t, _fmt(t)) for t in nice_ticks(x_lo, x_hi, 6) if x_lo <= t <= x_hi]
-    for x, label in ticks:
-        parts.append(f'<text class="tick" x="{px(x)}" y="{top + plot_h + 16}" text-anchor="middle">'
+    for x, label in ticks:  # labels at the edges align inwards, so none is cut off
+        anchor = "end" if px(x) > left + plot_w - 24 else "start" if px(x) < left + 24 else "middle"
+        parts.append(f'<text class="tick" x="{px(x)}" y="{top + plot_h + 16}" text-anchor="{anchor}">'
                      f'{escape(label)}</text>')
     parts.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}"/>'
                  f'<line class="axis" x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}"/>'

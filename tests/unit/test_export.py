@@ -242,3 +242,30 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(60) == 0 and "Traceback" not in err and "error" not in err, err
+
+
+def test_the_weighted_consensus_when_asked(store_dir, monkeypatch):
+    """--consensus weighted (or SUGGEST_CONSENSUS=weighted) takes the last quality report's consensus as a
+    retrain would: ground truth still wins, a label nobody gave is never invented."""
+    store = Store(store_dir)
+    store.put_quality("5", "v1-x", {"consensus": {"sentiment": {"tasks": {
+        "1": {"label": "fresh", "quality": 0.7},  # the majority said rotten; annotator 3 said fresh
+        "2": {"label": "fresh", "quality": 0.6},  # ground truth says rotten: it wins
+    }}}})
+    store.close()
+
+    def consensus(*args):
+        out = run(["export", "5", "--format", "csv", "--model-dir", str(store_dir), *args])
+        assert out.exit_code == 0, out.output
+        import csv
+
+        return {int(row["task_id"]): row["sentiment"] for row in csv.DictReader(io.StringIO(out.stdout))}
+
+    majority, weighted = consensus(), consensus("--consensus", "weighted")
+    assert majority == expected_consensus()
+    assert weighted == {**expected_consensus(), 1: "fresh"}
+    monkeypatch.setenv("SUGGEST_CONSENSUS", "weighted")
+    assert consensus() == weighted
+    assert consensus("--consensus", "majority") == majority
+    bad = run(["export", "5", "--consensus", "mean", "--model-dir", str(store_dir)])
+    assert bad.exit_code == 2 and "--consensus must be majority or weighted" in bad.output

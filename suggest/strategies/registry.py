@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from backends.uncertainty import _check_method
+from suggest.strategies.auto import AutoStrategy
 from suggest.strategies.base import QueryStrategy
 from suggest.strategies.coldstart import ColdStart
 from suggest.strategies.diversity import DenseUncertainty, DiverseUncertainty
@@ -21,6 +22,8 @@ STRATEGIES: dict[str, Callable[..., QueryStrategy]] = {
     "diverse": DiverseUncertainty,
     "dense": DenseUncertainty,
     "coldstart": ColdStart,
+    "auto": AutoStrategy,  # text: half dense, half margin (suggest/strategies/auto.py)
+    "auto-image": lambda **kw: AutoStrategy(structured="diverse", **kw),  # images: half diverse, half margin
 }
 DEFAULT_STRATEGY = "dense"  # beat "diverse" and margin on Rotten Tomatoes (benchmarks/label_efficiency_rt.py)
 
@@ -29,11 +32,13 @@ AUTO = "auto"  # the measured best per kind of data: see `strategy_for`
 
 
 def strategy_for(name: str, object_type: str = "text") -> str:
-    """Resolve "auto": "dense" for text (Rotten Tomatoes: 250 labels to 95% vs 440 diverse), "diverse"
-    for images (Fashion-MNIST: dense trailed random, diverse needed 35% fewer labels than random)."""
+    """Resolve "auto": margin blended with dense for text ("auto"), with diverse for images ("auto-image").
+
+    Issue 16: a default measured across every offline set, never tuned on one; see suggest/strategies/auto.py
+    and benchmarks/results/label_efficiency_sets/."""
     if name != AUTO:
         return name
-    return "diverse" if object_type == "image" else DEFAULT_STRATEGY
+    return "auto-image" if object_type == "image" else AUTO
 
 
 def make_strategy(name: str = DEFAULT_STRATEGY, *, method: str | None = None, **kwargs: Any) -> QueryStrategy:

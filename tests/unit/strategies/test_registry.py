@@ -18,7 +18,8 @@ from suggest.strategies import (
 
 
 def test_make_strategy_names_and_errors() -> None:
-    assert set(STRATEGIES) == {"random", "margin", "least_confidence", "entropy", "diverse", "dense", "coldstart"}
+    assert set(STRATEGIES) == {"random", "margin", "least_confidence", "entropy", "diverse", "dense", "coldstart",
+                               "auto", "auto-image"}
     assert make_strategy().name == "dense"
     assert make_strategy("diverse").method == "margin"
     assert make_strategy("entropy").name == "entropy"
@@ -31,11 +32,12 @@ def test_make_strategy_names_and_errors() -> None:
 
 
 
-def test_auto_is_dense_for_text_and_diverse_for_images() -> None:
-    assert strategy_for("auto") == strategy_for("auto", "text") == "dense"
-    assert strategy_for("auto", "image") == "diverse"
+def test_auto_blends_margin_with_dense_for_text_and_diverse_for_images() -> None:
+    assert strategy_for("auto") == strategy_for("auto", "text") == "auto"
+    assert strategy_for("auto", "image") == "auto-image"
     assert strategy_for("margin", "image") == "margin"
-    assert make_strategy("auto").name == "dense"
+    assert make_strategy("auto").name == "auto" and make_strategy("auto").structured == "dense"
+    assert make_strategy("auto-image").structured == "diverse"
 
 
 def test_make_strategy_hands_the_measure_to_strategies_that_weigh_one() -> None:

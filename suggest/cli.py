@@ -83,10 +83,13 @@ def serve(
     model: Annotated[str | None, typer.Option(
         "--model", help="Host your own model class, package.module:Class in the LabelStudioMLBase shape "
                         "(see examples/keyword_model)" + _hint("model_class"))] = None,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", help="A Ray cluster that embeds big pools (a first sync of a huge project; needs the ray "
+                      "extra)" + _hint("ray_address"))] = None,
 ) -> None:
     """Run the Label Studio ML backend (connect it in Label Studio under Settings > Model)."""
     settings = _settings(host=host, port=port, model_dir=model_dir, uncertainty=uncertainty, strategy=strategy,
-                         batch_size=batch_size, log_level=log_level, model_class=model)
+                         batch_size=batch_size, log_level=log_level, model_class=model, ray_address=ray)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -275,6 +278,8 @@ def quality(
     out.print(table)
 
 
+from suggest.cli_ray import RayOption  # noqa: E402  (--ray on simulate and rank; issue 17)
+
 CacheDir = Annotated[
     Path,
     typer.Option("--cache-dir", help="Embedding cache (SQLite), reused across runs"),
@@ -371,6 +376,7 @@ def simulate(
         help="Use a stratified random sample of this many examples (fashion-mnist: 6000 unless given; 0: all)")] = None,
     image_size: Annotated[int | None, typer.Option(help="Image encoder input side in pixels (multiple of 32)")] = None,
     cache_dir: CacheDir = DEFAULT_CACHE,
+    ray: RayOption = None,
 ) -> None:
     """Run the active-learning loop offline on labelled texts or images; write learning curves per strategy."""
     from suggest.datasets import DatasetMissing
@@ -410,7 +416,9 @@ def simulate(
         cache = Store(cache_dir)
         make_model = image_model_factory(cache, size=image_size) if images else default_model_factory(cache)
         try:
-            result = run_simulation(examples, labels, config, make_model=make_model, progress=progress)
+            result = _simulate_on_ray(ray, images, examples, labels, config, cache, cache_dir, progress)
+            if result is None:
+                result = run_simulation(examples, labels, config, make_model=make_model, progress=progress)
         except BadInput as exc:
             raise typer.BadParameter(str(exc), param_hint="--data") from None
     result["data"] = source
@@ -430,6 +438,24 @@ def simulate(
     console.print(f"wrote {out / 'results.json'} and {out / 'learning_curve.png'}")
 
 
+def _simulate_on_ray(flag, images, examples, labels, config, cache, cache_dir, progress) -> dict | None:
+    """simulate --ray: seeds x strategies as Ray tasks; None (after one line) means: run locally."""
+    from suggest.cli_ray import ray_address
+    from suggest.distributed import RayUnavailable, simulate_on_ray
+
+    address = ray_address(flag)
+    if not address:
+        return None
+    if images:
+        console.print("suggest: --ray spreads text simulations only; running the image simulation locally")
+        return None
+    try:
+        return simulate_on_ray(examples, labels, config, cache, cache_dir, address=address, progress=progress)
+    except RayUnavailable as exc:
+        console.print(f"suggest: {exc}; simulating locally instead")
+        return None
+
+
 @app.command()
 def rank(
     pool: Annotated[Path, typer.Option(help="JSONL of items to choose from (one object per line)")],
@@ -440,10 +466,27 @@ def rank(
     text_field: Annotated[str, typer.Option(help="Key holding the text")] = "text",
     label_field: Annotated[str, typer.Option(help="Key holding the label (in --labeled)")] = "label",
     cache_dir: CacheDir = DEFAULT_CACHE,
+    ray: RayOption = None,
 ) -> None:
     """Choose the next batch to label from a pool; prints the chosen items as JSON lines with scores."""
+    from suggest.cli_ray import ray_address, read_pool_texts
+    from suggest.distributed import embed_or_local
     from suggest.rank import rank_file
     from suggest.schema import BadInput
+    from suggest.store import Store
+
+    address = ray_address(ray)
+    if address:  # a big pool: embed it on the cluster first; rank_file then reads every vector from the cache
+        try:
+            texts = read_pool_texts(pool, text_field)
+        except BadInput as exc:
+            raise typer.BadParameter(str(exc)) from None
+        cache = Store(cache_dir)
+        try:
+            embed_or_local(texts, cache, address, warn=lambda line: console.print(f"suggest: {line}"))
+        finally:
+            cache.close()
+
 
     with _progress() as bar:
         task = None
@@ -465,9 +508,9 @@ def rank(
 
 def _register_parts() -> None:
     """Commands that live in their own modules (suggest/cli_*.py), each registering itself on `app`."""
-    from suggest import cli_data, cli_standing
+    from suggest import cli_data, cli_ray, cli_standing
 
-    for part in (cli_standing, cli_data):
+    for part in (cli_standing, cli_data, cli_ray):
         part.register(app)
 
 

@@ -75,6 +75,10 @@ SOURCES: dict[str, Source] = {
     "max_delay_seconds": Source(("SUGGEST_MAX_DELAY_SECONDS",)),
     "log_level": Source(("LOG_LEVEL",), "--log-level"),
     "consensus": Source(("SUGGEST_CONSENSUS",)),
+    "queue_head": Source(("SUGGEST_QUEUE_HEAD",)),
+    "prune_chunk": Source(("SUGGEST_PRUNE_CHUNK",)),
+    "reconcile_seconds": Source(("SUGGEST_RECONCILE_SECONDS",)),
+    "ray_address": Source(("SUGGEST_RAY_ADDRESS",), "--ray"),
 }
 
 
@@ -112,6 +116,10 @@ class Settings:
     max_delay_seconds: float = 3.0
     log_level: str = "INFO"
     consensus: str = "majority"  # which label a task with several annotations trains on (suggest.quality.consensus)
+    queue_head: int = 1000  # predictions pushed per version: the queue's head (0: every unlabelled task)
+    prune_chunk: int = 50  # superseded predictions deleted per step (one call each) while annotators pause; 0: off
+    reconcile_seconds: float = 300.0  # how often the task list is checked against Label Studio for deletions
+    ray_address: str | None = None  # a Ray cluster for pool embedding ("auto", "ray://host:10001", host:port)
 
     def __post_init__(self) -> None:
         _check(self)
@@ -196,6 +204,10 @@ def _check(s: Settings) -> None:
     for name in ("batch_size", "max_tasks_per_request", "max_text_chars", "memory_budget_mb"):
         if getattr(s, name) < 1:
             raise bad(name, "a whole number of 1 or more", getattr(s, name))
+    if s.queue_head < 0:
+        raise bad("queue_head", "0 (push every unlabelled task) or a number of tasks", s.queue_head)
+    if s.prune_chunk < 0:
+        raise bad("prune_chunk", "0 (never prune) or a number of predictions", s.prune_chunk)
     if s.keep_versions < 0:
         raise bad("keep_versions", "0 (keep all) or more", s.keep_versions)
     if not 0 <= s.background_nice <= 19:
@@ -203,7 +215,7 @@ def _check(s: Settings) -> None:
     if s.background_threads < 0:
         raise bad("background_threads", "0 (all cores but one) or a number of threads", s.background_threads)
     for name in ("debounce_seconds", "max_delay_seconds", "push_interval_seconds", "media_deadline_seconds",
-                 "max_body_mb"):
+                 "max_body_mb", "reconcile_seconds"):
         value = getattr(s, name)
         if not (math.isfinite(value) and value > 0):
             raise bad(name, "a number greater than 0", value)

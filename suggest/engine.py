@@ -22,11 +22,13 @@ from backends.pipeline import configure_classifiers
 from backends.registry import Registry, default_registry
 from suggest.config import Settings, redact_text, redact_url
 from suggest.labelstudio import LabelStudioClient, LabelStudioError, labels_from_tasks, parse_controls
-from suggest.loop import LoopSettings, PoolRefresher
+from suggest.loop import LoopSettings, PoolRefresher, rank_rows
 from suggest.project import Project, open_project
 from suggest.quality.report import metrics_entry
+from suggest.queuehead import HeadPusher, HeadSettings, Maintainer
 from suggest.schema import BadInput, Label, SchemaError
 from suggest.store import ProjectRecord, Store, StoreLocked
+from suggest.tasksync import TaskSync
 from suggest.trainer import Trainer
 from suggest.worker import Background, ProjectWorker
 
@@ -99,11 +101,18 @@ class Engine:
             except Exception as exc:
                 log.warning("project %s could not be reopened: %s", record.project_id, exc)
         self.background = Background(settings.background_nice, settings.background_thread_budget)
-        self.refresher = PoolRefresher(
-            LoopSettings(settings.batch_size, settings.strategy, settings.set_sampling, settings.keep_versions,
-                         uncertainty=settings.uncertainty),
-            self.client
-        )
+        loop_settings = LoopSettings(settings.batch_size, settings.strategy, settings.set_sampling,
+                                     settings.keep_versions, uncertainty=settings.uncertainty)
+        # issue 17: the store's task list (incremental sync) and only the queue's head pushed per version
+        self.tasksync = TaskSync(self.store, settings.reconcile_seconds)
+        head = None
+        if settings.queue_head:
+            head = HeadPusher(HeadSettings(settings.queue_head, settings.batch_size, settings.set_sampling,
+                                           settings.keep_versions, settings.prune_chunk,
+                                           ray_address=settings.ray_address), self.tasksync,
+                              lambda project, rows: rank_rows(project, rows, loop_settings))
+        self.refresher = PoolRefresher(loop_settings, self.client, head)
+        self.maintainer = Maintainer(head, self.client, background=self.background) if head is not None else None
         self.trainer = Trainer(
             debounce=settings.debounce_seconds, max_delay=settings.max_delay_seconds, sync=self.sync,
             on_published=self._after_publish,
@@ -125,6 +134,8 @@ class Engine:
             log.exception("the text encoder failed to load")
 
     def close(self) -> None:
+        if self.maintainer is not None:
+            self.maintainer.stop()
         self.confirmer.stop()
         self.trainer.stop()
         for _, loader in self._loaders.values():
@@ -280,6 +291,8 @@ class Engine:
         credentials, so a forged one must not be able to inject a label).
         """
         labels = [label] if isinstance(label, Label) else list(label or [])
+        if self.maintainer is not None:
+            self.maintainer.note_event(project.project_id)  # pruning waits for annotators to pause
         if self.confirms(project):
             tasks = [t for t in (task_id, *(lb.task_id for lb in labels[:1])) if t is not None]
             self.confirmer.add(project.project_id, tasks, [annotation_id])
@@ -304,6 +317,7 @@ class Engine:
             self.confirmer.add(project.project_id, task_ids)
         elif task_ids:
             self.store.delete_task_annotations(project.project_id, task_ids)
+            self.tasksync.tasks_deleted(project.project_id, task_ids)
             self.trainer.request(project)
 
     def tasks_created(self, project: Project) -> None:
@@ -448,7 +462,9 @@ class Engine:
                 else:
                     held = self.store.labels(pid)
                     tasks = hints.tasks | {lb.task_id for lb in held if lb.annotation_id in hints.annotations}
-                    labels = labels_from_tasks(client.tasks_by_id(pid, sorted(tasks)), project.schemas)
+                    fetched = client.tasks_by_id(pid, sorted(tasks))
+                    labels = labels_from_tasks(fetched, project.schemas)
+                    self.tasksync.confirmed(pid, tasks, fetched)  # gone tasks leave the task list
                     kept = {lb.annotation_id for lb in labels}
                     gone = [lb.annotation_id for lb in held if lb.task_id in tasks and lb.annotation_id not in kept]
                     self.store.delete_annotations(pid, gone)
@@ -460,6 +476,8 @@ class Engine:
         log.info("project %s: confirmed with Label Studio (%s): %d annotation(s)", pid,
                  "all tasks" if hints.full else f"{hints.events} event(s)", len(labels))
         self.trainer.request(project)
+        if self.maintainer is not None:
+            self.maintainer.labels_changed(project)  # the head refilled before Label Studio falls back to random
 
     # quality ----------------------------------------------------------------------------------
 
@@ -468,6 +486,8 @@ class Engine:
         try:
             if self.settings.push:
                 self.refresher.refresh(project)
+                if self.maintainer is not None:
+                    self.maintainer.pushed(project)  # superseded predictions go, in chunks, when annotators pause
         finally:
             self.update_quality(project)
 
@@ -524,6 +544,8 @@ class Engine:
             entry["training"] = self.trainer.is_busy(pid) or self.confirmer.is_busy(pid)
             entry["webhooks"] = CONFIRMED if self.confirms(project) else TRUSTED
             entry["unconfirmed"] = self.confirmer.count(pid)
+            entry["task_list"] = {"tasks": self.store.task_count(pid),
+                                  "pruned": self.maintainer.pruned.get(pid, 0) if self.maintainer else 0}
             entry["confirm_error"] = self.confirmer.errors.get(pid)
             access = self._ls_access(project)
             hostname, _ = self._credentials.get(pid, (None, None))

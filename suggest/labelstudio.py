@@ -8,6 +8,7 @@ really sends (observed on a live server), not the ones its docs suggest.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import time
@@ -592,6 +593,82 @@ class LabelStudioClient:
         body = resp.json() if resp.content else {}
         return int(body.get("deleted_predictions", 0)) if isinstance(body, dict) else 0
 
+    # incremental task list and pruning (issue 17): never a full export per version
+
+    def list_tasks(self, project_id: str, *, after: int = 0, page_size: int = 1000,
+                   include: str = "id,data,total_annotations,cancelled_annotations") -> list[dict]:
+        """Tasks with an id above `after`, in id order, page by page (the data manager's filter)."""
+        query = {"ordering": ["tasks:id"]}
+        if after:
+            query["filters"] = {"conjunction": "and", "items": [
+                {"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": int(after)}]}
+        out: list[dict] = []
+        page = 1
+        while True:
+            body = self.request("GET", "/api/tasks", params={
+                "project": project_id, "page": page, "page_size": page_size, "include": include,
+                "query": json.dumps(query)}).json()
+            batch = body.get("tasks", []) if isinstance(body, dict) else []
+            out += [t for t in batch if isinstance(t, dict) and isinstance(t.get("id"), int)]
+            if len(batch) < page_size or len(out) >= int(body.get("total", 0)):
+                return out
+            page += 1
+
+    def task_ids(self, project_id: str, *, page_size: int = 5000) -> list[int]:
+        """Every task id of the project (ids only: the cheap half of a reconcile)."""
+        return [t["id"] for t in self.list_tasks(project_id, page_size=page_size, include="id")]
+
+    def task_count(self, project_id: str) -> int:
+        """How many tasks the project holds (Label Studio's own counter)."""
+        return int(self.request("GET", f"/api/projects/{project_id}").json().get("task_number") or 0)
+
+    def predictions(self, project_id: str) -> list[dict]:
+        """The project's predictions (id, task, model_version; Label Studio does not page this list)."""
+        held = self.request("GET", "/api/predictions", params={"project": project_id}).json()
+        held = held if isinstance(held, list) else held.get("results", []) if isinstance(held, dict) else []
+        return [{"id": p.get("id"), "task": p.get("task"), "model_version": p.get("model_version")}
+                for p in held if isinstance(p, dict)]
+
+    def delete_task_predictions(self, project_id: str, task_ids: list[int]) -> int:
+        """Delete every prediction of these tasks in one short transaction (the Data Manager's action)."""
+        resp = self.request("POST", "/api/dm/actions", params={"id": "delete_tasks_predictions", "project": project_id},
+                            json={"selectedItems": {"all": False, "included": [int(t) for t in task_ids]}})
+        body = resp.json() if resp.content else {}
+        return int(body.get("processed_items", 0)) if isinstance(body, dict) else 0
+
+    def delete_prediction(self, prediction_id: int) -> bool:
+        """Delete one prediction (its own short transaction in Label Studio); False when already gone."""
+        try:
+            self.request("DELETE", f"/api/predictions/{int(prediction_id)}")
+        except LabelStudioError as exc:
+            if " 404 " in str(exc):
+                return False
+            raise
+        return True
+
+    def create_annotation(self, task_id: int, body: dict) -> dict:
+        """Create one annotation on a task (`suggest autolabel --apply`); Label Studio's reply, with its id."""
+        return self.request("POST", f"/api/tasks/{int(task_id)}/annotations", json=body).json()
+
+    def delete_annotation(self, annotation_id: int) -> bool:
+        """Delete one annotation; False when Label Studio no longer has it (404)."""
+        try:
+            self.request("DELETE", f"/api/annotations/{int(annotation_id)}")
+        except LabelStudioError as exc:
+            if " 404 " in str(exc):
+                return False
+            raise
+        return True
+
+    def annotation(self, annotation_id: int) -> dict | None:
+        """One annotation, or None when Label Studio has none with this id."""
+        try:
+            return self.request("GET", f"/api/annotations/{int(annotation_id)}").json()
+        except LabelStudioError as exc:
+            if " 404 " in str(exc):
+                return None
+            raise
+
     def update_project(self, project_id: str, **fields: Any) -> dict:
         return self.request("PATCH", f"/api/projects/{project_id}", json=fields).json()
 
@@ -659,6 +736,13 @@ def unlabeled_rows(
         else:
             log.warning("pool: skipping %s", next(iter(read.values())))
     return pool
+
+
+def listed_task(task: dict) -> tuple[int, dict, bool]:
+    """(id, data, labelled) of a task from Label Studio's task list (`LabelStudioClient.list_tasks`)."""
+    data = task.get("data") if isinstance(task.get("data"), dict) else {}
+    done = int(task.get("total_annotations") or 0)
+    return int(task["id"]), data, done > 0
 
 
 def unlabeled_items(tasks: list[dict], schema: Schema, skip_version: str | None = None) -> list[Item]:

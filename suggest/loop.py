@@ -19,6 +19,7 @@ import numpy as np
 
 from suggest import labelstudio as ls
 from suggest.project import Project, Published, task_id_of
+from suggest.queuehead import HeadPusher
 from suggest.schema import Item, Prediction
 from suggest.strategies import (
     CERTAINTY_METHODS,
@@ -153,9 +154,11 @@ def _strategy(project: Project, settings: LoopSettings, cold: bool, has_proba: b
 class PoolRefresher:
     """Pushes a ranked prediction for every unlabeled task of a project into Label Studio."""
 
-    def __init__(self, settings: LoopSettings, client_for: Callable[[Project], ls.LabelStudioClient | None]):
+    def __init__(self, settings: LoopSettings, client_for: Callable[[Project], ls.LabelStudioClient | None],
+                 head: HeadPusher | None = None):
         self.settings = settings
         self._client_for = client_for
+        self.head = head  # issue 17: push only the queue's head from the store's task list (no export)
 
     def refresh(self, project: Project) -> dict:
         client = self._client_for(project)
@@ -165,6 +168,12 @@ class PoolRefresher:
                 "reason": "no Label Studio URL and token: connect suggest from Label Studio (its /setup sends "
                           "them) or set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY",
             }
+            return project.loop_status
+        if self.head is not None:
+            try:
+                project.loop_status = self.head.push(project, client)
+            finally:
+                client.close()
             return project.loop_status
         started = time.perf_counter()
         version = project.model_version

@@ -35,6 +35,7 @@ class SimulationConfig:
     budget: int = 400
     initial: int = 10
     test_fraction: float = 0.2
+    first_seed: int = 0  # seeds run are first_seed .. first_seed + seeds - 1 (a Ray task runs one: issue 17)
 
 
 def read_labelled(path: Path, text_field: str, label_field: str) -> tuple[list[str], list[str]]:
@@ -111,7 +112,7 @@ def run_simulation(
     full: list[float] = []
     total = config.seeds * len(config.strategies) * len(steps)
     done = 0
-    for seed in range(config.seeds):
+    for seed in range(config.first_seed, config.first_seed + config.seeds):
         rng = np.random.default_rng(seed)
         train, test = _split(y, config.test_fraction, rng)
         full_model = make_model(classes).fit([items[i] for i in train], list(y[train]))

@@ -2,11 +2,48 @@
 
 A mixin of `suggest.store.Store`: its tables are created by SCHEMA_SQL when the store opens, and its
 methods use the store's one connection (`self._tx()`, `self._query()`), so SQL stays in the store.
+
+- `ls_tasks`: one row per task of a Label Studio project: its `data` (JSON, so the pool is read
+  from here and not from an export per version), whether Label Studio listed it with annotations,
+  and the version and queue score of the prediction suggest last pushed for it (NULL: none).
+- `ls_task_sync`: per project, the highest task id listed (the incremental listing asks only for
+  newer ones) and when the list was last reconciled with Label Studio for deletions.
 """
 
 from __future__ import annotations
 
-SCHEMA_SQL = ""
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS ls_tasks (
+    project_id     TEXT NOT NULL,
+    task_id        INTEGER NOT NULL,
+    data           TEXT NOT NULL,
+    labeled        INTEGER NOT NULL DEFAULT 0,
+    pushed_version TEXT,
+    pushed_score   REAL,
+    PRIMARY KEY (project_id, task_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ls_tasks_pushed ON ls_tasks (project_id, pushed_version);
+CREATE TABLE IF NOT EXISTS ls_task_sync (
+    project_id    TEXT PRIMARY KEY,
+    max_task_id   INTEGER NOT NULL DEFAULT 0,
+    listed_at     REAL,
+    reconciled_at REAL
+);
+"""
+
+
+@dataclass(frozen=True)
+class TaskSyncState:
+    """Where a project's incremental listing stands."""
+
+    max_task_id: int = 0
+    listed_at: float | None = None
+    reconciled_at: float | None = None
 
 
 class TaskListStore:
@@ -14,3 +51,116 @@ class TaskListStore:
 
     def _migrate_tasks(self) -> None:
         """Bring an older store's tables for this part up to date (idempotent; nothing by default)."""
+
+    # the task list ----------------------------------------------------------------------------
+
+    def put_tasks(self, project_id: str, tasks: Iterable[tuple[int, dict, bool]]) -> int:
+        """Insert or refresh tasks (id, data, labeled); what was pushed to a known task is kept."""
+        rows = [(project_id, int(t), json.dumps(data, separators=(",", ":")), int(bool(labeled)))
+                for t, data, labeled in tasks]
+        if not rows:
+            return 0
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO ls_tasks (project_id, task_id, data, labeled) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (project_id, task_id) DO UPDATE SET data = excluded.data, labeled = excluded.labeled",
+                rows)
+            top = max(r[1] for r in rows)
+            db.execute(
+                "INSERT INTO ls_task_sync (project_id, max_task_id) VALUES (?, ?) ON CONFLICT (project_id) "
+                "DO UPDATE SET max_task_id = MAX(max_task_id, excluded.max_task_id)", (project_id, top))
+        return len(rows)
+
+    def delete_tasks(self, project_id: str, task_ids: Iterable[int]) -> int:
+        """Forget tasks Label Studio no longer holds (TASKS_DELETED, or found missing by a reconcile)."""
+        ids = [(project_id, int(t)) for t in task_ids]
+        if not ids:
+            return 0
+        with self._tx() as db:
+            before = db.total_changes
+            db.executemany("DELETE FROM ls_tasks WHERE project_id = ? AND task_id = ?", ids)
+            return db.total_changes - before
+
+    def task_ids(self, project_id: str) -> list[int]:
+        return [r[0] for r in self._query(
+            "SELECT task_id FROM ls_tasks WHERE project_id = ? ORDER BY task_id", (project_id,))]
+
+    def task_count(self, project_id: str) -> int:
+        return int(self._query("SELECT COUNT(*) FROM ls_tasks WHERE project_id = ?", (project_id,))[0][0])
+
+    def unlabeled_tasks(self, project_id: str) -> list[tuple[int, dict]]:
+        """(id, data) of every listed task with no annotation: not listed as labelled, and no stored label."""
+        rows = self._query(
+            "SELECT t.task_id, t.data FROM ls_tasks t WHERE t.project_id = ? AND t.labeled = 0 AND NOT EXISTS "
+            "(SELECT 1 FROM annotations a WHERE a.project_id = t.project_id AND a.task_id = t.task_id) "
+            "ORDER BY t.task_id", (project_id,))
+        return [(int(t), json.loads(d)) for t, d in rows]
+
+    def unlabeled_task_ids(self, project_id: str) -> list[int]:
+        return [int(r[0]) for r in self._query(
+            "SELECT t.task_id FROM ls_tasks t WHERE t.project_id = ? AND t.labeled = 0 AND NOT EXISTS "
+            "(SELECT 1 FROM annotations a WHERE a.project_id = t.project_id AND a.task_id = t.task_id)",
+            (project_id,))]
+
+    def mark_labeled(self, project_id: str, task_ids: Iterable[int], labeled: bool = True) -> None:
+        ids = [(int(labeled), project_id, int(t)) for t in task_ids]
+        if ids:
+            with self._tx() as db:
+                db.executemany("UPDATE ls_tasks SET labeled = ? WHERE project_id = ? AND task_id = ?", ids)
+
+    # what was pushed --------------------------------------------------------------------------
+
+    def set_pushed(self, project_id: str, version: str, scores: dict[int, float]) -> None:
+        """Record that tasks now hold a prediction of `version` with these queue scores."""
+        rows = [(version, float(s), project_id, int(t)) for t, s in scores.items()]
+        if rows:
+            with self._tx() as db:
+                db.executemany("UPDATE ls_tasks SET pushed_version = ?, pushed_score = ? "
+                               "WHERE project_id = ? AND task_id = ?", rows)
+
+    def pushed(self, project_id: str, version: str) -> dict[int, float]:
+        """Tasks holding a prediction of `version` that suggest pushed, with their queue scores."""
+        return {int(t): float(s) for t, s in self._query(
+            "SELECT task_id, pushed_score FROM ls_tasks WHERE project_id = ? AND pushed_version = ?",
+            (project_id, version))}
+
+    def pushed_versions(self, project_id: str, task_ids: list[int]) -> dict[int, str]:
+        """The version suggest last pushed to each of these tasks (tasks with none are left out)."""
+        out: dict[int, str] = {}
+        for start in range(0, len(task_ids), 500):
+            chunk = [int(t) for t in task_ids[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            out.update((int(t), v) for t, v in self._query(
+                f"SELECT task_id, pushed_version FROM ls_tasks WHERE project_id = ? AND task_id IN ({marks}) "
+                "AND pushed_version IS NOT NULL", (project_id, *chunk)))
+        return out
+
+    def unlabeled_pushed(self, project_id: str, version: str) -> list[int]:
+        """Head tasks of `version` still waiting for an annotation (what keeps Label Studio off random)."""
+        return [int(r[0]) for r in self._query(
+            "SELECT t.task_id FROM ls_tasks t WHERE t.project_id = ? AND t.pushed_version = ? AND t.labeled = 0 "
+            "AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.project_id = t.project_id AND a.task_id = t.task_id)",
+            (project_id, version))]
+
+    # sync state -------------------------------------------------------------------------------
+
+    def task_sync_state(self, project_id: str) -> TaskSyncState:
+        rows = self._query("SELECT max_task_id, listed_at, reconciled_at FROM ls_task_sync WHERE project_id = ?",
+                           (project_id,))
+        return TaskSyncState(*rows[0]) if rows else TaskSyncState()
+
+    def note_task_sync(self, project_id: str, *, listed: bool = False, reconciled: bool = False) -> None:
+        now = time.time()
+        with self._tx() as db:
+            db.execute("INSERT INTO ls_task_sync (project_id) VALUES (?) ON CONFLICT (project_id) DO NOTHING",
+                       (project_id,))
+            if listed:
+                db.execute("UPDATE ls_task_sync SET listed_at = ? WHERE project_id = ?", (now, project_id))
+            if reconciled:
+                db.execute("UPDATE ls_task_sync SET reconciled_at = ? WHERE project_id = ?", (now, project_id))
+
+    def forget_task_list(self, project_id: str) -> None:
+        """Drop a project's task list and sync state (the next sync lists every task again)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM ls_tasks WHERE project_id = ?", (project_id,))
+            db.execute("DELETE FROM ls_task_sync WHERE project_id = ?", (project_id,))

@@ -1,0 +1,137 @@
+"""Issue 17, Ray: pool embedding on a local Ray cluster against the local path, and a large pool end to end.
+
+Starts a Ray head on loopback (its own temp dir, `--num-cpus` CPUs, no dashboard) and stops its
+process group afterwards. Texts are Rotten Tomatoes snippets and numbered variants of them (new
+content hashes, so every text is really embedded). Measures, each on a fresh cache:
+- texts per second: the local path (`cached_encode`, one process), Ray with 1 worker, Ray with 2;
+- identical output: the Ray vectors against the local ones (max abs difference) and the same ranking;
+- a large pool end to end: embed on Ray (all workers) and rank it (`suggest.rank.rank_file`, margin,
+  the batch of 50), with the peak RSS of each encoder worker (sampled every 0.5 s).
+
+Run: nice -n 10 .venv/bin/python benchmarks/ray_embed.py --throughput 2000 --large 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backends.encoders import cached_encode, shared_text_encoder  # noqa: E402
+from backends.schema import Item  # noqa: E402
+from suggest.datasets import rotten_tomatoes  # noqa: E402
+from suggest.distributed import embed_into_cache, local_cluster  # noqa: E402
+from suggest.rank import rank_file  # noqa: E402
+from suggest.store import Store  # noqa: E402
+
+
+def texts_for(n: int, salt: str) -> list[str]:
+    base, _ = rotten_tomatoes()
+    return [base[i % len(base)] + ("" if i < len(base) and not salt else f" [{salt}{i // len(base)}]")
+            for i in range(n)]
+
+
+class RssSampler(threading.Thread):
+    """Peak RSS (MiB) of each `ray::MapWorker` process while it runs."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peak: dict[int, float] = {}
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        while not self.stop_flag.is_set():
+            for p in psutil.process_iter(["pid", "cmdline", "memory_info"]):
+                cmd = " ".join(p.info["cmdline"] or [])
+                if "MapWorker" in cmd and p.info["memory_info"] is not None:
+                    self.peak[p.info["pid"]] = max(self.peak.get(p.info["pid"], 0.0),
+                                                   p.info["memory_info"].rss / 2**20)
+            time.sleep(0.5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--throughput", type=int, default=2000, help="texts per throughput run")
+    parser.add_argument("--large", type=int, default=20000, help="the end-to-end pool")
+    parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ray_embed.json")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="suggest-ray-"))
+    encoder = shared_text_encoder().load()
+    result: dict = {"cpus": args.cpus, "load_average_start": os.getloadavg()[0]}
+    with local_cluster(args.cpus) as address:
+        try:
+            run(args, address, work, encoder, result)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+            print(f"wrote {args.out}")
+
+
+def run(args, address: str, work: Path, encoder, result: dict) -> None:
+    texts = texts_for(args.throughput, "t")
+    hashes = [Item(t).content_hash for t in texts]
+    t0 = time.perf_counter()
+    local = cached_encode(encoder, texts, hashes, Store(work / "local"))
+    local_s = time.perf_counter() - t0
+    result["local"] = {"texts": len(texts), "seconds": round(local_s, 1),
+                       "texts_per_second": round(len(texts) / local_s, 1)}
+    print(json.dumps(result["local"]), flush=True)
+    for workers in (1, 2):
+        cache = Store(work / f"ray{workers}")
+        report = embed_into_cache(texts, cache, address=address, workers=workers)
+        got = cache.get_embeddings(encoder.encoder_id, hashes)
+        diff = float(np.max(np.abs(np.stack([got[h] for h in hashes]) - local)))
+        result[f"ray_{workers}_workers"] = {**report.as_dict(), "max_abs_diff_vs_local": diff}
+        print(json.dumps(result[f"ray_{workers}_workers"]), flush=True)
+        cache.close()
+    pool = work / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)))
+    same = [r["id"] for r in rank_file(pool, None, batch=50, strategy="margin", text_field="text",
+                                       label_field="label", cache_dir=work / "local")]
+    other = [r["id"] for r in rank_file(pool, None, batch=50, strategy="margin", text_field="text",
+                                        label_field="label", cache_dir=work / "ray2")]
+    result["identical_ranking"] = same == other
+
+    big = texts_for(args.large, "L")
+    sampler = RssSampler()
+    sampler.start()
+    t0 = time.perf_counter()
+    cache = Store(work / "large")
+    report = embed_into_cache(big, cache, address=address, workers=args.cpus)
+    cache.close()
+    embed_s = time.perf_counter() - t0
+    sampler.stop_flag.set()
+    pool = work / "large.jsonl"
+    pool.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(big)))
+    t1 = time.perf_counter()
+    ranked = rank_file(pool, None, batch=50, strategy="margin", text_field="text", label_field="label",
+                       cache_dir=work / "large")
+    rank_s = time.perf_counter() - t1
+    rate = report.embedded / embed_s
+    result["large"] = {
+        "texts": len(big), "embed": report.as_dict(), "rank_seconds": round(rank_s, 1),
+        "end_to_end_seconds": round(embed_s + rank_s, 1), "ranked": len(ranked),
+        "peak_rss_mib_per_worker": [round(v) for v in sampler.peak.values()],
+        "extrapolated_1m_hours_at_this_rate": round(1_000_000 / rate / 3600, 1),
+    }
+    result["load_average_end"] = os.getloadavg()[0]
+    print(json.dumps(result["large"]), flush=True)
+
+
+if __name__ == "__main__":
+    main()

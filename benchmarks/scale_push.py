@@ -1,0 +1,288 @@
+"""Issue 17 at scale in the real Label Studio: the queue head per version, refills, pruning, annotator saves.
+
+Starts Label Studio (its own venv, see tests/e2e) and `suggest serve` (queue head on, the defaults:
+1,000 tasks per version, pruning in chunks of 50), imports N tasks into project A, connects suggest,
+then drives A through `--versions` retrains (an annotator labels `--per-version` tasks from /next, then
+pauses until the new version is served). Meanwhile a second annotator saves continuously into project
+B of the same Label Studio (same database, same write lock; B has no backend), and each save's latency
+is classed by what suggest was doing in A at that moment: a head push, pruning, or nothing (idle).
+
+Reports:
+- per version: from the version's publish (seen in /metrics) to Label Studio pointing at it, and to
+  `/next` serving the engine's first choice; the loop's own timings (task-list sync, rank, first slice);
+- prediction rows written per version (Label Studio's model-versions counts);
+- the predictions table after each version (all versions together);
+- save latency p50 / p99 during pushes, during pruning, and idle.
+
+Embeddings are pre-seeded so the figures measure the loop, not the encoder: Rotten Tomatoes vectors
+from the simulate cache, and above 10,662 tasks numbered variants of those snippets whose vectors are
+the base vector plus small noise (their content hashes are new, so the cache treats them as new texts).
+
+Run: nice -n 10 .venv/bin/python benchmarks/scale_push.py --tasks 10000 [--versions 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backends.encoders import TextEncoder  # noqa: E402
+from suggest.datasets import rotten_tomatoes  # noqa: E402
+from suggest.schema import Item  # noqa: E402
+from suggest.store import Store  # noqa: E402
+from tests.conftest import CONFIG  # noqa: E402
+from tests.e2e.labelstudio_server import (  # noqa: E402
+    HttpServer,
+    LabelStudioServer,
+    choice_result,
+    ensure_ls_venv,
+    free_port,
+    ls_venv_path,
+    suggest_argv,
+)
+
+ENCODER = TextEncoder().encoder_id
+
+
+def pool(n: int, cache_dir: Path) -> tuple[list[str], list[str], dict[str, np.ndarray]]:
+    """n texts with labels, and a vector for every one (seeded from the cache; variants get noise)."""
+    texts, labels = rotten_tomatoes()
+    cache = Store(cache_dir)
+    base = cache.get_embeddings(ENCODER, [Item(t).content_hash for t in texts])
+    cache.close()
+    order = list(range(len(texts)))
+    random.Random(0).shuffle(order)
+    rng = np.random.default_rng(0)
+    out_t, out_l, vectors = [], [], {}
+    k = 0
+    while len(out_t) < n:
+        for i in order:
+            if len(out_t) >= n:
+                break
+            h = Item(texts[i]).content_hash
+            if h not in base:
+                continue
+            text = texts[i] if k == 0 else f"{texts[i]} ({k})"
+            v = base[h] if k == 0 else base[h] + rng.normal(0, 0.02, base[h].shape).astype(np.float32)
+            vectors[Item(text).content_hash] = (v / np.linalg.norm(v)).astype(np.float32)
+            out_t.append(text)
+            out_l.append(labels[i])
+        k += 1
+    return out_t, out_l, vectors
+
+
+class Saver(threading.Thread):
+    """An annotator saving into project B as fast as Label Studio answers (one save at a time)."""
+
+    def __init__(self, client, task_ids: list[int], pause: float = 0.2):
+        super().__init__(daemon=True)
+        self.client, self.task_ids, self.pause = client, task_ids, pause
+        self.saves: list[tuple[float, float, float]] = []  # (start, end, seconds)
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        i = 0
+        while not self.stop_flag.is_set() and i < len(self.task_ids):
+            t0 = time.time()
+            self.client.annotate(self.task_ids[i], choice_result("fresh" if i % 2 else "rotten"))
+            t1 = time.time()
+            self.saves.append((t0, t1, t1 - t0))
+            i += 1
+            time.sleep(self.pause)
+
+
+class Watcher(threading.Thread):
+    """Polls suggest's /metrics: push windows (from the loop's timings) and pruning windows (the counter)."""
+
+    def __init__(self, server: HttpServer, pid: int):
+        super().__init__(daemon=True)
+        self.server, self.pid = server, str(pid)
+        self.pushes: dict[str, tuple[float, float]] = {}
+        self.prune_marks: list[tuple[float, int]] = []
+        self.published: dict[str, float] = {}
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_flag.is_set():
+            try:
+                m = self.server.get("/metrics").json()["projects"].get(self.pid)
+            except Exception:
+                m = None
+            now = time.time()
+            if m:
+                self.published.setdefault(m["model_version"], now)
+                loop = m.get("loop") or {}
+                if loop.get("version") and loop.get("seconds") and loop["version"] not in self.pushes:
+                    # the push finished before this poll: its window ends at most 0.1 s ago
+                    self.pushes[loop["version"]] = (now - loop["seconds"]["total"] - 0.1, now)
+                self.prune_marks.append((now, (m.get("task_list") or {}).get("pruned", 0)))
+            time.sleep(0.1)
+
+    def pruning_windows(self) -> list[tuple[float, float]]:
+        out = []
+        for (t0, n0), (t1, n1) in zip(self.prune_marks, self.prune_marks[1:], strict=False):
+            if n1 > n0:
+                out.append((t0, t1))
+        return out
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)) * 1000, 1) if values else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--versions", type=int, default=20)
+    parser.add_argument("--per-version", type=int, default=5)
+    parser.add_argument("--head", type=int, default=1000)
+    parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "suggest")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    out = args.out or ROOT / "benchmarks" / "results" / f"scale_push_{args.tasks}.json"
+    texts, labels, vectors = pool(args.tasks, args.cache_dir)
+    work = Path(tempfile.mkdtemp(prefix="suggest-scale-"))
+    venv = ls_venv_path()
+    ensure_ls_venv(venv)
+    ls = LabelStudioServer(venv, work / "ls")
+    ls.launch()
+    model_dir = work / "models"
+    store = Store(model_dir)
+    items = list(vectors.items())
+    for start in range(0, len(items), 20_000):
+        store.put_embeddings(ENCODER, dict(items[start : start + 20_000]))
+    store.close()
+    port = free_port()
+    env = {**os.environ, "LOG_LEVEL": "INFO", "SUGGEST_QUEUE_HEAD": str(args.head),
+           "SUGGEST_PUSH_INTERVAL_SECONDS": "1", "SUGGEST_MEMORY_MB": "2048"}
+    sg = HttpServer("suggest", suggest_argv("127.0.0.1", port, model_dir), port, work / "suggest.log", env)
+    sg.launch()
+    result: dict = {"tasks": args.tasks, "head": args.head, "versions": [], "workdir": str(work)}
+    try:
+        ls.wait_ready()
+        sg.wait_ready(300)
+        client = ls.client()
+        pid = client.create_project("scale A", CONFIG)["id"]
+        side = client.create_project("scale B (saves)", CONFIG)["id"]
+        t0 = time.perf_counter()
+        for start in range(0, len(texts), 5000):
+            client.import_tasks(pid, [{"text": t, "truth": lb} for t, lb in
+                                      zip(texts[start : start + 5000], labels[start : start + 5000], strict=True)])
+        client.import_tasks(side, [{"text": f"side task {i}"} for i in range(3000)])
+        result["import_s"] = round(time.perf_counter() - t0, 1)
+        side_ids = [t["id"] for t in client.tasks(side)]
+        truth = {}
+
+        def metrics() -> dict:
+            return sg.get("/metrics").json()["projects"].get(str(pid)) or {}
+
+        def wait(pred, timeout=900.0):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                m = metrics()
+                if m and pred(m):
+                    return m
+                time.sleep(0.1)
+            raise RuntimeError(f"timed out: {json.dumps(metrics().get('loop'))[:500]}")
+
+        t0 = time.perf_counter()
+        client.connect_ml(pid, f"http://127.0.0.1:{port}", "suggest")
+        cold = wait(lambda m: m["loop"].get("enabled") and m["loop"].get("version") == m["model_version"])
+        result["cold_start"] = {"wall_s": round(time.perf_counter() - t0, 2), "loop": cold["loop"]}
+        print(json.dumps(result["cold_start"])[:600], flush=True)
+
+        watcher = Watcher(sg, pid)
+        watcher.start()
+        time.sleep(8)  # an idle stretch for the save baseline (no push; pruning of nothing)
+        saver = Saver(ls.client(), side_ids)
+        saver.start()
+        time.sleep(8)
+        for _ in range(args.versions):
+            before = metrics()["model_version"]
+            for _ in range(args.per_version):
+                task = client.request("GET", f"/api/projects/{pid}/next")
+                if task["id"] not in truth:
+                    truth[task["id"]] = task["data"]["truth"]
+                client.annotate(task["id"], choice_result(truth[task["id"]]))
+            m = wait(lambda m, b=before: m["model_version"] != b and m["loop"].get("version") == m["model_version"]
+                     and not m["training"])
+            version = m["model_version"]
+            pointed = time.time()
+            nxt = client.request("GET", f"/api/projects/{pid}/next")
+            served = time.time()
+            published = watcher.published.get(version, pointed)
+            written = client.request("GET", f"/api/projects/{pid}/model-versions/")
+            entry = {
+                "version": version,
+                "publish_to_pointed_s": round(pointed - published, 2),
+                "publish_to_next_first_choice_s": round(served - published, 2),
+                "next_is_first_choice": nxt["id"] == m["loop"]["next_tasks"][0],
+                "rows_written": written.get(version, 0),
+                "predictions_table": sum(written.values()),
+                "loop_seconds": m["loop"]["seconds"],
+                "task_list": m["loop"].get("task_list"),
+                "head": m["loop"].get("head"),
+            }
+            entry["load_average_1m"] = round(os.getloadavg()[0], 1)
+            result["versions"].append(entry)
+            print(json.dumps(entry), flush=True)
+            time.sleep(4)  # annotators pause: pruning runs
+        time.sleep(10)
+        saver.stop_flag.set()
+        saver.join(30)
+        watcher.stop_flag.set()
+        watcher.join(5)
+        final = client.request("GET", f"/api/projects/{pid}/model-versions/")
+        result["predictions_table_final"] = {"total": sum(final.values()), "by_version": final}
+        pushes = list(watcher.pushes.values())
+        prunes = watcher.pruning_windows()
+
+        def overlaps(s, windows):
+            return any(s[0] < b and s[1] > a for a, b in windows)
+
+        during_push = [s[2] for s in saver.saves if overlaps(s, pushes)]
+        during_prune = [s[2] for s in saver.saves if overlaps(s, prunes) and not overlaps(s, pushes)]
+        idle = [s[2] for s in saver.saves if not overlaps(s, pushes) and not overlaps(s, prunes)]
+        result["saves_ms"] = {
+            "idle": {"n": len(idle), "p50": _pct(idle, 50), "p99": _pct(idle, 99)},
+            "during_push": {"n": len(during_push), "p50": _pct(during_push, 50), "p99": _pct(during_push, 99)},
+            "during_prune": {"n": len(during_prune), "p50": _pct(during_prune, 50), "p99": _pct(during_prune, 99)},
+        }
+        for key in ("during_push", "during_prune"):
+            e, i = result["saves_ms"][key], result["saves_ms"]["idle"]
+            if e["p50"] and i["p50"]:
+                e["p50_vs_idle"] = round(e["p50"] / i["p50"], 2)
+                e["p99_vs_idle"] = round(e["p99"] / i["p99"], 2)
+        vs = result["versions"]
+        result["summary"] = {
+            "publish_to_next_first_choice_s": {
+                "median": float(np.median([v["publish_to_next_first_choice_s"] for v in vs])),
+                "max": max(v["publish_to_next_first_choice_s"] for v in vs)},
+            "loop_first_choice_s_median": float(np.median([v["loop_seconds"]["first_choice"] for v in vs])),
+            "rows_written_per_version_max": max(v["rows_written"] for v in vs),
+            "predictions_table_after_versions": vs[-1]["predictions_table"],
+            "next_is_first_choice_all": all(v["next_is_first_choice"] for v in vs),
+        }
+        print(json.dumps({"summary": result["summary"], "saves_ms": result["saves_ms"]}, indent=1), flush=True)
+    finally:
+        sg.stop()
+        ls.stop()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Issue 17 in the real Label Studio: bounded writes per version, the head refilled, an incremental task list.
+
+Label Studio's uncertainty sampling only looks at unlabelled tasks holding a prediction of the
+project's current model_version, and falls back to random when none is left. `suggest` therefore
+pushes only the queue's head per version (SUGGEST_QUEUE_HEAD), refills it before it runs out, learns
+new tasks from an incremental listing (no export per version) and drops deleted tasks.
+
+Runs its own `suggest serve` (head of 30, batch of 10) against the session's Label Studio; the refill
+test uses a second one whose pushes are rate-limited to once in 10 minutes, so only refills keep
+the queue alive while an annotator works through more tasks than the head holds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.conftest import LABEL_CONFIG, Stack, suggest_env
+from tests.e2e.labelstudio_server import (
+    HttpServer,
+    LabelStudioClient,
+    choice_result,
+    free_port,
+    loop_state,
+    poll,
+    suggest_argv,
+    wait_pushed,
+)
+
+pytestmark = pytest.mark.e2e
+
+N = 200
+HEAD = 30
+TIMEOUT = 120.0
+
+
+def _server(stack: Stack, name: str, **env: str) -> HttpServer:
+    port = free_port()
+    server = HttpServer(name, suggest_argv("127.0.0.1", port, stack.workdir / f"{name}-models"), port,
+                        stack.workdir / f"{name}.log", env=suggest_env() | env)
+    server.start(180)
+    return server
+
+
+@pytest.fixture(scope="module")
+def head_server(stack: Stack) -> Iterator[HttpServer]:
+    server = _server(stack, "suggest-head", SUGGEST_QUEUE_HEAD=str(HEAD), SUGGEST_BATCH_SIZE="10",
+                     SUGGEST_PUSH_INTERVAL_SECONDS="1", SUGGEST_PRUNE_CHUNK="20")
+    yield server
+    server.stop()
+
+
+def _versions(ls: LabelStudioClient, pid: int) -> Counter:
+    return Counter(p["model_version"] for p in ls.predictions(pid))
+
+
+def _full_exports(stack: Stack, pid: int) -> int:
+    """Exports of the whole project in Label Studio's request log (a filtered export names ids[])."""
+    log = stack.label_studio.process.log_path.read_text(errors="replace")
+    return sum(1 for line in log.splitlines() if f"/api/projects/{pid}/export" in line and "ids" not in line)
+
+
+def test_only_the_head_is_pushed_and_next_serves_the_first_choice(
+    ls: LabelStudioClient, head_server: HttpServer, rt_tasks: list[tuple[str, str]]
+) -> None:
+    pid = ls.create_project("e2e queue head", LABEL_CONFIG)["id"]
+    truth = dict(rt_tasks[:N])
+    ls.import_tasks(pid, [{"text": text} for text, _ in rt_tasks[:N]])
+    ls.connect_ml(pid, head_server.url, "suggest head")
+    m = wait_pushed(head_server, pid, trained=False, timeout=TIMEOUT)
+    cold = m["model_version"]
+    assert m["loop"]["tasks_scored"] == N
+    assert _versions(ls, pid)[cold] == HEAD, "a version writes only the queue head"
+    assert m["loop"]["head"]["written"] == HEAD
+    assert m["task_list"]["tasks"] == N
+    first = ls.request("GET", f"/api/projects/{pid}/next")
+    assert first["id"] == m["loop"]["next_tasks"][0]
+
+    by_text = {t["id"]: truth[t["data"]["text"]] for t in ls.tasks(pid)}
+    labeled = [first["id"], *[t for t in m["loop"]["next_tasks"][1:] if t != first["id"]]][:8]
+    for task_id in labeled:
+        ls.annotate(task_id, choice_result(by_text[task_id]))
+    m = wait_pushed(head_server, pid, trained=True, timeout=TIMEOUT)
+    trained = m["model_version"]
+    written = _versions(ls, pid)[trained]
+    assert written <= HEAD, f"the retrain wrote {written} predictions, more than the head ({HEAD})"
+    assert written >= HEAD - len(labeled) - 5
+    assert ls.project(pid)["model_version"] == trained
+    nxt = ls.request("GET", f"/api/projects/{pid}/next")
+    assert nxt["id"] == m["loop"]["next_tasks"][0], "Label Studio serves the engine's first choice"
+
+    # superseded predictions leave Label Studio in chunks once annotators pause
+    poll("the zero-shot version's predictions to be pruned", lambda: _versions(ls, pid),
+         lambda held: cold not in held, TIMEOUT)
+
+
+def test_imported_tasks_enter_the_list_and_deleted_ones_leave(
+    ls: LabelStudioClient, head_server: HttpServer, rt_tasks: list[tuple[str, str]], stack: Stack
+) -> None:
+    pid = ls.create_project("e2e task list", LABEL_CONFIG)["id"]
+    ls.import_tasks(pid, [{"text": text} for text, _ in rt_tasks[:60]])
+    ls.connect_ml(pid, head_server.url, "suggest task list")
+    wait_pushed(head_server, pid, trained=False, timeout=TIMEOUT)
+    assert loop_state(head_server, pid)["task_list"]["tasks"] == 60
+    exports = _full_exports(stack, pid)
+
+    ls.import_tasks(pid, [{"text": text} for text, _ in rt_tasks[60:75]])
+    m = poll("the 15 imported tasks in suggest's task list", lambda: loop_state(head_server, pid),
+             lambda m: m["task_list"]["tasks"] == 75 and not m["training"], TIMEOUT)
+    assert m["loop"]["task_list"]["added"] == 15, m["loop"]  # an incremental listing, not a full export
+    assert _full_exports(stack, pid) == exports, "the push exported the project"
+
+    gone = [t["id"] for t in ls.tasks(pid)][:3]
+    for task_id in gone:
+        ls.request("DELETE", f"/api/tasks/{task_id}", expect=(204, 200))
+    poll("the 3 deleted tasks to leave suggest's task list", lambda: loop_state(head_server, pid),
+         lambda m: m["task_list"]["tasks"] == 72, TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def slow_push_server(stack: Stack) -> Iterator[HttpServer]:
+    server = _server(stack, "suggest-refill", SUGGEST_QUEUE_HEAD="12", SUGGEST_BATCH_SIZE="5",
+                     SUGGEST_PUSH_INTERVAL_SECONDS="600", SUGGEST_PRUNE_CHUNK="0")
+    yield server
+    server.stop()
+
+
+def test_the_head_is_refilled_before_label_studio_falls_back_to_random(
+    ls: LabelStudioClient, slow_push_server: HttpServer, rt_tasks: list[tuple[str, str]]
+) -> None:
+    pid = ls.create_project("e2e head refill", LABEL_CONFIG)["id"]
+    truth = dict(rt_tasks[:80])
+    ls.import_tasks(pid, [{"text": text} for text, _ in rt_tasks[:80]])
+    ls.connect_ml(pid, slow_push_server.url, "suggest refill")
+    m = wait_pushed(slow_push_server, pid, trained=False, timeout=TIMEOUT)
+    version = m["model_version"]
+    assert _versions(ls, pid)[version] == 12
+    by_text = {t["id"]: truth[t["data"]["text"]] for t in ls.tasks(pid)}
+    served = []
+    for _ in range(25):  # more than twice the head, at an annotator's pace
+        nxt = ls.request("GET", f"/api/projects/{pid}/next")
+        current = ls.project(pid)["model_version"]
+        held = {p["model_version"] for p in ls.request("GET", "/api/predictions", params={"task": nxt["id"]})}
+        assert current in held, f"/next served task {nxt['id']} without a {current} prediction: random fallback"
+        served.append(nxt["id"])
+        ls.annotate(nxt["id"], choice_result(by_text[nxt["id"]]))
+        time.sleep(1.0)
+    assert ls.project(pid)["model_version"] == version, "no new version was pushed (600 s interval)"
+    assert _versions(ls, pid)[version] > 12, "the head was refilled under the same version"
+    assert loop_state(slow_push_server, pid)["loop"]["head"]["refills"] >= 1

@@ -1,0 +1,127 @@
+"""Bounded writes per version (issue 17): the queue head, its refill and chunked pruning.
+
+A real project (real MiniLM encoder, zero-shot and then trained on Rotten Tomatoes snippets) on a
+real store; Label Studio is the in-memory stand-in of test_tasksync, which records every call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from suggest.labelstudio import parse_controls
+from suggest.loop import LoopSettings, rank_rows
+from suggest.project import open_project
+from suggest.queuehead import FIRST_SLICE_MIN, HeadPusher, HeadSettings
+from suggest.schema import Label
+from suggest.store import ProjectRecord, Store
+from suggest.tasksync import TaskSync
+from tests.conftest import CONFIG
+from tests.unit.test_tasksync import FakeLabelStudio, store_fixture  # noqa: F401  (the `store` fixture)
+
+PID = "11"
+
+
+def _project(store: Store):
+    record = ProjectRecord(PID, CONFIG, None, None)
+    store.save_project(record)
+    return open_project(store, record, parse_controls(CONFIG))
+
+
+def _pusher(store: Store, head: int, batch: int = 10, prune_chunk: int = 5) -> HeadPusher:
+    loop = LoopSettings(batch_size=batch)
+    return HeadPusher(HeadSettings(head, batch, True, 1, prune_chunk), TaskSync(store),
+                      lambda project, rows: rank_rows(project, rows, loop))
+
+
+def _pushed_pool(store: Store, texts: list[str], head: int, **kw) -> tuple[FakeLabelStudio, object, HeadPusher]:
+    """A pool of `texts` in the stand-in, a zero-shot project, and its head pushed once."""
+    ls = FakeLabelStudio(texts)
+    project = _project(store)
+    pusher = _pusher(store, head=head, **kw)
+    pusher.push(project, ls)
+    return ls, project, pusher
+
+
+def _pushed(ls: FakeLabelStudio, version: str) -> dict[int, float]:
+    return {p["task"]: p["score"] for p in ls.predictions_held.values() if p["model_version"] == version}
+
+
+def test_a_version_writes_only_the_head_the_lowest_scores_first(store, rt_sample) -> None:
+    ls = FakeLabelStudio([text for text, _ in rt_sample[:200]])
+    project = _project(store)
+    pusher = _pusher(store, head=150)
+    status = pusher.push(project, ls)
+    version = project.model_version
+    assert status["tasks_scored"] == 200 and status["head"]["written"] == 150
+    # the first slice lands, the project points at the version (now /next is right), then the rest of the head
+    assert ls.calls[1:4] == [("import", FIRST_SLICE_MIN), ("update_project", version), ("import", 50)]
+    pushed = _pushed(ls, version)
+    assert len(pushed) == 150
+    scores = np.array(list(project._queue_scores[1].values()))
+    assert max(pushed.values()) <= np.sort(scores)[149], "the head is the 150 lowest queue scores"
+    assert status["next_tasks"][0] == min(pushed, key=pushed.get), "the engine's first choice sorts first"
+    assert store.pushed(PID, version) == pytest.approx(pushed, abs=1e-5)
+
+
+def test_labelled_tasks_are_never_pushed(store, rt_sample) -> None:
+    ls = FakeLabelStudio([text for text, _ in rt_sample[:30]])
+    done = [ls.add(text, annotated=True) for text, _ in rt_sample[30:40]]
+    project = _project(store)
+    _pusher(store, head=100).push(project, ls)
+    assert not set(done) & set(_pushed(ls, project.model_version))
+    assert len(_pushed(ls, project.model_version)) == 30
+
+
+def test_the_head_is_refilled_from_the_same_ranking(store, rt_sample) -> None:
+    ls, project, pusher = _pushed_pool(store, [text for text, _ in rt_sample[:120]], head=20, batch=5)
+    version = project.model_version
+    head = _pushed(ls, version)
+    assert len(head) == 20 and not pusher.needs_refill(project)
+    order = sorted(project._queue_scores[1], key=project._queue_scores[1].get)
+    labelled = sorted(head, key=head.get)[:16]
+    store.upsert_labels(PID, [Label(t, 1000 + t, "fresh", "x", control="sentiment") for t in labelled])
+    assert pusher.needs_refill(project), "4 left, below a quarter of the head (at least the batch)"
+    assert pusher.refill(project, ls) == 16
+    after = _pushed(ls, version)
+    assert len(after) == 36 and project.model_version == version
+    assert set(after) - set(head) == set(order[20:36]), "the next tasks of the same queue"
+    assert len(store.unlabeled_pushed(PID, version)) == 20
+    assert pusher.refill(project, ls) == 0, "full again: nothing more"
+
+
+def test_a_refill_without_a_push_does_nothing(store) -> None:
+    project = _project(store)
+    pusher = _pusher(store, head=20)
+    assert not pusher.needs_refill(project)
+    assert pusher.refill(project, FakeLabelStudio(["a"])) == 0
+
+
+def test_superseded_predictions_are_pruned_in_chunks_and_the_current_version_stays(store, rt_sample) -> None:
+    ls, project, pusher = _pushed_pool(store, [text for text, _ in rt_sample[:60]], head=12, prune_chunk=5)
+    cold = project.model_version
+    store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment")
+                              for i, (text, label) in enumerate(rt_sample[:20])])
+    assert project.retrain(force=True) is not None
+    trained = project.model_version
+    cold_head = set(_pushed(ls, cold))
+    pusher.push(project, ls)
+    trained_head = set(_pushed(ls, trained))
+    cold_only = cold_head - trained_head
+    # tasks in both heads lost their older prediction when the new one went in: a chunk of tasks per call
+    assert ls.model_versions(PID) == {cold: len(cold_only), trained: 12}
+    assert len(cold_only) < 12, "the heads overlap (else this test checks nothing of the replacement)"
+    replaced = [n for name, n in ls.calls if name == "delete_task_predictions"]
+    assert sum(replaced) == 12 - len(cold_only) and max(replaced) <= 5
+    ls.calls.clear()
+    steps, more = 0, True
+    while more:
+        deleted, more = pusher.prune(project, ls)
+        assert deleted <= 5, "at most a chunk per step"
+        steps += 1
+        assert set(_pushed(ls, trained)) == trained_head, "the current version's predictions are never touched"
+    assert ls.model_versions(PID) == {trained: 12}
+    whole = [n for name, n in ls.calls if name == "delete_task_predictions"]
+    assert sum(whole) == len(cold_only) and max(whole, default=0) <= 5, "out of the new head: whole tasks per call"
+    assert "delete_prediction" not in ls.names()
+    assert pusher.prune(project, ls) == (0, False)

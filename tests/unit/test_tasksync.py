@@ -1,0 +1,176 @@
+"""Incremental task sync (issue 17) on a real store, against an in-memory stand-in for Label Studio's REST API.
+
+The stand-in answers the calls suggest makes (`list_tasks` with an id floor, `task_ids`, `task_count`) and
+records them, so the tests can tell a listing of only newer tasks from a full one.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from suggest.schema import Label
+from suggest.store import Store
+from suggest.tasksync import TaskSync
+
+
+class FakeLabelStudio:
+    """Tasks by id, predictions by id; every call recorded as (name, argument)."""
+
+    def __init__(self, texts: list[str] | None = None):
+        self.tasks: dict[int, dict] = {}
+        self.predictions_held: dict[int, dict] = {}
+        self.calls: list[tuple[str, object]] = []
+        self.project: dict = {}
+        self._next_prediction = 1
+        for text in texts or []:
+            self.add(text)
+
+    def add(self, text: str, annotated: bool = False) -> int:
+        task_id = max(self.tasks, default=0) + 1
+        self.tasks[task_id] = {"id": task_id, "data": {"text": text}, "total_annotations": int(annotated),
+                               "cancelled_annotations": 0}
+        return task_id
+
+    # the client's surface
+    def list_tasks(self, project_id, *, after=0, page_size=1000, include=""):
+        self.calls.append(("list_tasks", after))
+        return [dict(t) for i, t in sorted(self.tasks.items()) if i > after]
+
+    def task_ids(self, project_id):
+        self.calls.append(("task_ids", None))
+        return sorted(self.tasks)
+
+    def task_count(self, project_id):
+        self.calls.append(("task_count", None))
+        return len(self.tasks)
+
+    def import_predictions(self, project_id, rows, chunk=2000):
+        self.calls.append(("import", len(rows)))
+        for row in rows:
+            self.predictions_held[self._next_prediction] = {"id": self._next_prediction, "task": row["task"],
+                                                            "model_version": row["model_version"],
+                                                            "score": row["score"]}
+            self._next_prediction += 1
+        return len(rows)
+
+    def update_project(self, project_id, **fields):
+        self.calls.append(("update_project", fields.get("model_version")))
+        self.project.update(fields)
+        return self.project
+
+    def model_versions(self, project_id):
+        held: dict[str, int] = {}
+        for p in self.predictions_held.values():
+            held[p["model_version"]] = held.get(p["model_version"], 0) + 1
+        return held
+
+    def predictions(self, project_id):
+        self.calls.append(("predictions", None))
+        return [dict(p) for p in self.predictions_held.values()]
+
+    def delete_prediction(self, prediction_id):
+        self.calls.append(("delete_prediction", prediction_id))
+        return self.predictions_held.pop(prediction_id, None) is not None
+
+    def delete_task_predictions(self, project_id, task_ids):
+        self.calls.append(("delete_task_predictions", len(task_ids)))
+        gone = [i for i, p in self.predictions_held.items() if p["task"] in set(task_ids)]
+        for i in gone:
+            del self.predictions_held[i]
+        return len(gone)
+
+    def close(self):
+        pass
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+
+PID = "5"
+
+
+@pytest.fixture(name="store")
+def store_fixture(tmp_path) -> Store:
+    """A real store in a temp folder (test_queue_head imports this fixture too)."""
+    s = Store(tmp_path)
+    yield s
+    s.close()
+
+
+def test_the_first_sync_lists_every_task_and_later_ones_only_newer_tasks(store: Store) -> None:
+    ls = FakeLabelStudio([f"text {i}" for i in range(5)])
+    sync = TaskSync(store)
+    first = sync.sync(ls, PID)
+    assert (first.added, first.total) == (5, 5)
+    assert ls.calls == [("list_tasks", 0)]
+    new = [ls.add("later 1"), ls.add("later 2")]
+    second = sync.sync(ls, PID)
+    assert ls.calls[-1] == ("list_tasks", 5), "the listing asks only for tasks above the newest known id"
+    assert second.added == 2 and second.total == 7
+    assert [t for t, _ in store.unlabeled_tasks(PID)][-2:] == new
+    assert dict(store.unlabeled_tasks(PID))[new[0]] == {"text": "later 1"}
+    assert sync.sync(ls, PID).added == 0
+
+
+def test_labelled_tasks_are_not_in_the_pool(store: Store) -> None:
+    ls = FakeLabelStudio(["a", "b"])
+    done = ls.add("c", annotated=True)
+    TaskSync(store).sync(ls, PID)
+    assert [t for t, _ in store.unlabeled_tasks(PID)] == [1, 2]
+    assert done in store.task_ids(PID)
+    store.upsert_labels(PID, [Label(1, 10, "fresh", "a", control="sentiment")])
+    assert store.unlabeled_task_ids(PID) == [2], "a stored annotation takes its task out of the pool"
+
+
+def test_reconcile_reads_only_the_count_when_nothing_was_deleted(store: Store) -> None:
+    ls = FakeLabelStudio([f"t{i}" for i in range(6)])
+    sync = TaskSync(store, reconcile_seconds=3600)
+    sync.sync(ls, PID)
+    ls.calls.clear()
+    result = sync.sync(ls, PID, reconcile=True)
+    assert result.removed == 0 and result.reconciled
+    assert "task_ids" not in ls.names(), "equal counts: no id listing"
+
+
+def test_reconcile_drops_tasks_label_studio_no_longer_holds(store: Store) -> None:
+    ls = FakeLabelStudio([f"t{i}" for i in range(6)])
+    sync = TaskSync(store, reconcile_seconds=3600)
+    sync.sync(ls, PID)
+    del ls.tasks[2], ls.tasks[4]
+    assert sync.sync(ls, PID).removed == 0, "not due yet: no reconcile"
+    assert store.task_count(PID) == 6
+    result = sync.sync(ls, PID, reconcile=True)
+    assert result.removed == 2 and result.total == 4
+    assert store.task_ids(PID) == [1, 3, 5, 6]
+
+
+def test_a_due_reconcile_runs_on_its_own(store: Store) -> None:
+    ls = FakeLabelStudio([f"t{i}" for i in range(3)])
+    sync = TaskSync(store, reconcile_seconds=0.05)
+    sync.sync(ls, PID)
+    del ls.tasks[1]
+    time.sleep(0.1)
+    assert sync.sync(ls, PID).removed == 1
+
+
+def test_confirmed_tasks_update_the_list(store: Store) -> None:
+    ls = FakeLabelStudio(["a", "b", "c"])
+    sync = TaskSync(store)
+    sync.sync(ls, PID)
+    annotated = {"id": 2, "data": {"text": "b"}, "annotations": [{"id": 9, "was_cancelled": False}]}
+    sync.confirmed(PID, {1, 2}, [annotated])  # task 1 is gone from Label Studio, task 2 now annotated
+    assert store.task_ids(PID) == [2, 3]
+    assert store.unlabeled_task_ids(PID) == [3]
+    skipped = {"id": 2, "data": {"text": "b"}, "annotations": [{"id": 9, "was_cancelled": True}]}
+    sync.confirmed(PID, {2}, [skipped])
+    assert store.unlabeled_task_ids(PID) == [2, 3], "only a cancelled annotation left: back in the pool"
+
+
+def test_a_deleted_task_webhook_drops_it(store: Store) -> None:
+    ls = FakeLabelStudio(["a", "b"])
+    sync = TaskSync(store)
+    sync.sync(ls, PID)
+    assert sync.tasks_deleted(PID, [1, 99]) == 1
+    assert store.task_ids(PID) == [2]

@@ -12,7 +12,8 @@ import typer
 
 EXPORT_FORMATS = ("jsonl", "csv", "conll", "parquet", "label-studio")
 STATS_FORMATS = ("table", "json")
-ModelDir = Annotated[Path | None, typer.Option("--model-dir", help="Where the store lives [env: MODEL_DIR]")]
+ModelDir = Annotated[Path | None, typer.Option(
+    "--model-dir", help="Where the store lives \\[env: MODEL_DIR; default: models]")]
 
 
 def _open_project(project: str, model_dir: Path | None):
@@ -54,7 +55,7 @@ def export(
         "--control", help="conll: the <Labels> control to write (default: the first)")] = None,
     consensus: Annotated[str | None, typer.Option(
         "--consensus", help="majority (ground truth, majority, latest) or weighted (the last quality report's "
-        "model-weighted consensus on single-choice controls) [env: SUGGEST_CONSENSUS; default: majority]")] = None,
+        "model-weighted consensus on single-choice controls) \\[env: SUGGEST_CONSENSUS; default: majority]")] = None,
 ) -> None:
     """Export a project's annotations: per task the consensus answer and each annotator's answer.
 

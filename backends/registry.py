@@ -173,8 +173,23 @@ def _pipeline_params(schema: Schema) -> dict:
     return {"model": classifier_for(schema), "label_map": schema.model_labels, "hints": schema.hints}
 
 
+def _finetune_on(schema: Schema) -> bool:
+    from backends.finetune import supports
+
+    return supports(schema)
+
+
+def _finetune_min() -> int:
+    from backends.finetune import finetune_min_labels
+
+    return finetune_min_labels()
+
+
 BUILTINS: tuple[Family, ...] = (
     Family.of_class("pipeline", _pipeline, "backends.pipeline:PipelineClassifier", _pipeline_params),
+    # issue 16: SUGGEST_FINETUNE_MIN_LABELS > 0 puts the SetFit-style family before the frozen one
+    Family.of_class("finetune", lambda schema: _finetune_on(schema), "backends.finetune:FineTuneClassifier",
+                    lambda schema: {"hints": schema.hints, "min_labels": _finetune_min()}),
     Family.of_class("embedding", _is("classification", "text"), "backends.embedding:EmbeddingClassifier", _hints),
     Family.of_class("multilabel", _is("multilabel", "text"), "backends.multilabel:MultiLabelClassifier", _hints),
     Family.of_class("pipeline-spans", _pipeline_spans, "backends.pipeline_spans:PipelineTagger",

@@ -375,6 +375,12 @@ def simulate(
     limit: Annotated[int | None, typer.Option(
         help="Use a stratified random sample of this many examples (fashion-mnist: 6000 unless given; 0: all)")] = None,
     image_size: Annotated[int | None, typer.Option(help="Image encoder input side in pixels (multiple of 32)")] = None,
+    model: Annotated[str, typer.Option("--model", help="frozen (the encoder as packaged), or frozen,finetune: "
+                                       "also tune the encoder SetFit-style on the labels picked, at --finetune-at "
+                                       "label counts, and score both on the same test rows (text only)")] = "frozen",
+    finetune_at: Annotated[str, typer.Option(help="label counts at which --model finetune tunes")] = "100,400",
+    finetune_test_limit: Annotated[int | None, typer.Option(
+        help="score tunings on a fixed sample of this many test rows (each tuning re-embeds them)")] = None,
     cache_dir: CacheDir = DEFAULT_CACHE,
     ray: RayOption = None,
 ) -> None:
@@ -416,9 +422,14 @@ def simulate(
         cache = Store(cache_dir)
         make_model = image_model_factory(cache, size=image_size) if images else default_model_factory(cache)
         try:
-            result = _simulate_on_ray(ray, images, examples, labels, config, cache, cache_dir, progress)
+            probe = _finetune_probe(model, finetune_at, finetune_test_limit, examples, labels, images, cache)
+            result = None if probe is not None else _simulate_on_ray(ray, images, examples, labels, config, cache,
+                                                                      cache_dir, progress)
             if result is None:
-                result = run_simulation(examples, labels, config, make_model=make_model, progress=progress)
+                result = run_simulation(examples, labels, config, make_model=make_model, progress=progress,
+                                        **({"on_step": probe} if probe is not None else {}))
+            if probe is not None:
+                result["finetune"] = probe.summary()
         except BadInput as exc:
             raise typer.BadParameter(str(exc), param_hint="--data") from None
     result["data"] = source
@@ -435,7 +446,29 @@ def simulate(
         table.add_row(name, *[f"{at[n][name]:.3f}" for n in marks], str(entry["labels_to_95"] or f">{budget}"),
                       f"{saving:+.0%} fewer" if saving is not None else "-")
     Console().print(table)
+    for name, by_n in result.get("finetune", {}).get("strategies", {}).items():
+        for n, entry in by_n.items():
+            console.print(f"{name} @{n} labels: frozen {entry['frozen']:.3f}, fine-tuned {entry['finetune']:.3f} "
+                          f"({entry['seeds']} seeds, {entry['finetune_seconds']:.0f} s per tuning)")
     console.print(f"wrote {out / 'results.json'} and {out / 'learning_curve.png'}")
+
+
+def _finetune_probe(model: str, at: str, test_limit: int | None, examples: list, labels: list[str], images: bool,
+                    cache):
+    """The fine-tuning hook of `simulate --model frozen,finetune` (suggest/simulate_finetune.py), or None."""
+    from suggest.simulate_finetune import FineTuneProbe, parse_models
+
+    try:
+        models = parse_models(model)
+        counts = tuple(int(n) for n in at.split(",") if n.strip())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--model/--finetune-at") from None
+    if "finetune" not in models:
+        return None
+    if images:
+        raise typer.BadParameter("fine-tuning is for text classification", param_hint="--model")
+    return FineTuneProbe(list(examples), list(labels), at=counts, test_limit=test_limit, cache=cache,
+                         progress=lambda line: console.print(line))
 
 
 def _simulate_on_ray(flag, images, examples, labels, config, cache, cache_dir, progress) -> dict | None:

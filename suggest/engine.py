@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from backends.encoders import configure_text_encoder, shared_text_encoder
+from backends.finetune import configure_finetune
 from backends.images import configure_image_encoder
 from backends.memo import shared_memo
 from backends.pipeline import configure_classifiers
@@ -85,6 +86,7 @@ class Engine:
         configure_text_encoder(settings.text_encoder)  # process-wide, like the encoder it names (issue 15)
         configure_classifiers(settings.text_classifier)
         configure_image_encoder(settings.image_encoder)
+        configure_finetune(settings.finetune_min_labels)  # issue 16: the "finetune" family serves text choices
         self.encoder = shared_text_encoder()
         shared_memo().resize(settings.memory_budget_mb * 1024 * 1024)  # one budget for every project's vectors
         self._lock = threading.RLock()
@@ -119,6 +121,13 @@ class Engine:
             label_studio_interval=settings.push_interval_seconds, background=self.background,
         )
         self.confirmer = Confirmer(self._confirm, background=self.background)
+        self.finetuner = None  # issue 16: tunes the text encoder on its own thread; the trainer never waits on it
+        if settings.finetune_min_labels:
+            from suggest.finetuner import FineTuner
+
+            self.finetuner = FineTuner(min_labels=settings.finetune_min_labels, background=self.background,
+                                       projects=lambda: list(self.projects.values()),
+                                       on_published=lambda project: self.trainer.request(project, force=True))
         for project in list(self.projects.values()):
             self.trainer.request(project)  # labels acknowledged but not yet trained when the last run died
             if self.confirms(project):  # hints lost by a crash, webhooks lost while down
@@ -137,6 +146,8 @@ class Engine:
         if self.maintainer is not None:
             self.maintainer.stop()
         self.confirmer.stop()
+        if self.finetuner is not None:
+            self.finetuner.stop()
         self.trainer.stop()
         for _, loader in self._loaders.values():
             loader.close()

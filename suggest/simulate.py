@@ -80,8 +80,13 @@ def run_simulation(
     *,
     make_model: Callable[[list[str]], Model],
     progress: Callable[[str, int, int], None] | None = None,
+    on_step: Callable[..., None] | None = None,
 ) -> dict:
     """Learning curves per strategy (mean and spread over seeds) and labels needed to reach 95% of full-pool.
+
+    `on_step(seed=, strategy=, labels=, rows=, test=)` is called after each measured step with the
+    labelled rows and the test rows (indices into `examples`): suggest/simulate_finetune.py measures
+    a fine-tuned encoder on the same labels through it.
 
     `examples` are texts, or Items (images: `data` holds the file's bytes). Examples the model
     cannot embed (a broken image) are left out and counted in the result's "skipped".
@@ -129,6 +134,8 @@ def run_simulation(
                 rows = pool[mask]
                 model = make_model(classes).fit([items[i] for i in rows], list(y[rows]))
                 curve.append(_accuracy(model, X[test], y[test]))
+                if on_step is not None:
+                    on_step(seed=seed, strategy=name, labels=step, rows=rows, test=test)
                 done += 1
                 if progress:
                     progress("simulate", done, total)

@@ -101,7 +101,7 @@ def test_family_keeps_the_backend_contract(family: Family, sample: str, rt_sampl
 
 def test_builtins_serve_each_control_kind_once_in_order() -> None:
     registry = Registry(BUILTINS)
-    assert registry.names == ["pipeline", "embedding", "multilabel", "pipeline-spans", "spans", "images",
+    assert registry.names == ["pipeline", "finetune", "embedding", "multilabel", "pipeline-spans", "spans", "images",
                               "images-multilabel"]
     # "pipeline" and "pipeline-spans" serve only where SUGGEST_TEXT_CLASSIFIER names a model
     # (tests/unit/test_user_models.py)

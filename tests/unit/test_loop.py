@@ -17,6 +17,7 @@ from suggest.project import Project, open_project
 from suggest.schema import Item, Label
 from suggest.store import ProjectRecord, Store
 from suggest.strategies import BATCH_BAND, DenseUncertainty, certainty
+from suggest.strategies.auto import AutoStrategy
 
 TEXT = '<Text name="text" value="$text"/>'
 TONE = ('<Choices name="tone" toName="text"><Choice value="fresh"/><Choice value="rotten"/>'
@@ -118,7 +119,8 @@ def test_probability_route_dense_weighs_the_measure(one_control, rt_sample):
     assert set(by_entropy.tolist()) != set(by_margin.tolist())
     np.testing.assert_array_equal(batch, by_entropy)
     _, auto = rank_rows(one_control, rows, LoopSettings(batch_size=8, uncertainty="entropy"))
-    np.testing.assert_array_equal(auto, by_entropy)  # "auto" is dense for text
+    blend = AutoStrategy("entropy", random_state=0).query(proba=proba, X=X, batch_size=8)
+    np.testing.assert_array_equal(auto, blend)  # "auto" for text: dense and margin's picks, by the measure given
 
 
 def test_per_control_route_scores_the_rest_by_the_least_certain_control(two_controls, rt_sample):

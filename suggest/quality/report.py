@@ -5,7 +5,8 @@ The server's /metrics, `suggest quality` and the Label Studio review tab only re
 agreement (suggest.quality.agreement), suspected label errors from out-of-fold probabilities
 (suggest.quality.label_errors; choice controls whose model works on embeddings: single choice on text
 and images, and multi-label per label, as a missing or an extra label), and the model-weighted
-consensus for single-choice controls (suggest.quality.consensus). Entity spans get agreement only.
+consensus for single-choice controls (suggest.quality.consensus). Entity spans get agreement and suspects
+(missing, extra and wrong-type spans: suggest.quality.span_errors).
 """
 
 from __future__ import annotations
@@ -54,9 +55,14 @@ def compute_report(project: Project) -> dict:
             out["label_errors"][schema.from_name] = info
             suspects += found
             continue
+        if schema.task_kind == "spans":
+            found, info = _span_suspects(project, schema, project.labeled(schema.from_name))
+            out["label_errors"][schema.from_name] = info
+            suspects += found
+            continue
         if schema.task_kind != "classification":
             out["label_errors"][schema.from_name] = {
-                "na": f"suspected label errors are computed for choice controls; this is {schema.task_kind}"}
+                "na": f"suspected label errors are computed for choices and spans; this is {schema.task_kind}"}
             continue
         trained = project.labeled(schema.from_name)
         found, proba, info = _classification_suspects(project, schema, trained)
@@ -118,6 +124,22 @@ def _multilabel_suspects(project: Project, schema: Schema, labeled: dict[int, La
     info = {"method": f"confident learning per label (present / absent), {folds}-fold out-of-fold probabilities",
             "labels": len(tasks), "suspects": len(suspects), "seconds": round(time.perf_counter() - started, 3)}
     return suspects, info
+
+
+def _span_suspects(project: Project, schema: Schema, labeled: dict[int, Label]) -> tuple[list[dict], dict]:
+    """Missing, extra and wrong-type spans from out-of-fold taggers (suggest.quality.span_errors)."""
+    from suggest.quality.span_errors import span_report
+
+    model = project.published.models.get(schema.from_name)
+    if model is None or model.mode != "trained" or not hasattr(model, "token_proba"):
+        return [], {"na": "no trained span tagger yet (spaCy's bootstrap serves until the labels hold enough spans)"}
+    if len(labeled) < MIN_LABELS:
+        return [], {"na": f"{len(labeled)} labels; suspects are computed from {MIN_LABELS} on"}
+    tasks = sorted(labeled)
+    items = [Item(labeled[t].text, t) for t in tasks]
+    gold = [tuple(labeled[t].label) for t in tasks]
+    return span_report(lambda: project.make_backend(schema), tasks, items, gold, list(schema.labels),
+                       control=schema.from_name, folds=folds_for(len(tasks)))
 
 
 def _classification_suspects(project: Project, schema: Schema, labeled: dict[int, Label]

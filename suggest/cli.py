@@ -191,13 +191,35 @@ def label_studio_state(record: Any, settings: Settings) -> str:
 
 
 @app.command()
-def status(model_dir: ModelDir = None) -> None:
-    """Show each project: Label Studio connection, labels held, current version and the version history."""
+def status(
+    model_dir: ModelDir = None,
+    format: Annotated[str, typer.Option("--format", help="table or json (json: what a dashboard reads)")] = "table",
+    plot: Annotated[Path | None, typer.Option("--plot", help="write each project's learning curve as a PNG "
+                                              "into this folder (curve-<project>.png)")] = None,
+    project: Annotated[str | None, typer.Option("--project", help="only this project")] = None,
+) -> None:
+    """Show each project: Label Studio connection, labels held, the version history, and where it stands:
+    accuracy estimates with 95% intervals, the learning curve, the stopping signal, drift and auto-label runs.
+    Reads what the server stored; computes nothing."""
     settings = _settings(model_dir=model_dir)
+    from suggest.cli_standing import status_entry, status_lines
     from suggest.store import Store
 
+    if format not in ("table", "json"):
+        _fail(f"--format must be table or json, got {format!r}")
+    if plot is not None and plot.exists() and not plot.is_dir():
+        _fail(f"--plot must name a folder, and {plot} is a file")
     store = Store(settings.model_dir)
-    projects = store.projects()
+    projects = [r for r in store.projects() if project is None or r.project_id == project]
+    if project is not None and not projects:
+        _fail(f"no project {project} in {store.root}")
+    if format == "json":
+        print(json.dumps({"projects": {r.project_id: {
+            "annotations": len(store.labels(r.project_id)),
+            "versions": [v.as_dict() for v in store.versions(r.project_id)],
+            "label_studio": label_studio_state(r, settings),
+            **status_entry(store, r.project_id, plot)} for r in projects}}, ensure_ascii=False, indent=2))
+        return
     if not projects:
         console.print("no projects yet: connect suggest in Label Studio first")
         return
@@ -209,7 +231,8 @@ def status(model_dir: ModelDir = None) -> None:
         for v in versions:
             table.add_row(v.version, v.trained_at, str(v.n_labels), f"{v.train_seconds:.2f}")
         Console().print(table)
-        print(label_studio_state(record, settings) + "\n")
+        print(label_studio_state(record, settings))
+        print(status_lines(store, record.project_id, plot) + "\n")
 
 
 QUALITY_FORMATS = ("table", "json", "csv")
@@ -446,6 +469,16 @@ def simulate(
         table.add_row(name, *[f"{at[n][name]:.3f}" for n in marks], str(entry["labels_to_95"] or f">{budget}"),
                       f"{saving:+.0%} fewer" if saving is not None else "-")
     Console().print(table)
+    if result.get("stopping"):  # issue 14: where the stopping signal fires against the curve
+        stop = Table(title="stopping signal (3 successive models at kappa >= 0.99 on a stop set)")
+        for col in ("strategy", "fires at (mean)", "fired in", "labels to 95% / 99%", "saved vs 95% / 99%",
+                    "accuracy at stop", "given up"):
+            stop.add_column(col)
+        for name, e in result["stopping"]["strategies"].items():
+            stop.add_row(name, str(e["fires_at_mean"]), e["fired_in"], f"{e['labels_to_95']} / {e['labels_to_99']}",
+                         f"{e['saved_vs_95']} / {e['saved_vs_99']}", str(e["accuracy_at_stop"]),
+                         str(e["accuracy_given_up"]))
+        Console().print(stop)
     for name, by_n in result.get("finetune", {}).get("strategies", {}).items():
         for n, entry in by_n.items():
             console.print(f"{name} @{n} labels: frozen {entry['frozen']:.3f}, fine-tuned {entry['finetune']:.3f} "

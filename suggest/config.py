@@ -76,6 +76,7 @@ SOURCES: dict[str, Source] = {
     "max_delay_seconds": Source(("SUGGEST_MAX_DELAY_SECONDS",)),
     "log_level": Source(("LOG_LEVEL",), "--log-level"),
     "consensus": Source(("SUGGEST_CONSENSUS",)),
+    "audit_fraction": Source(("SUGGEST_AUDIT_FRACTION",)),
     "queue_head": Source(("SUGGEST_QUEUE_HEAD",)),
     "prune_chunk": Source(("SUGGEST_PRUNE_CHUNK",)),
     "reconcile_seconds": Source(("SUGGEST_RECONCILE_SECONDS",)),
@@ -118,6 +119,7 @@ class Settings:
     max_delay_seconds: float = 3.0
     log_level: str = "INFO"
     consensus: str = "majority"  # which label a task with several annotations trains on (suggest.quality.consensus)
+    audit_fraction: float = 0.05  # issue 14: share of each batch drawn at random from the pool (0: no audit slice)
     queue_head: int = 1000  # predictions pushed per version: the queue's head (0: every unlabelled task)
     prune_chunk: int = 50  # superseded predictions deleted per step (one call each) while annotators pause; 0: off
     reconcile_seconds: float = 300.0  # how often the task list is checked against Label Studio for deletions
@@ -225,6 +227,8 @@ def _check(s: Settings) -> None:
             raise bad(name, "a number greater than 0", value)
     if s.uncertainty not in UNCERTAINTY_METHODS:
         raise bad("uncertainty", f"one of {', '.join(UNCERTAINTY_METHODS)}", s.uncertainty)
+    if not (math.isfinite(s.audit_fraction) and 0 <= s.audit_fraction <= 1):
+        raise bad("audit_fraction", "a number from 0 (no audit slice) to 1", s.audit_fraction)
     if s.consensus not in CONSENSUS_RULES:
         raise bad("consensus", f"one of {', '.join(CONSENSUS_RULES)}", s.consensus)
     if s.log_level.upper() not in LOG_LEVELS:

@@ -28,6 +28,7 @@ from suggest.project import Project, open_project
 from suggest.quality.report import metrics_entry
 from suggest.queuehead import HeadPusher, HeadSettings, Maintainer
 from suggest.schema import BadInput, Label, SchemaError
+from suggest.standing.analyst import Analyst, analysis_background
 from suggest.store import ProjectRecord, Store, StoreLocked
 from suggest.tasksync import TaskSync
 from suggest.trainer import Trainer
@@ -104,7 +105,8 @@ class Engine:
                 log.warning("project %s could not be reopened: %s", record.project_id, exc)
         self.background = Background(settings.background_nice, settings.background_thread_budget)
         loop_settings = LoopSettings(settings.batch_size, settings.strategy, settings.set_sampling,
-                                     settings.keep_versions, uncertainty=settings.uncertainty)
+                                     settings.keep_versions, uncertainty=settings.uncertainty,
+                                     audit_fraction=settings.audit_fraction)
         # issue 17: the store's task list (incremental sync) and only the queue's head pushed per version
         self.tasksync = TaskSync(self.store, settings.reconcile_seconds)
         head = None
@@ -117,10 +119,17 @@ class Engine:
         self.maintainer = Maintainer(head, self.client, background=self.background) if head is not None else None
         self.trainer = Trainer(
             debounce=settings.debounce_seconds, max_delay=settings.max_delay_seconds, sync=self.sync,
-            on_published=self._after_publish,
+            on_published=self._after_publish, on_version=lambda project: self.analyst.request(project),
             label_studio_interval=settings.push_interval_seconds, background=self.background,
         )
         self.confirmer = Confirmer(self._confirm, background=self.background)
+        # issue 14: quality and standing on their own low-priority thread, so a retrain never waits on analysis
+        self.analyst = Analyst(self._analyze, analysis_background(self.background))
+        self._oof: dict[str, dict | None] = {}
+        for project in list(self.projects.values()):
+            if project.published.record is not None:
+                self.analyst.request(project)  # a version published by a run that died before its analysis
+        self._report_cache: dict[tuple[str, str], tuple[object, dict]] = {}  # (project, part) -> (stamp, entry)
         self.finetuner = None  # issue 16: tunes the text encoder on its own thread; the trainer never waits on it
         if settings.finetune_min_labels:
             from suggest.finetuner import FineTuner
@@ -143,6 +152,7 @@ class Engine:
             log.exception("the text encoder failed to load")
 
     def close(self) -> None:
+        self.analyst.stop()
         if self.maintainer is not None:
             self.maintainer.stop()
         self.confirmer.stop()
@@ -493,14 +503,51 @@ class Engine:
     # quality ----------------------------------------------------------------------------------
 
     def _after_publish(self, project: Project) -> None:
-        """The trainer's after-publish step (background): re-rank the pool, then the quality report."""
+        """The trainer's after-publish step (background): re-rank the pool. Quality and standing are not
+        computed here: each new version queues them on the analysis worker (Trainer on_version)."""
+        if self.settings.push:
+            self.refresher.refresh(project)
+            if self.maintainer is not None:
+                self.maintainer.pushed(project)  # superseded predictions go, in chunks, when annotators pause
+
+    def _analyze(self, project: Project) -> None:
+        """The analysis worker's step: the quality report, then standing (which reuses its out-of-fold
+        probabilities). Each stores its result, or its error, for readers."""
+        quality = self.update_quality(project)
+        oof = self._oof.pop(project.project_id, None)
+        if quality is None or quality.get("model_version", quality.get("version")) != project.published.version:
+            oof = None  # computed for another version (a newer one landed meanwhile): standing computes its own
+        self.update_standing(project, oof)
+
+    def update_standing(self, project: Project, oof: dict | None = None) -> dict | None:
+        """Compute and store the project's standing for its published version (suggest.standing.report).
+        Never raises: a failure is logged and stored."""
+        from suggest.standing.report import compute_standing
+
+        pid, published = project.project_id, project.published
+        version = published.version
+        stamp = self.store.standing_stamp(pid)
+        if stamp is not None and stamp[0] == version:
+            return None
+        seq = published.record.seq if published.record is not None else 0
+        n_labels = published.record.n_labels if published.record is not None else 0
         try:
-            if self.settings.push:
-                self.refresher.refresh(project)
-                if self.maintainer is not None:
-                    self.maintainer.pushed(project)  # superseded predictions go, in chunks, when annotators pause
-        finally:
-            self.update_quality(project)
+            report, stop_labels, validation = compute_standing(project, oof)
+        except Exception as exc:
+            log.exception("project %s: computing standing failed", pid)
+            self.store.put_standing(pid, version, seq, n_labels, [],
+                                    {"error": f"computing standing failed: {_printable_error(exc)}"})
+            return None
+        self.store.put_validation(pid, version, validation)
+        self.store.put_standing(pid, version, seq, report.get("labels", n_labels), stop_labels, report)
+        log.info("project %s: standing for %s in %.2f s", pid, version, report.get("seconds", 0.0))
+        return report
+
+    def record_served(self, project: Project, rows: list, predictions: list, annotated: list[bool]) -> None:
+        """/predict: remember the suggestion each unannotated task was given (standing's agreement estimate)."""
+        from suggest.standing.live import record_served
+
+        record_served(project, rows, predictions, annotated)
 
     def update_quality(self, project: Project) -> dict | None:
         """Compute and store the project's quality report once per published version, then refresh the
@@ -511,11 +558,15 @@ class Engine:
         pid, version = project.project_id, project.model_version
         if project.published.record is None:
             return None  # nothing trained yet: no out-of-fold model to doubt labels with
-        held = self.store.quality(pid)
-        if held is not None and held.get("version") == version and not held.get("error"):
-            return held
+        stamp = self.store.quality_stamp(pid)  # the version only: the report itself can be megabytes
+        if stamp is not None and stamp[0] == version:
+            held = self.store.quality(pid)
+            if held is not None and not held.get("error"):
+                return held
         try:
-            report = compute_report(project)
+            self._oof[pid] = oof = {}  # out-of-fold probabilities, reused by standing
+            report = compute_report(project, oof)
+            version = report.get("model_version") or version  # the version it read (a newer one may have landed)
         except Exception as exc:
             log.exception("project %s: computing label quality failed", pid)
             self.store.put_quality(pid, version, {"error": f"computing label quality failed: {_printable_error(exc)}"})
@@ -541,6 +592,22 @@ class Engine:
 
     # reporting --------------------------------------------------------------------------------
 
+    def _cached(self, pid: str, part: str, stamp: object, make: Callable[[], dict]) -> dict:
+        """A /metrics part rebuilt only when its stored report changed (stamp: version and time computed)."""
+        held = self._report_cache.get((pid, part))
+        if held is not None and held[0] == stamp and stamp is not None:
+            return held[1]
+        entry = make()
+        self._report_cache[(pid, part)] = (stamp, entry)
+        return entry
+
+    def standing_entry(self, pid: str) -> dict:
+        """The standing part of /metrics (and `suggest status --format json`), cached by version."""
+        from suggest.standing.report import metrics_entry as standing_metrics
+
+        return self._cached(pid, "standing", self.store.standing_stamp(pid),
+                            lambda: standing_metrics(self.store.standing(pid), self.store.standing_history(pid)))
+
     def metrics(self, project_id: str | None = None) -> dict:
         with self._lock:
             projects = dict(self.projects)
@@ -551,7 +618,9 @@ class Engine:
         out = {}
         for pid, project in projects.items():
             entry = project.metrics()
-            entry["quality"] = metrics_entry(self.store.quality(pid))
+            entry["quality"] = self._cached(pid, "quality", self.store.quality_stamp(pid),
+                                            lambda p=pid: metrics_entry(self.store.quality(p)))
+            entry["standing"] = self.standing_entry(pid)
             entry["training"] = self.trainer.is_busy(pid) or self.confirmer.is_busy(pid)
             entry["webhooks"] = CONFIRMED if self.confirms(project) else TRUSTED
             entry["unconfirmed"] = self.confirmer.count(pid)

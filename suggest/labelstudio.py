@@ -206,7 +206,7 @@ def annotation_labels(annotation: Any, task: Any, schemas: tuple[Schema, ...]) -
     ann_id = annotation.get("id")
     if not isinstance(ann_id, int) or isinstance(ann_id, bool):
         raise BadInput("annotation has no integer 'id'")
-    if annotation.get("was_cancelled"):
+    if annotation.get("was_cancelled") or is_autolabel(annotation):  # machine work never trains (issue 14)
         return []
     result = annotation.get("result")
     labels = []
@@ -478,6 +478,32 @@ def prediction_json(preds: Prediction | list[Prediction], schema: Schema | tuple
     }
 
 
+AUTOLABEL_KEY = "suggest_autolabel"  # in each result item of an annotation `suggest autolabel` wrote
+
+
+def autolabel_annotation_json(pred: Prediction, schema: Schema, *, run_id: str, threshold: float) -> dict:
+    """An annotation `suggest autolabel --apply` creates, marked as machine work three ways: every result item
+    carries `suggest_autolabel` (run id, model version, threshold, probability) and `origin: "prediction"`,
+    its region note (`meta.text`, shown in Label Studio's editor) says so, and `import_id` holds the run id
+    (digits) so Label Studio's own filters can find a run. Never ground truth."""
+    mark = {"run_id": run_id, "model_version": pred.model_version, "threshold": round(float(threshold), 6),
+            "probability": round(float(pred.probability), 6)}
+    note = (f"suggest autolabel run {run_id}: {pred.model_version}, p={pred.probability:.3f} >= threshold "
+            f"{threshold:.3f}")
+    result = [{**item, "origin": "prediction", "meta": {"text": [note]}, AUTOLABEL_KEY: mark}
+              for item in result_json(pred, schema)]
+    body: dict = {"result": result, "ground_truth": False, "was_cancelled": False}
+    if run_id.isdigit():
+        body["import_id"] = int(run_id)
+    return body
+
+
+def is_autolabel(annotation: Any) -> bool:
+    """Whether an annotation (as Label Studio exports it) was written by `suggest autolabel`."""
+    result = annotation.get("result") if isinstance(annotation, dict) else None
+    return isinstance(result, list) and any(isinstance(r, dict) and AUTOLABEL_KEY in r for r in result)
+
+
 def empty_prediction(model_version: str) -> dict:
     """The entry for a task we could not read: keeps `results` aligned with `tasks`."""
     return {"result": [], "score": 0.0, "model_version": model_version}
@@ -710,6 +736,12 @@ class LabelStudioClient:
                 return bytes(body)
         except httpx.HTTPError as exc:
             raise LabelStudioError(self._redact(f"cannot reach Label Studio at {self.url}: {exc}")) from None
+
+
+def has_annotations(task: Any) -> bool:
+    """Whether a task holds an annotation that was not cancelled (by a person or by `suggest autolabel`)."""
+    annotations = task.get("annotations") if isinstance(task, dict) else None
+    return any(isinstance(a, dict) and not a.get("was_cancelled") for a in annotations or [])
 
 
 def unlabeled_rows(

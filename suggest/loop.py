@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -21,6 +22,7 @@ from suggest import labelstudio as ls
 from suggest.project import Project, Published, task_id_of
 from suggest.queuehead import HeadPusher
 from suggest.schema import Item, Prediction
+from suggest.standing.live import record_ranked
 from suggest.strategies import (
     CERTAINTY_METHODS,
     CertaintyStrategy,
@@ -30,6 +32,7 @@ from suggest.strategies import (
     rank_pool,
     strategy_for,
 )
+from suggest.strategies.ranking import mix_audit
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,7 @@ class LoopSettings:
     set_sampling: bool = True
     keep_versions: int = 0  # >0: delete older versions' predictions from Label Studio (0: keep all)
     uncertainty: str = "margin"  # margin | least_confidence | entropy (SUGGEST_UNCERTAINTY)
+    audit_fraction: float = 0.0  # issue 14: a uniform random audit slice mixed into each batch (SUGGEST_AUDIT_FRACTION)
 
     def __post_init__(self) -> None:
         if self.uncertainty not in CERTAINTY_METHODS:
@@ -90,6 +94,12 @@ def rank_rows(
     else:
         scores, batch = rank_by_certainty(None if cold else pool.cert, pool.X, batch_size=settings.batch_size,
                                           strategy=strategy)
+    audit: dict[int, float] = {}
+    if not cold and settings.audit_fraction > 0:  # issue 14: the audit slice (unbiased accuracy estimate)
+        rng = np.random.default_rng(zlib.crc32(f"{project.project_id}/{published.version}".encode()))
+        scores, batch, rows_audited, weight = mix_audit(scores, batch, fraction=settings.audit_fraction,
+                                                        batch_size=settings.batch_size, rng=rng)
+        audit = {t: weight for i in rows_audited if (t := task_id_of(rows[int(i)])) is not None}
     # A task with nothing to suggest (an untrained image model, an image that did not load) still gets
     # an empty prediction carrying its queue score: Label Studio orders by it, and accepts the version.
     ranked = [[replace(p, score=float(s)) for p in row]
@@ -98,6 +108,7 @@ def rank_rows(
     project.set_queue_scores(published.version, {
         task_id_of(row): float(s) for row, s in zip(rows, scores, strict=True) if task_id_of(row) is not None
     })
+    record_ranked(project, rows, ranked, audit)  # issue 14: what each task shows, the audit slice, the stop set
     return ranked, batch
 
 

@@ -236,6 +236,8 @@ def create_app(
             else:
                 results[pos] = ls.prediction_json(preds, project.schemas) if preds else None
         filled = [r if r is not None else ls.empty_prediction(version) for r in results]
+        if not interactive:  # issue 14: the suggestion each unannotated task was given (agreement estimate)
+            eng.record_served(project, rows, predictions, [ls.has_annotations(body.tasks[pos]) for pos in positions])
         return PredictResponse(results=filled, model_version=version)
 
     @app.post("/webhook", summary="Label Studio events; answers at once, trains in the background",
@@ -292,7 +294,6 @@ def create_app(
 
         view = data.project_view(engine_of(request), ls.project_key(project))
         return _page(pages.render_project(view, root=_ui_root(request), refresh=refresh))
-
 
     return app
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from backends.embedding import EmbeddingClassifier
 from suggest.schema import BadInput, Item
+from suggest.standing.simulation import StopTracker, stop_set_rows, stopping_report
 from suggest.strategies import make_strategy, strategy_for
 
 if TYPE_CHECKING:
@@ -114,6 +115,7 @@ def run_simulation(
     config = replace(config, strategies=tuple(dict.fromkeys(strategy_for(s, kind) for s in config.strategies)))
     steps = list(range(config.initial, config.budget + 1, config.batch))
     curves: dict[str, list[list[float]]] = {s: [] for s in config.strategies}
+    stops: dict[str, list[int | None]] = {s: [] for s in config.strategies}  # issue 14: where the signal fires
     full: list[float] = []
     total = config.seeds * len(config.strategies) * len(steps)
     done = 0
@@ -125,15 +127,18 @@ def run_simulation(
         pool = np.sort(train)  # pool position -> row of the data set
         pool_X = X[pool]
         start = np.searchsorted(pool, rng.choice(train, size=config.initial, replace=False))
+        stop_rows = stop_set_rows(len(pool), seed)  # a fixed stop set from the pool (its own generator)
         for name in config.strategies:
             strategy = make_strategy(name, random_state=seed) if not name.startswith("modal:") else make_strategy(name)
             mask = np.zeros(len(pool), dtype=bool)
             mask[start] = True
             curve = []
+            tracker = StopTracker(pool_X[stop_rows])
             for step in steps:
                 rows = pool[mask]
                 model = make_model(classes).fit([items[i] for i in rows], list(y[rows]))
                 curve.append(_accuracy(model, X[test], y[test]))
+                tracker.observe(model, step)
                 if on_step is not None:
                     on_step(seed=seed, strategy=name, labels=step, rows=rows, test=test)
                 done += 1
@@ -144,7 +149,9 @@ def run_simulation(
                 proba = model.predict_proba_embedded(pool_X)
                 mask[strategy.query(proba=proba, X=pool_X, batch_size=config.batch, labeled_mask=mask)] = True
             curves[name].append(curve)
+            stops[name].append(tracker.fired_at)
     out = summarize(curves, steps, full, config)
+    out["stopping"] = stopping_report(curves, stops, steps, full)
     out["examples"] = len(items)
     out["classes"] = len(classes)
     if getattr(probe, "encoder", None) is not None:

@@ -45,6 +45,7 @@ class Trainer(ProjectWorker):
         push_quiet: float = 2.0,
         max_push_wait: float = 60.0,
         background: Background | None = None,
+        on_version: Callable[[Project], None] | None = None,
     ):
         self.debounce = debounce
         self.max_delay = max_delay
@@ -53,6 +54,7 @@ class Trainer(ProjectWorker):
         self.max_push_wait = max_push_wait  # ... unless the last push is this old
         self._sync = sync
         self._on_published = on_published
+        self._on_version = on_version  # every new version at once (issue 14: queues its analysis; must not block)
         super().__init__("suggest-trainer", background)
         self._pending: dict[str, tuple[Project, _Pending]] = {}
         self._start()
@@ -144,6 +146,8 @@ class Trainer(ProjectWorker):
             else:
                 sync_later = True
         record = self._safely(project, "training", partial(project.retrain, force=pending.force))
+        if record is not None and self._on_version is not None:
+            self._safely(project, "queueing the analysis", partial(self._on_version, project))
         want_push = (record is not None or pending.push) and self._on_published is not None
         with self._cond:
             newer = self._pending.get(project.project_id)

@@ -34,8 +34,9 @@ MAX_SUSPECTS = 200  # stored per project; the review tab and /metrics show fewer
 MIN_LABELS = 20  # fewer labels make out-of-fold probabilities noise, not evidence
 
 
-def compute_report(project: Project) -> dict:
-    """Agreement, suspects and consensus for every control of the project's published version."""
+def compute_report(project: Project, oof: dict | None = None) -> dict:
+    """Agreement, suspects and consensus for every control of the project's published version. `oof`, when
+    given, receives control -> task -> out-of-fold probabilities of the single-choice controls."""
     started = time.perf_counter()
     published = project.published
     annotations = project.annotations()
@@ -67,6 +68,8 @@ def compute_report(project: Project) -> dict:
         trained = project.labeled(schema.from_name)
         found, proba, info = _classification_suspects(project, schema, trained)
         out["label_errors"][schema.from_name] = info
+        if oof is not None:
+            oof[schema.from_name] = proba  # task -> out-of-fold probabilities, for standing (issue 14)
         suspects += found
         out["consensus"][schema.from_name] = _consensus(mine, schema, majority, proba)
     suspects.sort(key=lambda s: -s["score"])

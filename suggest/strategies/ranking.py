@@ -110,3 +110,45 @@ def rank_by_certainty(
         raise ValueError(f"{strategy!r} needs class probabilities; this pool has only certainties")
     batch = strategy.select(certainty=cert, X=X, batch_size=batch_size)
     return _scores(cert, batch, X.shape[0]), batch
+
+
+def mix_audit(
+    scores: np.ndarray, batch: np.ndarray, *, fraction: float, batch_size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Mix a uniform random audit slice into the batch (issue 14): returns (scores, batch, audit rows, weight).
+
+    Each batch gets k audit rows drawn uniformly from the whole pool, k = fraction * batch_size rounded at
+    random so that its mean is exactly fraction * batch_size; they replace the batch's last picks and are
+    spread evenly through it, and the score contract of `rank_pool` still holds (the batch first, in order).
+    Every pool row is audited with probability pi = fraction * batch_size / n, so an audited row stands for
+    `weight` = 1 / pi rows of this pool (its inverse inclusion probability): what makes the audit estimate
+    unbiased however the rest of the batch was chosen.
+    """
+    n = len(scores)
+    if fraction <= 0 or n == 0:
+        return scores, batch, np.array([], dtype=int), 0.0
+    expected = min(fraction * batch_size, n)
+    k = int(np.floor(expected)) + int(rng.random() < expected - np.floor(expected))
+    if k == 0:
+        return scores, batch, np.array([], dtype=int), n / expected
+    audit = rng.choice(n, k, replace=False)
+    rest = [int(i) for i in batch if i not in set(audit.tolist())]
+    size = max(len(batch), k)
+    rest = rest[: size - k]
+    merged: list[int] = []
+    slots = set(np.linspace(0, size - 1, k).round().astype(int).tolist()) if k > 1 else {0}
+    it_a, it_r = iter(audit.tolist()), iter(rest)
+    for pos in range(size):
+        nxt = next(it_a, None) if pos in slots else next(it_r, None)
+        if nxt is None:
+            nxt = next(it_r, None) if pos in slots else next(it_a, None)
+        if nxt is not None:
+            merged.append(int(nxt))
+    merged += list(it_a)
+    new_batch = np.asarray(merged, dtype=int)
+    scores = scores.copy()
+    dropped = [int(i) for i in batch if int(i) not in set(merged)]
+    if dropped:  # pushed out of the batch: back among the rest, at the band's floor
+        scores[dropped] = np.maximum(scores[dropped], BATCH_BAND)
+    scores[new_batch] = BATCH_BAND * np.arange(new_batch.size) / max(new_batch.size, 1)
+    return scores, new_batch, audit, n / expected

@@ -28,7 +28,6 @@ import csv
 import io
 import json
 import re
-import sys
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -383,10 +382,6 @@ def to_bytes(labels: list[Label], schemas: tuple[Schema, ...], fmt: str, *, cont
     sbuf = io.StringIO(newline="")
     export(labels, schemas, fmt, sbuf, control=control, weighted=weighted)
     return sbuf.getvalue().encode("utf-8")
-
-
-def stdout_target(fmt: str) -> IO:
-    return sys.stdout.buffer if fmt in BINARY_FORMATS else sys.stdout
 
 
 __all__ = ["FORMATS", "TaskRecord", "bio_tags", "columns", "export", "read_conll", "read_csv", "read_labels",

@@ -500,6 +500,10 @@ class Project:
 
         return save
 
+    def make_backend(self, schema: Schema) -> Backend:
+        """A fresh, unfitted model for a control, as a retrain makes it (quality's out-of-fold fits use it)."""
+        return self._make_backend(schema)
+
     def _counts(self) -> tuple[int, int]:
         """(labelled tasks, annotations), recounted only when the store's annotation history moved or the
         config changed: /metrics and the dashboard ask often, and a count reads every annotation (100,000

@@ -3,8 +3,8 @@
 Per control: tasks ready for training (a consensus answer of the control's kind and within its
 labels, as a retrain would take it), counts per class or label, tasks several annotators answered
 differently; per annotator: annotations and tasks; unlabelled tasks left where the store knows the
-project's task count; per version: when, how many labels, and how many annotations its pinned
-snapshot holds.
+project's tasks (its task list); per version: when, how many labels, and how many annotations its
+pinned snapshot holds.
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ def compute(labels: list[Label], schemas: tuple[Schema, ...], *, versions: list[
 
 
 def project_stats(store: Any, project_id: str, schemas: tuple[Schema, ...]) -> dict[str, Any]:
-    """`compute` for a stored project, with its versions and their snapshots."""
+    """`compute` for a stored project, with its versions and their snapshots; unlabelled tasks from the
+    store's task list (issue 17: tasks Label Studio holds with no annotation), unknown before one is kept."""
     snaps = store.version_snapshots(project_id)
     versions = []
     for v in store.versions(project_id):
@@ -87,21 +88,11 @@ def project_stats(store: Any, project_id: str, schemas: tuple[Schema, ...]) -> d
         n = None if seq is None else len({lb.annotation_id for lb in store.labels_at(project_id, seq)})
         versions.append({"version": v.version, "trained_at": v.trained_at, "n_labels": v.n_labels,
                          "snapshot_annotations": n})
-    return {"project": project_id, **compute(store.labels(project_id), schemas, versions=versions,
-                                             total_tasks=_task_count(store, project_id))}
-
-
-def _task_count(store: Any, project_id: str) -> int | None:
-    """The project's task count where the store knows it (the task list, issue 17), else None."""
-    for name in ("task_count", "count_tasks"):
-        fn = getattr(store, name, None)
-        if callable(fn):
-            try:
-                n = fn(project_id)
-            except Exception:  # another part's method of another shape: unknown rather than wrong
-                return None
-            return n if isinstance(n, int) and n > 0 else None
-    return None
+    total = store.task_count(project_id) or None
+    out = {"project": project_id, **compute(store.labels(project_id), schemas, versions=versions, total_tasks=total)}
+    if total is not None:
+        out["unlabeled_tasks"] = len(store.unlabeled_task_ids(project_id))
+    return out
 
 
 def table_lines(stats: dict[str, Any]) -> list[str]:

@@ -61,3 +61,30 @@ def test_two_annotators_flipped_labels_show_in_metrics_and_the_cli(client, setti
     assert table.exit_code == 0 and "2 annotator(s)" in table.output and str(suspects[0]["task_id"]) in table.output
     unknown = CliRunner().invoke(app, ["quality", "99", "--model-dir", str(settings.model_dir)])
     assert unknown.exit_code == 2 and "no project 99" in unknown.output
+
+
+def test_a_planted_wrong_span_type_is_a_suspect_in_the_report(client, settings):
+    """Entity spans through webhooks (real tagger, real store): a span typed wrongly on purpose heads the
+    report's suspects as "wrong type", with the type it really has suggested."""
+    from tests.api.test_task_types import NER, NER_DATA, event, setup, span_region
+
+    assert setup(client, NER).status_code == 200
+    rows = [json.loads(line) for line in (NER_DATA / "train.jsonl").read_text().splitlines()[:80]]
+    planted = next(i for i, r in enumerate(rows) if i > 40 and any(lb == "Location" for *_, lb in r["spans"]))
+    for i, row in enumerate(rows):
+        spans = [(s, e, ("Person" if i == planted and lb == "Location" else lb)) for s, e, lb in row["spans"]]
+        regions = [span_region(row["text"], s, e, lb) for s, e, lb in spans]
+        client.post("/webhook", json=event(300 + i, {"id": 500 + i, "data": {"text": row["text"]}}, regions, NER))
+    deadline, report = time.monotonic() + 180, {}
+    while time.monotonic() < deadline:
+        m = client.get("/metrics").json()["projects"]["7"]
+        report = m.get("quality") or {}
+        if report.get("model_version") == m["model_version"] and report.get("counts", {}).get("tasks") == 80:
+            break
+        time.sleep(0.3)
+    result = CliRunner().invoke(app, ["quality", "7", "--model-dir", str(settings.model_dir), "--format", "json"])
+    full = json.loads(result.output)
+    assert full["label_errors"]["ner"]["suspects"] == len(full["suspects"]) > 0, full["label_errors"]
+    mine = [s for s in full["suspects"][:5] if s["task_id"] == 500 + planted]
+    assert mine and mine[0]["problem"] == "wrong type" and mine[0]["suggested"][0].endswith("(Location)"), \
+        full["suspects"][:5]

@@ -58,17 +58,19 @@ def test_stats_command_table_and_json(tmp_path):
     store.upsert_labels("4", data())
     store.publish_version("4", "v1-a", lambda f: (f / "w").write_text("w"), n_labels=4, train_seconds=0.2)
     store.delete_annotations("4", [1])
+    store.put_tasks("4", [(t, {"text": f"t{t}"}, t <= 5) for t in range(1, 13)])  # 12 tasks, 5 annotated
     store.close()
     runner = CliRunner()
     out = runner.invoke(app, ["stats", "4", "--format", "json", "--model-dir", str(tmp_path)])
     assert out.exit_code == 0, out.output
     got = json.loads(out.stdout)
-    assert got["annotations"] == 7
+    assert got["annotations"] == 7 and got["total_tasks"] == 12 and got["unlabeled_tasks"] == 7
     assert got["versions"] == [{"version": "v1-a", "trained_at": got["versions"][0]["trained_at"], "n_labels": 4,
                                 "snapshot_annotations": 8}]
     table = runner.invoke(app, ["stats", "4", "--model-dir", str(tmp_path)])
     assert table.exit_code == 0, table.output
     assert "ready for training" in table.stdout and "v1-a" in table.stdout and "rotten" in table.stdout
+    assert "unlabelled left: 7" in table.stdout
     for args, message in ((["stats", "4", "--format", "xml"], "--format must be one of table, json"),
                           (["stats", "9"], "no project 9")):
         bad = runner.invoke(app, [*args, "--model-dir", str(tmp_path)])

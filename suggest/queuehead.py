@@ -61,6 +61,7 @@ class HeadSettings:
     keep_versions: int = 1  # suggest versions whose predictions stay (the current one always does)
     prune_chunk: int = 50  # 0: never prune
     candidates: int = 0  # tasks the strategy ranks per version (0: five heads, at least 5,000); see `candidates`
+    first_slice: int = FIRST_SLICE_MIN  # imported before the project points at the version (at least the batch)
     ray_address: str | None = None  # a Ray cluster that embeds a big pool's new texts (suggest.distributed)
     ray_min_texts: int = 2000  # fewer texts to embed than this: the local path
 
@@ -97,6 +98,7 @@ class HeadPusher:
         self._rank = rank
         self._queues: dict[str, _Queue] = {}
         self._prunes: dict[str, _Prune] = {}
+        self._gone: dict[str, list[str]] = {}  # project -> superseded versions no longer in Label Studio
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -135,8 +137,10 @@ class HeadPusher:
                 order = np.argsort(scores, kind="stable")
                 queue = _Queue(version, [ids[i] for i in order], [preds[i] for i in order])
                 ranked = time.perf_counter()
-                first = max(self.settings.batch_size, FIRST_SLICE_MIN)
-                written = self._push_slice(project, client, queue, min(first, self.settings.queue_head))
+                first = max(self.settings.batch_size, self.settings.first_slice)
+                # the first slice replaces nothing: Label Studio serves the version as soon as it can (its tasks'
+                # older rows are pruned one by one afterwards, while annotators pause)
+                written = self._push_slice(project, client, queue, min(first, self.settings.queue_head), replace=False)
                 if written:
                     self._point(client, pid, version)
                     first_at = time.perf_counter()
@@ -150,16 +154,17 @@ class HeadPusher:
             if held and first_at is None:
                 self._point(client, pid, version)
                 first_at = time.perf_counter()
+        pruned = self._prune_after_push(project, client) if written else []
         done = time.perf_counter()
         status = {
             "enabled": True,
-            **({} if held else {"note": "nothing to push: no unlabelled task is waiting for a prediction, so "
-                                        "Label Studio's model version was left as it was"}),
+            **({} if rows else {"note": "nothing to push: no unlabelled task is waiting for a prediction" + (
+                "" if held else ", so Label Studio's model version was left as it was")}),
             "version": version,
             "tasks_scored": len(rows),
             "pool": pool_size,
             "next_tasks": next_tasks,
-            "pruned_versions": [],
+            "pruned_versions": pruned,
             "head": {"size": self.settings.queue_head, "written": written, "refills": 0},
             "task_list": {"tasks": sync.total, "added": sync.added, "removed": sync.removed,
                           "reconciled": sync.reconciled},
@@ -210,13 +215,37 @@ class HeadPusher:
             keep = np.argsort(cert, kind="stable")[:m]
         return [rows[i] for i in np.sort(keep)]
 
+    def _prune_after_push(self, project: Project, client: ls.LabelStudioClient) -> list[str]:
+        """One prune step right after a push (pushes wait for annotators to pause); returns the superseded
+        versions that are gone from Label Studio now. The Maintainer carries on with what is left."""
+        pid = project.project_id
+        if self.settings.prune_chunk <= 0:
+            return []
+        try:
+            held = client.model_versions(pid)
+            stale = [v for v in self.stale_versions(project) if v in held]
+            if not stale:
+                return self._gone.get(pid, [])[-20:]
+            more, steps = True, 0
+            while more and steps < 4:  # bounded: the Maintainer carries on with the rest
+                _, more = self.prune(project, client)
+                steps += 1
+            still = client.model_versions(pid) if not more else {}
+            gone = self._gone.setdefault(pid, [])
+            gone += [v for v in stale if not more and v not in still and v not in gone]
+            return gone[-20:]  # every superseded version removed so far (the newest 20), as /metrics has said
+        except ls.LabelStudioError as exc:
+            log.warning("project %s: pruning after the push failed: %s", pid, exc)
+            return []
+
     def _point(self, client: ls.LabelStudioClient, pid: str, version: str) -> None:
         fields: dict = {"model_version": version}
         if self.settings.set_sampling:
             fields["sampling"] = UNCERTAINTY_SAMPLING
         client.update_project(pid, **fields)
 
-    def _push_slice(self, project: Project, client: ls.LabelStudioClient, queue: _Queue, n: int) -> int:
+    def _push_slice(self, project: Project, client: ls.LabelStudioClient, queue: _Queue, n: int, *,
+                    replace: bool = True) -> int:
         """Import the next `n` unlabelled tasks of the queue not yet holding its version; returns rows written."""
         pid = project.project_id
         if n <= 0:
@@ -233,7 +262,8 @@ class HeadPusher:
         covered = project.claim_predictions(queue.version, task_ids, "push")  # answered through /predict meanwhile
         rows = [ls.prediction_import_json(queue.task_ids[i], queue.preds[i], project.schemas)
                 for i in picked if queue.task_ids[i] not in covered]
-        self._replace_old(client, pid, queue.version, [r["task"] for r in rows])
+        if replace:
+            self._replace_old(client, pid, queue.version, [r["task"] for r in rows])
         try:
             client.import_predictions(pid, rows)
         except Exception:

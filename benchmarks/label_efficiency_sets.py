@@ -9,8 +9,8 @@ per set into an embedding store (benchmarks/out/issue16/cache) that later runs r
     nice -n 10 .venv/bin/python benchmarks/label_efficiency_sets.py --sets debates-party,austen \
         --strategies random,margin,dense,auto --seeds 5
 
-Each set's result lands in benchmarks/results/label_efficiency_sets/<set>.json (merged per
-strategy, so a run may add one strategy); `--table` prints the tables (mean accuracy at 50/100/200/400
+Each set's result lands in benchmarks/results/label_efficiency_sets/<set>.json (merged per strategy,
+so a run may add one strategy; fine-tuning runs in <set>.finetune-p<max pairs>.json); `--table` prints the tables (mean accuracy at 50/100/200/400
 labels, mean over 10-400, labels to 95% of full pool) and checks the issue's targets for auto vs margin.
 """
 
@@ -132,7 +132,8 @@ def run(name: str, strategies: list[str], seeds: int, budget: int, model: str = 
         result["finetune"] = probe.summary()
         result["wall_s"] = round(time.time() - t, 1)
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"{name}.finetune.json").write_text(json.dumps(result, indent=1) + "\n")
+        pairs = (finetune_params or {}).get("max_pairs", "default")
+        (RESULTS / f"{name}.finetune-p{pairs}.json").write_text(json.dumps(result, indent=1) + "\n")
         return result
     def progress(stage: str, done: int, total: int) -> None:
         if stage == "simulate" and done % 40 == 0:

@@ -10,8 +10,9 @@ per set into an embedding store (benchmarks/out/issue16/cache) that later runs r
         --strategies random,margin,dense,auto --seeds 5
 
 Each set's result lands in benchmarks/results/label_efficiency_sets/<set>.json (merged per strategy,
-so a run may add one strategy; fine-tuning runs in <set>.finetune-p<max pairs>.json); `--table` prints the tables (mean accuracy at 50/100/200/400
-labels, mean over 10-400, labels to 95% of full pool) and checks the issue's targets for auto vs margin.
+so a run may add one strategy; fine-tuning runs in <set>.finetune-p<max pairs>.json); `--table` prints
+the tables (mean accuracy at 50/100/200/400 labels, mean over 10-400, labels to 95% of full pool) and
+checks the issue's targets for auto vs margin.
 """
 
 from __future__ import annotations

@@ -116,6 +116,7 @@ def run_simulation(
     steps = list(range(config.initial, config.budget + 1, config.batch))
     curves: dict[str, list[list[float]]] = {s: [] for s in config.strategies}
     stops: dict[str, list[int | None]] = {s: [] for s in config.strategies}  # issue 14: where the signal fires
+    kappas: dict[str, list[list[float | None]]] = {}
     full: list[float] = []
     total = config.seeds * len(config.strategies) * len(steps)
     done = 0
@@ -150,8 +151,9 @@ def run_simulation(
                 mask[strategy.query(proba=proba, X=pool_X, batch_size=config.batch, labeled_mask=mask)] = True
             curves[name].append(curve)
             stops[name].append(tracker.fired_at)
+            kappas.setdefault(name, []).append(tracker.kappas)
     out = summarize(curves, steps, full, config)
-    out["stopping"] = stopping_report(curves, stops, steps, full)
+    out["stopping"] = stopping_report(curves, stops, steps, full, kappas)
     out["examples"] = len(items)
     out["classes"] = len(classes)
     if getattr(probe, "encoder", None) is not None:

@@ -44,7 +44,7 @@ def _first_reaching(steps: list[int], curve, level: float) -> int | None:
 
 
 def stopping_report(curves: dict[str, list[list[float]]], stops: dict[str, list[int | None]], steps: list[int],
-                    full: list[float]) -> dict:
+                    full: list[float], kappas: dict[str, list[list[float | None]]] | None = None) -> dict:
     """Per strategy: where the signal fired (per seed, mean), where the mean curve reaches 95% and 99% of
     full-pool accuracy, the labels saved against each and the accuracy given up at the stop."""
     full_mean = float(np.mean(full))
@@ -72,6 +72,12 @@ def stopping_report(curves: dict[str, list[list[float]]], stops: dict[str, list[
             "accuracy_given_up": None if not given_up else round(float(np.mean(given_up)), 4),
             "full_pool_accuracy": round(full_mean, 4),
         }
+        runs_k = [[k for k in run if k is not None] for run in (kappas or {}).get(name, [])]
+        if any(runs_k):  # how close the runs came: the last comparison, and the best three in a row
+            out["strategies"][name]["kappa_last_mean"] = round(float(np.mean([r[-1] for r in runs_k if r])), 4)
+            best = [max(min(r[i:i + STOP_WINDOW]) for i in range(max(1, len(r) - STOP_WINDOW + 1)))
+                    for r in runs_k if r]
+            out["strategies"][name]["kappa_best_run_of_3_mean"] = round(float(np.mean(best)), 4)
     return out
 
 

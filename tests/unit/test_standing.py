@@ -194,3 +194,32 @@ def test_audit_slice_joins_the_batch_and_keeps_the_score_contract():
     assert np.mean(draws) == pytest.approx(2.5, abs=0.15) and set(draws) == {2, 3}
     same = mix_audit(scores, batch, fraction=0.0, batch_size=batch_size, rng=rng)
     assert same[0] is scores and len(same[2]) == 0
+
+
+def test_simulate_stopping_report_places_the_signal_against_the_curve():
+    from suggest.standing.simulation import StopTracker, stopping_report
+
+    class Flips:  # predictions change until step 60, then hold still
+        def __init__(self, step):
+            self.step = step
+
+        def predict_proba_embedded(self, X):
+            p = np.zeros((len(X), 2))
+            moving = self.step < 60
+            p[np.arange(len(X)), (np.arange(len(X)) + (self.step // 10 if moving else 0)) % 2] = 1.0
+            return p
+
+    steps = list(range(10, 160, 10))
+    tracker = StopTracker(np.zeros((50, 3)))
+    for s in steps:
+        tracker.observe(Flips(s), s)
+    assert tracker.fired_at == 90  # 60 still differs from 50; 70, 80 and 90 each equal their predecessor
+    curve = [0.5 + 0.3 * (1 - np.exp(-s / 40)) for s in steps]
+    report = stopping_report({"random": [curve]}, {"random": [tracker.fired_at]}, steps, [0.8],
+                             {"random": [tracker.kappas]})
+    entry = report["strategies"]["random"]
+    assert entry["fires_at_mean"] == 90
+    assert entry["labels_to_95"] == next(s for s, a in zip(steps, curve, strict=True) if a >= 0.76)
+    assert entry["saved_vs_95"] == entry["labels_to_95"] - 90
+    assert entry["accuracy_given_up"] == pytest.approx(0.8 - curve[steps.index(90)], abs=1e-4)
+    assert entry["kappa_last_mean"] == 1.0

@@ -208,10 +208,17 @@ class HeadPusher:
             keep = np.random.default_rng(0).choice(len(rows), m, replace=False)
         else:
             from backends.uncertainty import certainty
-            from suggest.loop import _read_pool
+            from suggest.loop import _one_text_classifier, _read_pool
 
-            pool = _read_pool(project, published, rows)
-            cert = certainty(pool.proba, project.uncertainty) if pool.proba is not None else pool.cert
+            model = published.model
+            if _one_text_classifier(project) and model.gives_proba:  # arrays only: no Prediction per task
+                items = [row[project.schema.from_name] for row in rows]
+                X = model.embed(items)
+                proba = model.predict_proba_embedded(X) if model.supports_embedded else model.predict_proba(items)
+            else:
+                pool = _read_pool(project, published, rows)
+                proba = pool.proba
+            cert = certainty(proba, project.uncertainty) if proba is not None else pool.cert
             keep = np.argsort(cert, kind="stable")[:m]
         return [rows[i] for i in np.sort(keep)]
 

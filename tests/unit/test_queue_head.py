@@ -128,3 +128,28 @@ def test_superseded_predictions_are_pruned_in_chunks_and_the_current_version_sta
     assert ls.names().count("delete_prediction") == kept_old
     assert status["pruned_versions"] in ([], [cold]), "only the superseded version, once it is gone"
     assert pusher.prune(project, ls) == (0, False)
+
+
+def test_the_strategy_ranks_only_the_least_certain_candidates(store, rt_sample) -> None:
+    ls = FakeLabelStudio([text for text, _ in rt_sample[:120]])
+    project = _project(store)
+    store.upsert_labels(PID, [Label(1000 + i, 2000 + i, label, text, control="sentiment")
+                              for i, (text, label) in enumerate(rt_sample[150:170])])
+    assert project.retrain(force=True) is not None
+    loop = LoopSettings(batch_size=5)
+    ranked: list[int] = []
+
+    def rank(p, rows):
+        ranked.append(len(rows))
+        return rank_rows(p, rows, loop)
+
+    pusher = HeadPusher(HeadSettings(10, 5, True, 1, 5, candidates=40), TaskSync(store), rank)
+    status = pusher.push(project, ls)
+    assert ranked == [40] and status["pool"] == 120 and status["tasks_scored"] == 40
+    from backends.uncertainty import certainty
+    from suggest.schema import Item
+
+    model = project.published.model
+    cert = certainty(model.predict_proba([Item(t) for t, _ in rt_sample[:120]]), project.uncertainty)
+    least = set(int(i) + 1 for i in np.argsort(cert, kind="stable")[:40])
+    assert set(_pushed(ls, project.model_version)) <= least, "the head comes from the least certain candidates"

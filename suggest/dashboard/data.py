@@ -101,11 +101,11 @@ def _per_head(store, project_id: str, what: str, read):
 
 
 def _headline(standing: dict | None) -> str | None:
-    """A one-line accuracy figure for the project list, when the standing report has one."""
+    """A one-line accuracy figure for the project list: the unbiased audit estimate first."""
     if not standing:
         return None
-    for key in ("out_of_fold", "audit", "suggestion_agreement"):
-        est = (standing.get("accuracy") or {}).get(key) or {}
-        if est.get("value") is not None:
-            return f"{est['value']:.3f} ({key.replace('_', ' ')})"
+    for key in ("audit", "out_of_fold", "agreement"):
+        est = (standing.get("estimates") or {}).get(key) or {}
+        if est.get("estimate") is not None:
+            return f"{est['estimate']:.3f} ({key.replace('_', ' ')})"
     return None

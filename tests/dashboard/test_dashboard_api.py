@@ -27,8 +27,9 @@ def _event(ann: int, task: int, text: str, label: str, who: int) -> dict:
 def _wait_for_quality(client: TestClient, deadline_s: float = 120) -> dict:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        quality = client.get("/metrics").json()["projects"]["7"].get("quality", {})
-        if quality.get("counts"):
+        m = client.get("/metrics").json()["projects"]["7"]
+        quality = m.get("quality", {})
+        if quality.get("counts") and (m.get("standing") or {}).get("estimates"):  # standing follows quality
             return quality
         time.sleep(0.2)
     raise AssertionError("no quality report in time")
@@ -53,6 +54,8 @@ def test_the_project_page_shows_what_metrics_and_the_report_hold(client, setting
     assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
     row = re.search(r'<tr data-project="7">(.*?)</tr>', index.text, re.S).group(1)
     assert f">{metrics['labels']}<" in row and 'href="/ui/projects/7"' in row
+    oof = metrics["standing"]["estimates"]["out_of_fold"]["estimate"]
+    assert f"{oof:.3f} (out of fold)" in row or "(audit)" in row  # the list shows the accuracy estimate
 
     page = client.get("/ui/projects/7")
     assert page.status_code == 200

@@ -553,7 +553,6 @@ def rank(
         finally:
             cache.close()
 
-
     with _progress() as bar:
         task = None
 

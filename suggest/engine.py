@@ -111,10 +111,11 @@ class Engine:
         self.tasksync = TaskSync(self.store, settings.reconcile_seconds)
         head = None
         if settings.queue_head:
-            head = HeadPusher(HeadSettings(settings.queue_head, settings.batch_size, settings.set_sampling,
-                                           settings.keep_versions, settings.prune_chunk,
-                                           ray_address=settings.ray_address), self.tasksync,
-                              lambda project, rows: rank_rows(project, rows, loop_settings))
+            head_settings = HeadSettings(settings.queue_head, settings.batch_size, settings.set_sampling,
+                                         settings.keep_versions, settings.prune_chunk, ray_address=settings.ray_address,
+                                         audit_fraction=loop_settings.audit_fraction)
+            head = HeadPusher(head_settings, self.tasksync,
+                              lambda project, rows, audit=None: rank_rows(project, rows, loop_settings, audit))
         self.refresher = PoolRefresher(loop_settings, self.client, head)
         self.maintainer = Maintainer(head, self.client, background=self.background) if head is not None else None
         self.trainer = Trainer(

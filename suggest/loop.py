@@ -72,9 +72,13 @@ class _Pool:
 
 
 def rank_rows(
-    project: Project, rows: list[dict[str, Item]], settings: LoopSettings
+    project: Project, rows: list[dict[str, Item]], settings: LoopSettings,
+    audit: tuple[list[int], int] | None = None,
 ) -> tuple[list[list[Prediction]], np.ndarray]:
     """Predictions for a pool of tasks whose `score` is the queue position; returns them and the batch.
+
+    `audit` = (row positions, N): the audit slice already drawn uniformly from a pool of N tasks that
+    these rows are a part of (the queue head's candidates); None: drawn here from these rows.
 
     Each task is read for the controls it has (control name -> Item). The batch comes first in
     batch order, every other task after it by its certainty, least certain first. A single text
@@ -94,11 +98,13 @@ def rank_rows(
     else:
         scores, batch = rank_by_certainty(None if cold else pool.cert, pool.X, batch_size=settings.batch_size,
                                           strategy=strategy)
+    drawn = audit
     audit: dict[int, float] = {}
     if not cold and settings.audit_fraction > 0:  # issue 14: the audit slice (unbiased accuracy estimate)
         rng = np.random.default_rng(zlib.crc32(f"{project.project_id}/{published.version}".encode()))
-        scores, batch, rows_audited, weight = mix_audit(scores, batch, fraction=settings.audit_fraction,
-                                                        batch_size=settings.batch_size, rng=rng)
+        scores, batch, rows_audited, weight = mix_audit(
+            scores, batch, fraction=settings.audit_fraction, batch_size=settings.batch_size, rng=rng,
+            drawn=None if drawn is None else (np.asarray(drawn[0], dtype=int), drawn[1]))
         audit = {t: weight for i in rows_audited if (t := task_id_of(rows[int(i)])) is not None}
     # A task with nothing to suggest (an untrained image model, an image that did not load) still gets
     # an empty prediction carrying its queue score: Label Studio orders by it, and accepts the version.

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -64,6 +65,7 @@ class HeadSettings:
     first_slice: int = FIRST_SLICE_MIN  # imported before the project points at the version (at least the batch)
     ray_address: str | None = None  # a Ray cluster that embeds a big pool's new texts (suggest.distributed)
     ray_min_texts: int = 2000  # fewer texts to embed than this: the local path
+    audit_fraction: float = 0.0  # issue 14's audit slice, drawn from the whole pool before the candidates
 
 
 @dataclass
@@ -91,7 +93,7 @@ class HeadPusher:
     """Pushes, refills and prunes the queue head of each project (see the module docstring)."""
 
     def __init__(self, settings: HeadSettings, tasksync: TaskSync,
-                 rank: Callable[[Project, list[dict[str, Item]]], tuple[list[list[Prediction]], np.ndarray]]):
+                 rank: Callable[..., tuple[list[list[Prediction]], np.ndarray]]):
         self.settings = settings
         self.tasksync = tasksync
         self.store = tasksync.store
@@ -129,8 +131,12 @@ class HeadPusher:
             pool_size = len(rows)
             self._embed_on_ray(project, rows)
             if rows:
-                rows = self.candidates(project, rows)
-                preds, batch = self._rank(project, rows)
+                drawn = self._draw_audit(project, len(rows))
+                audited = {next(iter(rows[i].values())).task_id for i in drawn}
+                rows = self.candidates(project, rows, keep=drawn)
+                at = [i for i, r in enumerate(rows) if next(iter(r.values())).task_id in audited]
+                drawn_arg = ((at, pool_size),) if self.settings.audit_fraction else ()  # a ranker may not take it
+                preds, batch = self._rank(project, rows, *drawn_arg)
                 version = next((p[0].model_version for p in preds if p), version)  # a retrain may have published
                 ids = [next(iter(r.values())).task_id for r in rows]
                 scores = np.array([p[0].score if p else 1.0 for p in preds], dtype=float)
@@ -194,7 +200,21 @@ class HeadPusher:
                 log.info("project %s: %d new texts embedded on Ray in %.1f s", project.project_id, report.embedded,
                          report.seconds)
 
-    def candidates(self, project: Project, rows: list[dict[str, Item]]) -> list[dict[str, Item]]:
+    def _draw_audit(self, project: Project, pool_size: int) -> np.ndarray:
+        """Issue 14's audit slice for this version, uniform over the whole unlabelled pool (positions in it):
+        drawn before the pool is narrowed to the least certain candidates, or the unbiased estimate would
+        only ever see hard tasks."""
+        published = project.published
+        if not self.settings.audit_fraction or published.record is None:
+            return np.array([], dtype=int)
+        from suggest.strategies.ranking import draw_audit
+
+        rng = np.random.default_rng(zlib.crc32(f"{project.project_id}/{published.version}/audit".encode()))
+        return draw_audit(pool_size, fraction=self.settings.audit_fraction, batch_size=self.settings.batch_size,
+                          rng=rng)
+
+    def candidates(self, project: Project, rows: list[dict[str, Item]],
+                   keep: np.ndarray | None = None) -> list[dict[str, Item]]:
         """The rows the strategy ranks: the least certain `candidates` of the pool (a seeded random sample
         before the first trained version). Why: dense and diverse weigh each task's density among the
         others, quadratic in the rows (10,000 tasks: 0.9 s on a quiet 2-core machine, 5-10 s on a busy
@@ -205,7 +225,7 @@ class HeadPusher:
             return rows
         published = project.published
         if published.record is None:
-            keep = np.random.default_rng(0).choice(len(rows), m, replace=False)
+            chosen = np.random.default_rng(0).choice(len(rows), m, replace=False)
         else:
             from backends.uncertainty import certainty
             from suggest.loop import _one_text_classifier, _read_pool
@@ -219,8 +239,10 @@ class HeadPusher:
                 pool = _read_pool(project, published, rows)
                 proba = pool.proba
             cert = certainty(proba, project.uncertainty) if proba is not None else pool.cert
-            keep = np.argsort(cert, kind="stable")[:m]
-        return [rows[i] for i in np.sort(keep)]
+            chosen = np.argsort(cert, kind="stable")[:m]
+        if keep is not None and len(keep):  # the audit slice is ranked whatever its certainty
+            chosen = np.union1d(chosen, keep)
+        return [rows[i] for i in np.sort(chosen)]
 
     def _prune_after_push(self, project: Project, client: ls.LabelStudioClient) -> list[str]:
         """One prune step right after a push (pushes wait for annotators to pause); returns the superseded
@@ -270,7 +292,7 @@ class HeadPusher:
         rows = [ls.prediction_import_json(queue.task_ids[i], queue.preds[i], project.schemas)
                 for i in picked if queue.task_ids[i] not in covered]
         if replace:
-            self._replace_old(client, pid, queue.version, [r["task"] for r in rows])
+            self._replace_old(client, project, queue.version, [r["task"] for r in rows])
         try:
             client.import_predictions(pid, rows)
         except Exception:
@@ -280,15 +302,23 @@ class HeadPusher:
         queue.written += len(rows)
         return len(rows)
 
-    def _replace_old(self, client: ls.LabelStudioClient, pid: str, version: str, task_ids: list[int]) -> None:
+    def _replace_old(self, client: ls.LabelStudioClient, project: Project, version: str, task_ids: list[int]) -> None:
         """Tasks about to get this version's prediction lose the older one suggest pushed before, a chunk of
         tasks per call (Label Studio's Data Manager deletes per task, in one short transaction). Why: a new
         head overlaps the last one, and deleting those superseded rows one call each later was far too slow
         (0.3 to 1 s a call on a busy 2-core machine: the table grew by 700 rows a version). Label Studio's
-        delete takes every prediction of a task, so with the queue head on a head task keeps only suggest's
-        newest one; SUGGEST_PRUNE_CHUNK=0 keeps them all."""
+        delete takes every prediction of a task, so it is used only while suggest's are the only predictions in
+        the project; with another model's there, `prune` removes suggest's rows one by one.
+        SUGGEST_PRUNE_CHUNK=0 keeps them all."""
         chunk = self.settings.prune_chunk
         if chunk <= 0:
+            return
+        pid = project.project_id
+        ours = {project.zero_shot_version(), *(r.version for r in self.store.versions(pid)), version}
+        foreign = sorted(set(client.model_versions(pid)) - ours)
+        if foreign:  # a per-task delete would take another model's predictions too: `prune` goes row by row
+            log.info("project %s: predictions of other models (%s) are in Label Studio; superseded suggest "
+                     "predictions are removed one by one instead of per task", pid, ", ".join(foreign[:3]))
             return
         old = [t for t, v in self.store.pushed_versions(pid, task_ids).items() if v != version]
         for start in range(0, len(old), chunk):

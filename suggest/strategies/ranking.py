@@ -113,7 +113,8 @@ def rank_by_certainty(
 
 
 def mix_audit(
-    scores: np.ndarray, batch: np.ndarray, *, fraction: float, batch_size: int, rng: np.random.Generator
+    scores: np.ndarray, batch: np.ndarray, *, fraction: float, batch_size: int, rng: np.random.Generator,
+    drawn: tuple[np.ndarray, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Mix a uniform random audit slice into the batch (issue 14): returns (scores, batch, audit rows, weight).
 
@@ -123,15 +124,26 @@ def mix_audit(
     Every pool row is audited with probability pi = fraction * batch_size / n, so an audited row stands for
     `weight` = 1 / pi rows of this pool (its inverse inclusion probability): what makes the audit estimate
     unbiased however the rest of the batch was chosen.
+
+    `drawn` = (rows, N): the audit rows were already drawn uniformly from a larger pool of N tasks (see
+    `draw_audit`) of which these scores cover only a part (the queue head ranks only the least certain
+    candidates); they are used as they are, each standing for N / (fraction * batch_size) tasks.
     """
     n = len(scores)
     if fraction <= 0 or n == 0:
         return scores, batch, np.array([], dtype=int), 0.0
-    expected = min(fraction * batch_size, n)
-    k = int(np.floor(expected)) + int(rng.random() < expected - np.floor(expected))
-    if k == 0:
-        return scores, batch, np.array([], dtype=int), n / expected
-    audit = rng.choice(n, k, replace=False)
+    if drawn is not None:
+        audit, pool = np.asarray(drawn[0], dtype=int), drawn[1]
+        expected = min(fraction * batch_size, pool)
+        if len(audit) == 0:
+            return scores, batch, audit, pool / expected
+        k, n_weight = len(audit), pool
+    else:
+        expected = min(fraction * batch_size, n)
+        k = int(np.floor(expected)) + int(rng.random() < expected - np.floor(expected))
+        if k == 0:
+            return scores, batch, np.array([], dtype=int), n / expected
+        audit, n_weight = rng.choice(n, k, replace=False), n
     rest = [int(i) for i in batch if i not in set(audit.tolist())]
     size = max(len(batch), k)
     rest = rest[: size - k]
@@ -151,4 +163,15 @@ def mix_audit(
     if dropped:  # pushed out of the batch: back among the rest, at the band's floor
         scores[dropped] = np.maximum(scores[dropped], BATCH_BAND)
     scores[new_batch] = BATCH_BAND * np.arange(new_batch.size) / max(new_batch.size, 1)
-    return scores, new_batch, audit, n / expected
+    return scores, new_batch, audit, n_weight / expected
+
+
+def draw_audit(pool_size: int, *, fraction: float, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+    """Positions of this batch's audit slice drawn uniformly from the whole pool of `pool_size` tasks: k =
+    fraction * batch_size rounded at random (mean exact), as `mix_audit` draws it. The queue head draws
+    here, before it narrows the pool to its candidates, so the slice stays a uniform sample of every task."""
+    if fraction <= 0 or pool_size == 0:
+        return np.array([], dtype=int)
+    expected = min(fraction * batch_size, pool_size)
+    k = int(np.floor(expected)) + int(rng.random() < expected - np.floor(expected))
+    return rng.choice(pool_size, k, replace=False) if k else np.array([], dtype=int)

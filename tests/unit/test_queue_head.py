@@ -153,3 +153,51 @@ def test_the_strategy_ranks_only_the_least_certain_candidates(store, rt_sample) 
     cert = certainty(model.predict_proba([Item(t) for t, _ in rt_sample[:120]]), project.uncertainty)
     least = set(int(i) + 1 for i in np.argsort(cert, kind="stable")[:40])
     assert set(_pushed(ls, project.model_version)) <= least, "the head comes from the least certain candidates"
+
+
+def test_the_audit_slice_is_drawn_from_the_whole_pool_not_the_candidates(store, rt_sample) -> None:
+    """Issue 14's unbiased estimate needs its audit tasks drawn uniformly from every unlabelled task: the
+    queue head ranks only the least certain candidates, so it draws the slice first and ranks it too."""
+    ls = FakeLabelStudio([text for text, _ in rt_sample[:120]])
+    project = _project(store)
+    store.upsert_labels(PID, [Label(1000 + i, 2000 + i, label, text, control="sentiment")
+                              for i, (text, label) in enumerate(rt_sample[150:170])])
+    assert project.retrain(force=True) is not None
+    loop = LoopSettings(batch_size=5, audit_fraction=1.0)  # every batch slot an audit draw: 5 of 120
+    pusher = HeadPusher(HeadSettings(10, 5, True, 1, 5, candidates=40, audit_fraction=1.0), TaskSync(store),
+                        lambda p, rows, audit=None: rank_rows(p, rows, loop, audit))
+    status = pusher.push(project, ls)
+    audited = {s["task_id"]: s["audit_weight"] for s in store.suggestions(PID) if s["audit_weight"] is not None}
+    assert len(audited) == 5 and set(audited.values()) == {120 / 5}  # each stands for pool / draws tasks
+    assert set(audited) <= set(_pushed(ls, project.model_version))  # in the batch, at the queue's front
+    assert 40 <= status["tasks_scored"] <= 45  # the candidates, and audit draws outside them
+    from backends.uncertainty import certainty
+    from suggest.schema import Item
+
+    cert = certainty(project.published.model.predict_proba([Item(t) for t, _ in rt_sample[:120]]),
+                     project.uncertainty)
+    least = set(int(i) + 1 for i in np.argsort(cert, kind="stable")[:40])
+    assert set(audited) - least, "drawn from the whole pool, not only the 40 least certain (p of none: 0.4%)"
+
+
+def test_another_models_predictions_survive_a_new_head(store, rt_sample) -> None:
+    """Label Studio deletes predictions per task: with another model's predictions in the project, suggest
+    never uses that, and removes its own superseded rows one by one."""
+    ls, project, pusher = _pushed_pool(store, [text for text, _ in rt_sample[:60]], head=12, prune_chunk=5,
+                                       batch=2, first_slice=2)
+    theirs = {}
+    for task in list(_pushed(ls, project.model_version))[:6]:  # the user's own model predicted head tasks too
+        pid_ = ls._next_prediction
+        ls.predictions_held[pid_] = {"id": pid_, "task": task, "model_version": "their-model-v3", "score": 0.5,
+                                     "result": []}
+        ls._next_prediction += 1
+        theirs[pid_] = task
+    store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment")
+                              for i, (text, label) in enumerate(rt_sample[:20])])
+    assert project.retrain(force=True) is not None
+    pusher.push(project, ls)
+    while pusher.prune(project, ls)[1]:
+        pass
+    assert all(p in ls.predictions_held for p in theirs), "another model's predictions are never deleted"
+    assert ls.model_versions(PID)["their-model-v3"] == 6
+    assert set(ls.model_versions(PID)) == {"their-model-v3", project.model_version}  # ours superseded: gone

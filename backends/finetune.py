@@ -22,7 +22,6 @@ Pieces:
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -142,7 +141,10 @@ def contrastive_finetune(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     with base._run_lock:  # a consistent copy, never mid-forward
-        model = copy.deepcopy(base._model)
+        # rebuilt from config and weights, not deep-copied: another part of the process may have hung a
+        # hook or lock on the shared module (deepcopy then fails: "cannot pickle '_thread.lock' object")
+        model = type(base._model)(base._model.config)
+        model.load_state_dict(base._model.state_dict())
     tokenizer = base._tokenizer
     model.to(dev).train()
     for p in model.parameters():

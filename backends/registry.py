@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -118,7 +119,22 @@ class Registry:
         return self.family_for(schema).make(schema, context)
 
     def load(self, schema: Schema, folder: Path, context: Context) -> Backend:
-        return self.family_for(schema).load(schema, Path(folder), context)
+        """Load with the family that serves the control now, or, for a folder a family of the same kind
+        saved (`SAME_KIND`: the fine-tuned classifier after SUGGEST_FINETUNE_MIN_LABELS went back to 0),
+        with that family: a published version must still load when a setting changes."""
+        family = self.family_for(schema)
+        saved = _saved_family(Path(folder))
+        if saved and saved != family.name and saved in SAME_KIND.get(family.name, ()):
+            family = next((f for f in self.families if f.name == saved), family)
+        return family.load(schema, Path(folder), context)
+
+
+def _saved_family(folder: Path) -> str | None:
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta.get("family") if isinstance(meta, dict) and isinstance(meta.get("family"), str) else None
 
 
 # built-ins: one line each; modules import lazily, so a project loads only the families its controls need --
@@ -184,6 +200,8 @@ def _finetune_min() -> int:
 
     return finetune_min_labels()
 
+
+SAME_KIND = {"embedding": ("finetune",), "finetune": ("embedding",)}  # may serve each other's saved versions
 
 BUILTINS: tuple[Family, ...] = (
     Family.of_class("pipeline", _pipeline, "backends.pipeline:PipelineClassifier", _pipeline_params),

@@ -136,3 +136,20 @@ def test_finetune_family_serves_text_choices_only_when_on_and_keeps_the_contract
         check_backend(family, schema, items, answers)
     finally:
         configure_finetune(0)
+
+
+def test_a_tuned_version_still_loads_when_tuning_is_turned_off(tmp_path) -> None:
+    """SUGGEST_FINETUNE_MIN_LABELS back to 0 makes the frozen family serve text choices again; a version the
+    fine-tuned family published must still load (it was refused as "another family's model")."""
+    from backends import finetune
+    from backends.registry import Context, default_registry
+    from suggest.schema import Schema
+
+    schema = Schema("sentiment", "text", "text", ("neg", "pos"))
+    finetune.configure_finetune(0)
+    model = finetune.FineTuneClassifier(["neg", "pos"], min_labels=10)
+    model.save(tmp_path)
+    registry = default_registry()
+    assert registry.family_for(schema).name == "embedding"
+    loaded = registry.load(schema, tmp_path, Context())
+    assert isinstance(loaded, finetune.FineTuneClassifier) and loaded.classes_ == ["neg", "pos"]

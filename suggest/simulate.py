@@ -240,12 +240,19 @@ def plot_curves(result: dict, path: Path) -> None:
 
 
 def default_model_factory(cache) -> Callable[[list[str]], EmbeddingClassifier]:
-    """Fresh heads that share one warm encoder and one embedding memory across the whole run."""
+    """Fresh heads that share one warm encoder, one embedding memory and the label prompts' vectors across
+    the whole run (the prompts are the same each step: encoding them per fit was most of a small set's time)."""
     memory: dict[str, np.ndarray] = {}
+    prototypes: dict[tuple[str, ...], np.ndarray] = {}
 
     def make(classes: list[str]) -> EmbeddingClassifier:
         model = EmbeddingClassifier(classes, cache=cache)
         model._memory = memory
+        key = tuple(classes)
+        if key not in prototypes:
+            model._ensure_prototypes()
+            prototypes[key] = model.prototypes_
+        model.prototypes_ = prototypes[key]
         return model
 
     return make

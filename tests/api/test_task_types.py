@@ -40,11 +40,15 @@ BOTH = (
 
 
 def wait_for_version(client, config: str, previous: str, timeout: float = 90.0) -> str:
+    """A version newer than `previous` once the trainer is idle: on a slow machine the first retrain may start
+    before the last webhook of a burst, and a second one then follows with every label."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         version = setup(client, config).json()["model_version"]
         if version != previous:
-            return version
+            m = client.get("/metrics").json()["projects"]["7"]
+            if not m.get("training") and m["model_version"] == version:
+                return version
         time.sleep(0.05)
     raise AssertionError(f"no new version after {timeout} s (still {previous})")
 

@@ -96,6 +96,19 @@ class TaskListStore:
             "ORDER BY t.task_id", (project_id,))
         return [(int(t), json.loads(d)) for t, d in rows]
 
+    def task_data(self, project_id: str, task_ids: Iterable[int]) -> dict[int, dict]:
+        """The listed data of some tasks (the dashboard's queue shows what each next task holds)."""
+        ids = sorted({int(t) for t in task_ids})
+        out: dict[int, dict] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(  # type: ignore[attr-defined]
+                f"SELECT task_id, data FROM ls_tasks WHERE project_id = ? AND task_id IN ({marks})",
+                (project_id, *chunk))
+            out.update((int(t), json.loads(d)) for t, d in rows)
+        return out
+
     def unlabeled_task_ids(self, project_id: str) -> list[int]:
         return [int(r[0]) for r in self._query(
             "SELECT t.task_id FROM ls_tasks t WHERE t.project_id = ? AND t.labeled = 0 AND NOT EXISTS "

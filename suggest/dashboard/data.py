@@ -64,6 +64,8 @@ def project_view(engine: Engine, project_id: str) -> dict:
     loop = dict(m.get("loop") or {})
     next_ids = list(loop.get("next_tasks") or [])[:NEXT_ROWS]
     texts = store.task_texts(project_id, [s["task_id"] for s in suspects] + next_ids)
+    for t, data in store.task_data(project_id, [t for t in next_ids if t not in texts]).items():
+        texts[t] = _shown(data)
     for s in suspects:
         s["link"] = task_link(ls_url, project_id, s["task_id"])
         s["text"] = texts.get(s["task_id"], "")
@@ -87,6 +89,12 @@ def project_view(engine: Engine, project_id: str) -> dict:
     }
     view["gather_seconds"] = round(time.perf_counter() - started, 4)
     return view
+
+
+def _shown(data: dict, limit: int = 300) -> str:
+    """What a task holds, for a list: its first text value (an image's URL is shown as it is)."""
+    value = next((v for v in data.values() if isinstance(v, str) and v), "")
+    return value[:limit]
 
 
 def _per_head(store, project_id: str, what: str, read):

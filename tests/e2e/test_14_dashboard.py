@@ -81,11 +81,18 @@ def test_the_page_shows_the_projects_numbers_and_links_to_its_tasks(
         best = next(estimates[k] for k in ("audit", "out_of_fold", "agreement")  # the unbiased one first
                     if (estimates.get(k) or {}).get("estimate") is not None)
         assert driver.find_element(By.ID, "accuracy").text == f"{best['estimate']:.3f}"
+        queued = driver.find_elements(By.CSS_SELECTOR, "#next-batch li")
+        assert [int(q.get_attribute("data-task")) for q in queued] == metrics["loop"]["next_tasks"][:10]
+        first = ls.request("GET", f"/api/tasks/{queued[0].get_attribute('data-task')}")
+        assert first["data"]["text"][:40] in queued[0].text  # what the next task holds, from the store
         points = driver.find_elements(By.CSS_SELECTOR, '#labels-over-time circle.point')
         assert points and float(points[-1].get_attribute("data-y")) == metrics["annotations"]
         screenshot(driver, "dashboard-project")
         driver.set_window_size(390, 844)  # a phone: one column, nothing wider than the screen
         driver.get(f"{suggest_server.url}/ui/projects/{project}")
         width = driver.execute_script("return document.documentElement.scrollWidth")
-        assert width <= 400, width
+        wide = driver.execute_script(  # what sticks out, to say so if anything does
+            "return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 400)"
+            ".slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + (e.getAttribute('class') || ''))")
+        assert width <= 400, (width, wide)
         screenshot(driver, "dashboard-phone")

@@ -155,8 +155,8 @@ def project_key(value: Any) -> str:
         return str(value)
     text = str(value).strip()
     head = text.split(".", 1)[0]
-    if not head.isdigit():
-        raise BadInput(f"project {text!r} is not a Label Studio project reference like '5' or '5.1795257467'")
+    if not head.isascii() or not head.isdigit() or len(head) > 18:  # an id fits a 64-bit integer
+        raise BadInput(f"project {text[:40]!r} is not a Label Studio project reference like '5' or '5.1795257467'")
     return str(int(head))
 
 
@@ -664,13 +664,7 @@ class LabelStudioClient:
 
     def delete_prediction(self, prediction_id: int) -> bool:
         """Delete one prediction (its own short transaction in Label Studio); False when already gone."""
-        try:
-            self.request("DELETE", f"/api/predictions/{int(prediction_id)}")
-        except LabelStudioError as exc:
-            if " 404 " in str(exc):
-                return False
-            raise
-        return True
+        return self._delete(f"/api/predictions/{int(prediction_id)}")
 
     def create_annotation(self, task_id: int, body: dict) -> dict:
         """Create one annotation on a task (`suggest autolabel --apply`); Label Studio's reply, with its id."""
@@ -678,8 +672,12 @@ class LabelStudioClient:
 
     def delete_annotation(self, annotation_id: int) -> bool:
         """Delete one annotation; False when Label Studio no longer has it (404)."""
+        return self._delete(f"/api/annotations/{int(annotation_id)}")
+
+    def _delete(self, path: str) -> bool:
+        """DELETE one object; False when Label Studio no longer has it (404), any other error raised."""
         try:
-            self.request("DELETE", f"/api/annotations/{int(annotation_id)}")
+            self.request("DELETE", path)
         except LabelStudioError as exc:
             if " 404 " in str(exc):
                 return False

@@ -115,3 +115,9 @@ def test_a_chart_draws_each_point_where_its_numbers_say():
     assert float(cy0) == 28 + 0.5 * 200 and float(cy1) == 28 + 0.25 * 200  # y from 1.0 at the top
     assert "<polygon" in svg and "no data yet" in line_chart([], title="t", x_label="x", y_label="y")
     assert nice_ticks(0, 1) == [0, 0.2, 0.4, 0.6, 0.8, 1.0] and nice_ticks(0, 370)[-1] >= 300
+
+
+def test_a_strangers_project_reference_is_a_4xx_never_a_500(client):
+    for path in ("/ui/projects/" + "9" * 5000, "/ui/projects/<script>", "/metrics?project=" + "1" * 5000):
+        response = client.get(path)
+        assert response.status_code == 422 and "not a Label Studio project reference" in response.text, path

@@ -42,7 +42,7 @@ def test_project_key_accepts_every_shape_label_studio_sends(value, key):
     assert ls.project_key(value) == key
 
 
-@pytest.mark.parametrize("value", [None, True, "abc", {"title": "x"}, "-1.2"])
+@pytest.mark.parametrize("value", [None, True, "abc", {"title": "x"}, "-1.2", "9" * 5000, "\u0663"])
 def test_project_key_rejects_what_is_not_a_project(value):
     with pytest.raises(BadInput):
         ls.project_key(value)

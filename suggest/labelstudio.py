@@ -567,8 +567,13 @@ class LabelStudioClient:
         return redact_text(text)  # user:pass@ in the configured URL
 
     def label_config(self, project_id: str) -> str | None:
-        config = self.request("GET", f"/api/projects/{project_id}").json().get("label_config")
-        return config if isinstance(config, str) else None
+        return self.config_and_total(project_id)[0]
+
+    def config_and_total(self, project_id: str) -> tuple[str | None, int]:
+        """The project's label config and its count of annotations, skipped ones excluded (one call)."""
+        body = self.request("GET", f"/api/projects/{project_id}").json()
+        config, total = body.get("label_config"), body.get("total_annotations_number")
+        return (config if isinstance(config, str) else None), (total if isinstance(total, int) else -1)
 
     def tasks_by_id(self, project_id: str, ids: list[int], *, chunk: int = 200) -> list[dict]:
         """The named tasks with their annotations (export filtered by id, in chunks)."""

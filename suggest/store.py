@@ -305,6 +305,11 @@ class Store(StandingStore, HistoryStore, TaskListStore):
             db.execute("DELETE FROM annotations WHERE project_id = ?", (project_id,))
             db.executemany(_UPSERT, rows)
 
+    def annotation_count(self, project_id: str) -> int:
+        """How many annotations are stored for the project (one row each, whatever its controls)."""
+        ((n,),) = self._query("SELECT COUNT(*) FROM annotations WHERE project_id = ?", (project_id,))
+        return int(n)
+
     def labels(self, project_id: str) -> list[Label]:
         """One Label per (annotation, control), in annotation order."""
         rows = self._query(

@@ -132,6 +132,7 @@ class FakeLabelStudio:
         self.token, self.project_id, self.config = token, project_id, config
         self.tasks: dict[int, dict] = {}  # task id -> {"id", "data", "annotations": [...]}
         self.requests: list[str] = []
+        self.exports: list[dict] = []  # the query of every export call (ids[] for a confirmation, none for all)
         self.auth_seen: list[str] = []  # every Authorization header that reached this host
         self.delay = 0.0  # seconds before each answer (a slow Label Studio)
         self.fail_with: tuple[int, str] | None = None  # (status, body) for every call; "{auth}" echoes the header
@@ -186,10 +187,14 @@ class FakeLabelStudio:
         if m := re.fullmatch(r"/api/projects/(\d+)", path):
             if int(m[1]) != pid:
                 return 404, {"detail": "Not found."}
-            return 200, {"id": pid, "label_config": self.config, "title": "stand-in"}
+            with self._lock:  # Label Studio's counter leaves skipped annotations out
+                total = sum(not a["was_cancelled"] for t in self.tasks.values() for a in t["annotations"])
+            return 200, {"id": pid, "label_config": self.config, "title": "stand-in",
+                         "total_annotations_number": total}
         if m := re.fullmatch(r"/api/projects/(\d+)/export", path):
             if int(m[1]) != pid:
                 return 404, {"detail": "Not found."}
+            self.exports.append(query)
             ids = {int(i) for i in query.get("ids[]", [])}
             everything = query.get("download_all_tasks", ["false"])[0] == "true"
             with self._lock:

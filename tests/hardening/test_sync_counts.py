@@ -1,0 +1,114 @@
+"""START_TRAINING's sync re-reads every annotation only when the store may be behind (issue 20).
+
+With "start training on annotation submission", Label Studio sends START_TRAINING inside every save.
+A full re-read is one export of every labelled task: at 10,000 of them seconds of Label Studio's CPU,
+taken from the annotators' saves. The sync compares Label Studio's annotation counter with the store
+instead, confirms webhooks that are still waiting first, and re-reads everything only when the counts
+differ or the last full re-read is older than `reconcile_seconds` (edits that came with no webhook).
+The Label Studio here is the loopback stand-in of tests/hardening/conftest.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from fastapi.testclient import TestClient
+
+from suggest.config import Settings
+from suggest.server import create_app
+from tests.conftest import CONFIG, PROJECT
+
+
+def full_exports(fake_ls) -> int:
+    """Export calls that read every labelled task (a confirmation names its tasks with ids[])."""
+    return sum("ids[]" not in q for q in fake_ls.exports)
+
+
+def stored(engine) -> dict[int, str]:
+    return {lb.annotation_id: lb.label for lb in engine.store.labels("7")}
+
+
+@pytest.fixture
+def connected(tmp_path, fake_ls, rt_sample):
+    """An engine whose project 7 is connected to the stand-in (tasks 1-20), annotations 1-3 confirmed."""
+    for i, (text, _) in enumerate(rt_sample[:20], start=1):
+        fake_ls.add_task(i, text)
+    settings = Settings.from_env({}, model_dir=tmp_path / "models", debounce_seconds=0.05, max_delay_seconds=0.5)
+    with TestClient(create_app(dataclasses.replace(settings, push=False))) as client:
+        assert client.post("/setup", json={"project": PROJECT, "schema": CONFIG, "hostname": fake_ls.url,
+                                           "access_token": fake_ls.token}).status_code == 200
+        engine = client.app.state.engine
+        for i in (1, 2, 3):
+            fake_ls.annotate(i, i, "fresh" if i % 2 else "rotten")
+            assert client.post("/webhook", json=fake_ls.webhook(i)).status_code == 200
+        assert engine.confirmer.wait_idle(20) and engine.trainer.wait_idle(60)
+        assert stored(engine) == {1: "fresh", 2: "rotten", 3: "fresh"}
+        yield client, engine, engine.projects["7"]
+
+
+def test_a_sync_with_every_annotation_confirmed_reads_no_export(connected, fake_ls):
+    _, engine, project = connected
+    before = full_exports(fake_ls)
+    assert before >= 1  # the connect-time re-read
+    assert engine.sync(project)
+    assert full_exports(fake_ls) == before, "a store that matches Label Studio's count was re-read in full"
+    assert stored(engine) == {1: "fresh", 2: "rotten", 3: "fresh"}
+
+
+def test_an_annotation_that_came_with_no_webhook_makes_a_full_re_read(connected, fake_ls):
+    _, engine, project = connected
+    before = full_exports(fake_ls)
+    fake_ls.annotate(4, 4, "rotten")  # Label Studio holds it; no webhook reached us
+    assert engine.sync(project)
+    assert full_exports(fake_ls) == before + 1
+    assert stored(engine)[4] == "rotten"
+
+
+def test_waiting_webhooks_are_confirmed_by_the_sync_itself(connected, fake_ls):
+    client, engine, project = connected
+    engine.confirmer.debounce = engine.confirmer.max_delay = 3600.0  # the confirmer thread would wait an hour
+    fake_ls.annotate(5, 5, "fresh")
+    assert client.post("/webhook", json=fake_ls.webhook(5)).status_code == 200
+    assert engine.confirmer.count("7") == 1
+    before = full_exports(fake_ls)
+    assert engine.sync(project)
+    assert engine.confirmer.count("7") == 0, "the sync left the waiting hint to the confirmer"
+    assert stored(engine)[5] == "fresh"
+    assert full_exports(fake_ls) == before, "a hint that explains the count difference made a full re-read"
+
+
+def test_an_annotation_the_store_cannot_keep_makes_one_full_re_read_not_one_per_sync(connected, fake_ls):
+    """Label Studio counts an annotation whose choice the config does not have; the store skips it. The
+    difference is remembered at the full re-read, so the next syncs stay cheap."""
+    _, engine, project = connected
+    before = full_exports(fake_ls)
+    fake_ls.annotate(6, 6, "neutral")
+    assert engine.sync(project)
+    assert full_exports(fake_ls) == before + 1
+    assert 6 not in stored(engine)
+    assert engine.sync(project) and engine.sync(project)
+    assert full_exports(fake_ls) == before + 1
+
+
+def test_an_edit_with_no_webhook_is_read_once_the_reconcile_interval_has_passed(connected, fake_ls):
+    _, engine, project = connected
+    fake_ls.annotate(1, 1, "rotten")  # edited in Label Studio; the count does not move and no webhook came
+    assert engine.sync(project)
+    assert stored(engine)[1] == "fresh"  # not yet: the count matched
+    engine.settings = dataclasses.replace(engine.settings, reconcile_seconds=1e-6)
+    before = full_exports(fake_ls)
+    assert engine.sync(project)
+    assert full_exports(fake_ls) == before + 1
+    assert stored(engine)[1] == "rotten"
+
+
+def test_a_skipped_annotation_does_not_force_a_full_re_read(connected, fake_ls):
+    """Label Studio's counter leaves skipped annotations out, as the store does."""
+    client, engine, project = connected
+    fake_ls.annotate(7, 7, "fresh", cancelled=True)
+    assert client.post("/webhook", json=fake_ls.webhook(7)).status_code == 200
+    assert engine.confirmer.wait_idle(20)
+    before = full_exports(fake_ls)
+    assert engine.sync(project)
+    assert full_exports(fake_ls) == before

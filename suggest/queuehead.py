@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 UNCERTAINTY_SAMPLING = "Uncertainty sampling"
 FIRST_SLICE_MIN = 100  # the first import: the batch, or this many tasks if more (then /next is right)
+IMPORT_CHUNK = 100  # prediction rows per import request (one short transaction each in Label Studio)
+IMPORT_PAUSE = 0.05  # seconds between import requests: annotators' saves get the database in between
 
 
 @dataclass
@@ -289,17 +291,27 @@ class HeadPusher:
             return 0
         task_ids = [queue.task_ids[i] for i in picked]
         covered = project.claim_predictions(queue.version, task_ids, "push")  # answered through /predict meanwhile
+        self.store.set_pushed(pid, queue.version, {queue.task_ids[i]: queue.preds[i][0].score
+                                                   for i in picked if queue.task_ids[i] in covered})
         rows = [ls.prediction_import_json(queue.task_ids[i], queue.preds[i], project.schemas)
                 for i in picked if queue.task_ids[i] not in covered]
-        if replace:
-            self._replace_old(client, project, queue.version, [r["task"] for r in rows])
-        try:
-            client.import_predictions(pid, rows)
-        except Exception:
-            project.release_claims(queue.version, [r["task"] for r in rows], "push")
-            raise
-        self.store.set_pushed(pid, queue.version, {queue.task_ids[i]: queue.preds[i][0].score for i in picked})
-        queue.written += len(rows)
+        scores = {queue.task_ids[i]: queue.preds[i][0].score for i in picked}
+        # In chunks, with a pause between them: Label Studio inserts each request's rows in one transaction,
+        # and on SQLite an annotator's save waits for the write lock while it runs (900 rows at once held it
+        # for seconds on a busy machine; a chunk of IMPORT_CHUNK holds it for a fraction of one).
+        for start in range(0, len(rows), IMPORT_CHUNK):
+            part = rows[start : start + IMPORT_CHUNK]
+            if start:
+                time.sleep(IMPORT_PAUSE)
+            if replace:
+                self._replace_old(client, project, queue.version, [r["task"] for r in part])
+            try:
+                client.import_predictions(pid, part)
+            except Exception:
+                project.release_claims(queue.version, [r["task"] for r in rows[start:]], "push")
+                raise
+            self.store.set_pushed(pid, queue.version, {r["task"]: scores[r["task"]] for r in part})
+            queue.written += len(part)
         return len(rows)
 
     def _replace_old(self, client: ls.LabelStudioClient, project: Project, version: str, task_ids: list[int]) -> None:

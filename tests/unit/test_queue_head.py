@@ -12,7 +12,7 @@ import pytest
 from suggest.labelstudio import parse_controls
 from suggest.loop import LoopSettings, rank_rows
 from suggest.project import open_project
-from suggest.queuehead import FIRST_SLICE_MIN, HeadPusher, HeadSettings
+from suggest.queuehead import FIRST_SLICE_MIN, IMPORT_CHUNK, HeadPusher, HeadSettings
 from suggest.schema import Label
 from suggest.store import ProjectRecord, Store
 from suggest.tasksync import TaskSync
@@ -63,6 +63,22 @@ def test_a_version_writes_only_the_head_the_lowest_scores_first(store, rt_sample
     assert max(pushed.values()) <= np.sort(scores)[149], "the head is the 150 lowest queue scores"
     assert status["next_tasks"][0] == min(pushed, key=pushed.get), "the engine's first choice sorts first"
     assert store.pushed(PID, version) == pytest.approx(pushed, abs=1e-5)
+
+
+def test_the_head_is_imported_in_short_requests(store, rt_sample, monkeypatch) -> None:
+    """Label Studio inserts a request's rows in one transaction that annotators' saves wait behind."""
+    import suggest.queuehead
+
+    assert IMPORT_CHUNK <= FIRST_SLICE_MIN  # the first slice is one request at the defaults
+    monkeypatch.setattr(suggest.queuehead, "IMPORT_CHUNK", 30)
+    ls = FakeLabelStudio([text for text, _ in rt_sample[:200]])
+    project = _project(store)
+    status = _pusher(store, head=190).push(project, ls)
+    imports = [n for name, n in ls.calls if name == "import"]
+    assert status["head"]["written"] == 190 == sum(imports)
+    assert max(imports) <= 30 and len(imports) == 7, imports  # 100 = 30+30+30+10, then 90 = 30+30+30
+    assert ls.calls.index(("update_project", project.model_version)) == 1 + 4, "pointed after the first slice"
+    assert len(_pushed(ls, project.model_version)) == 190 == len(store.pushed(PID, project.model_version))
 
 
 def test_labelled_tasks_are_never_pushed(store, rt_sample) -> None:

@@ -122,7 +122,7 @@ class Settings:
     audit_fraction: float = 0.05  # issue 14: share of each batch drawn at random from the pool (0: no audit slice)
     queue_head: int = 1000  # predictions pushed per version: the queue's head (0: every unlabelled task)
     prune_chunk: int = 50  # superseded predictions deleted per step (one call each) while annotators pause; 0: off
-    reconcile_seconds: float = 300.0  # how often the task list is checked against Label Studio for deletions
+    reconcile_seconds: float = 300.0  # task list checked for deletions, annotations re-read in full (START_TRAINING)
     ray_address: str | None = None  # a Ray cluster for pool embedding ("auto", "ray://host:10001", host:port)
 
     def __post_init__(self) -> None:

@@ -316,6 +316,7 @@ class Engine:
         labels = [label] if isinstance(label, Label) else list(label or [])
         if self.maintainer is not None:
             self.maintainer.note_event(project.project_id)  # pruning waits for annotators to pause
+        self.analyst.note_event(project.project_id)  # so does the analysis of new versions
         if self.confirms(project):
             tasks = [t for t in (task_id, *(lb.task_id for lb in labels[:1])) if t is not None]
             self.confirmer.add(project.project_id, tasks, [annotation_id])

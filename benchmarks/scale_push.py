@@ -210,18 +210,23 @@ def main() -> None:
         saver.start()
         time.sleep(8)
         for _ in range(args.versions):
-            before = metrics()["model_version"]
+            ls_before = client.request("GET", f"/api/projects/{pid}").get("model_version")
             for _ in range(args.per_version):
                 task = client.request("GET", f"/api/projects/{pid}/next")
                 if task["id"] not in truth:
                     truth[task["id"]] = task["data"]["truth"]
                 client.annotate(task["id"], choice_result(truth[task["id"]]))
-            m = wait(lambda m, b=before: m["model_version"] != b and m["loop"].get("version") == m["model_version"]
-                     and not m["training"])
-            version = m["model_version"]
+            # the moment Label Studio points at a new version, the queue is the engine's: take /next at once
+            deadline = time.monotonic() + 900
+            while (held := client.request("GET", f"/api/projects/{pid}").get("model_version")) == ls_before:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("Label Studio never pointed at a new version")
+                time.sleep(0.1)
             pointed = time.time()
             nxt = client.request("GET", f"/api/projects/{pid}/next")
             served = time.time()
+            m = wait(lambda m, v=held: m["loop"].get("version") == v)  # its push done: the engine's first choice
+            version = held
             published = watcher.published.get(version, pointed)
             written = client.request("GET", f"/api/projects/{pid}/model-versions/")
             entry = {

@@ -654,6 +654,7 @@ class Engine:
                                             lambda p=pid: metrics_entry(self.store.quality(p)))
             entry["standing"] = self.standing_entry(pid)
             entry["training"] = self.trainer.is_busy(pid) or self.confirmer.is_busy(pid)
+            entry["analysing"] = self.analyst.is_busy(pid)  # quality and standing, once annotators pause
             entry["webhooks"] = CONFIRMED if self.confirms(project) else TRUSTED
             entry["unconfirmed"] = self.confirmer.count(pid)
             entry["task_list"] = {"tasks": self.store.task_count(pid),

@@ -201,8 +201,10 @@ def test_analysis_runs_off_the_trainer_and_never_delays_a_retrain(tmp_path, rt_s
             time.sleep(0.05)
         assert project.model_version != first  # published while the analysis still waits
         assert eng.analyst.is_busy("7") and not gate.is_set()
+        assert eng.metrics("7")["projects"]["7"]["analysing"] is True
         gate.set()
         assert eng.analyst.wait_idle(120)
+        assert eng.metrics("7")["projects"]["7"]["analysing"] is False
         assert eng.store.quality_stamp("7")[0] == project.model_version  # coalesced: the newest version
         entry = eng.metrics("7")["projects"]["7"]
         assert entry["standing"]["model_version"] == project.model_version

@@ -157,6 +157,7 @@ def contrastive_finetune(
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     steps = epochs * int(np.ceil(len(left) / batch_size))
     done = 0
+    losses: list[float] = []  # per step: whether the tuning fits its pairs at all (stats' loss_first/loss_last)
     for _ in range(epochs):
         order = rng.permutation(len(left))
         for start in range(0, len(order), batch_size):
@@ -171,6 +172,7 @@ def contrastive_finetune(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            losses.append(float(loss.detach()))
             done += 1
             if progress:
                 progress(done, steps)
@@ -178,6 +180,10 @@ def contrastive_finetune(
     for p in model.parameters():
         p.requires_grad_(False)
     stats = {"pairs": int(len(left)), "steps": done, "device": dev, "seconds": round(time.perf_counter() - started, 2)}
+    if losses:  # mean pair loss over the first and the last tenth of the steps
+        tenth = max(1, len(losses) // 10)
+        stats.update(loss_first=round(float(np.mean(losses[:tenth])), 4),
+                     loss_last=round(float(np.mean(losses[-tenth:])), 4))
     return model, stats
 
 

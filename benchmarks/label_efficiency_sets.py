@@ -10,9 +10,10 @@ per set into an embedding store (benchmarks/out/issue16/cache) that later runs r
         --strategies random,margin,dense,auto --seeds 5
 
 Each set's result lands in benchmarks/results/label_efficiency_sets/<set>.json (merged per strategy,
-so a run may add one strategy; fine-tuning runs in <set>.finetune-p<max pairs>.json); `--table` prints
-the tables (mean accuracy at 50/100/200/400 labels, mean over 10-400, labels to 95% of full pool) and
-checks the issue's targets for auto vs margin.
+so a run may add one strategy; fine-tuning runs in <set>.finetune-p<max pairs>-at<labels>-s<seeds>.json,
+`--first-seed` starting a run's seeds further on); `--table` prints the tables (mean accuracy at
+50/100/200/400 labels, mean over 10-400, labels to 95% of full pool) and checks the issue's targets for
+auto vs margin, and a frozen vs fine-tuned table over every fine-tuning file of the sets.
 """
 
 from __future__ import annotations
@@ -117,12 +118,12 @@ def embed(name: str) -> None:
 
 def run(name: str, strategies: list[str], seeds: int, budget: int, model: str = "frozen", *,
         finetune_at: tuple[int, ...] = (100, 400), test_limit: int | None = None,
-        finetune_params: dict | None = None) -> dict:
+        finetune_params: dict | None = None, first_seed: int = 0) -> dict:
     from suggest.simulate import SimulationConfig, run_simulation
 
     register_candidates()
     examples, labels = load(name)
-    config = SimulationConfig(tuple(strategies), seeds, 10, budget, 10, 0.2)
+    config = SimulationConfig(tuple(strategies), seeds, 10, budget, 10, 0.2, first_seed)
     t = time.time()
     if model == "finetune":  # frozen vs tuned on the labels the strategies pick; a file of its own
         from suggest.simulate_finetune import FineTuneProbe
@@ -134,7 +135,8 @@ def run(name: str, strategies: list[str], seeds: int, budget: int, model: str = 
         result["wall_s"] = round(time.time() - t, 1)
         RESULTS.mkdir(parents=True, exist_ok=True)
         pairs = (finetune_params or {}).get("max_pairs", "default")
-        (RESULTS / f"{name}.finetune-p{pairs}.json").write_text(json.dumps(result, indent=1) + "\n")
+        tag = f"p{pairs}-at{'-'.join(map(str, finetune_at))}-s{first_seed}-{first_seed + seeds - 1}"
+        (RESULTS / f"{name}.finetune-{tag}.json").write_text(json.dumps(result, indent=1) + "\n")
         return result
     def progress(stage: str, done: int, total: int) -> None:
         if stage == "simulate" and done % 40 == 0:
@@ -187,7 +189,33 @@ def table(sets: list[str]) -> str:
                          f"labels to 95% {a['to95']} vs {m['to95']} ({'ok' if ok_95 else 'MISSED'})")
     if wins:
         lines.append(f"\nauto - margin, mean over 10-400 averaged over {len(wins)} sets: {np.mean(wins):+.4f}")
-    return "\n".join(lines)
+    return "\n".join(lines + finetune_table(sets))
+
+
+def finetune_table(sets: list[str]) -> list[str]:
+    """Frozen vs fine-tuned per set, pair budget, strategy and label count, over every fine-tuning file."""
+    runs: dict[tuple, dict[int, dict]] = {}
+    for name in sets:
+        for path in sorted(RESULTS.glob(f"{name}.finetune-p*.json")):
+            result = json.loads(path.read_text())
+            ft = result["finetune"]
+            pairs = ft["finetune_params"].get("max_pairs", "default")
+            for strategy, by_n in ft["strategies"].items():
+                for n, entry in by_n.items():
+                    for r in entry["runs"]:  # a seed run twice keeps its later file's figures
+                        runs.setdefault((name, pairs, strategy, int(n), ft["test_limit"]), {})[r["seed"]] = r
+    if not runs:
+        return []
+    lines = ["\n### Frozen vs fine-tuned (same labels, same test rows)\n",
+             "| set | max pairs | strategy | labels | seeds | frozen | fine-tuned | gain | per seed (frozen -> tuned)"
+             " | tuning s | test rows |", "|---" * 11 + "|"]
+    for (name, pairs, strategy, n, _limit), by_seed in sorted(runs.items(), key=lambda kv: str(kv[0])):
+        rs = [by_seed[s] for s in sorted(by_seed)]
+        fr, tu = np.mean([r["frozen"] for r in rs]), np.mean([r["finetune"] for r in rs])
+        per = ", ".join(f"{r['seed']}: {r['frozen']:.3f} -> {r['finetune']:.3f}" for r in rs)
+        lines.append(f"| {name} | {pairs} | {strategy} | {n} | {len(rs)} | {fr:.3f} | {tu:.3f} | {tu - fr:+.3f} | {per}"
+                     f" | {np.mean([r['finetune_seconds'] for r in rs]):.0f} | {rs[0]['test_rows']} |")
+    return lines
 
 
 def main() -> None:
@@ -195,6 +223,7 @@ def main() -> None:
     ap.add_argument("--sets", default=",".join([*datasets.TEXT_DATASETS, *IMAGE_SETS]))
     ap.add_argument("--strategies", default="random,margin,dense,auto")
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds run: first-seed .. first-seed + seeds - 1")
     ap.add_argument("--budget", type=int, default=400)
     ap.add_argument("--embed-only", action="store_true")
     ap.add_argument("--model", default="frozen", choices=("frozen", "finetune"),
@@ -216,7 +245,7 @@ def main() -> None:
         params = {} if args.max_pairs is None else {"max_pairs": args.max_pairs}
         run(name, args.strategies.split(","), args.seeds, args.budget, args.model,
             finetune_at=tuple(int(n) for n in args.finetune_at.split(",")), test_limit=args.test_limit,
-            finetune_params=params)
+            finetune_params=params, first_seed=args.first_seed)
         print(f"{name}: {args.strategies} x {args.seeds} seeds in {time.time() - t:.0f}s", flush=True)
     if not args.embed_only:
         print(table(sets))

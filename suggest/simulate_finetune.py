@@ -61,7 +61,8 @@ class FineTuneProbe:
         acc = {name: float((np.asarray(m.labels)[m.predict_proba(test_items).argmax(1)] == y_test).mean())
                for name, m in (("frozen", frozen), ("finetune", tuned))}
         entry = {"seed": seed, **acc, "finetune_seconds": tuned.finetune_stats_["seconds"],
-                 "pairs": tuned.finetune_stats_["pairs"], "test_rows": len(test)}
+                 "pairs": tuned.finetune_stats_["pairs"], "test_rows": len(test),
+                 **{k: tuned.finetune_stats_[k] for k in ("loss_first", "loss_last") if k in tuned.finetune_stats_}}
         self.runs.setdefault(strategy, {}).setdefault(labels, []).append(entry)
         if self.progress:
             self.progress(f"{strategy} seed {seed} @{labels}: frozen {acc['frozen']:.3f} finetune {acc['finetune']:.3f}"

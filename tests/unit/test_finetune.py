@@ -47,6 +47,7 @@ def tuned():
 def test_tuning_pulls_classes_apart_and_leaves_the_base_alone(tuned) -> None:
     base, before, weights, model, stats = tuned
     assert stats["pairs"] == 48 and stats["steps"] == 4 and stats["device"] in ("cpu", "cuda")
+    assert 0 <= stats["loss_last"] and 0 <= stats["loss_first"]  # mean pair loss, first and last tenth of the steps
     after_base = base._model.state_dict()
     assert all(np.array_equal(weights[k].numpy(), after_base[k].numpy()) for k in weights)  # base untouched
     np.testing.assert_allclose(base.encode(TEXTS), before, atol=1e-5)

@@ -92,7 +92,8 @@ def _idle(suggest: HttpServer, pid: int, timeout: float = 300) -> None:
     """Until suggest has nothing queued or running for the project (pushes deferred to a pause, and the
     analysis that waits for one, included): the stub's block must not carry suggest's background work."""
     poll("suggest to go idle", lambda: _metrics(suggest, pid),
-         lambda m: bool(m) and not m["training"] and not m.get("analysing"), timeout, 0.25)
+         lambda m: bool(m) and not m["training"] and not m.get("analysing") and not m.get("maintaining"),
+         timeout, 0.25)
 
 
 def measure(ls: LabelStudioClient, suggest: HttpServer, stub: HttpServer, n: int, burst: int, pool: int,

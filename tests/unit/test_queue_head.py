@@ -116,7 +116,7 @@ def test_a_refill_without_a_push_does_nothing(store) -> None:
 
 def test_superseded_predictions_are_pruned_in_chunks_and_the_current_version_stays(store, rt_sample) -> None:
     ls, project, pusher = _pushed_pool(store, [text for text, _ in rt_sample[:60]], head=12, prune_chunk=5,
-                                       batch=2, first_slice=2)
+                                       batch=2, first_slice=8)
     cold = project.model_version
     store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment")
                               for i, (text, label) in enumerate(rt_sample[:20])])
@@ -129,8 +129,9 @@ def test_superseded_predictions_are_pruned_in_chunks_and_the_current_version_sta
     assert len(trained_head) == 12
     cold_only = cold_head - trained_head
     assert len(cold_only) < 12, "the heads overlap (else this test checks nothing of the replacement)"
-    first = [t for t, _ in sorted(_pushed(ls, trained).items(), key=lambda kv: kv[1])][:2]
-    kept_old = len(set(first) & cold_head)  # the first slice replaces nothing: its older rows go one by one
+    first = [t for t, _ in sorted(_pushed(ls, trained).items(), key=lambda kv: kv[1])][:8]
+    kept_old = len(set(first) & cold_head)  # the first slice replaces nothing at push time
+    assert kept_old >= 1, "the first slice overlaps the cold head (else the redo path is not checked)"
     steps, more = 0, True
     while more:
         deleted, more = pusher.prune(project, ls)
@@ -140,8 +141,12 @@ def test_superseded_predictions_are_pruned_in_chunks_and_the_current_version_sta
     assert ls.model_versions(PID) == {trained: 12}
     whole = [n for name, n in ls.calls if name == "delete_task_predictions"]
     assert max(whole) <= 5, "a chunk of tasks per Data Manager call"
-    assert sum(whole) == 12 - kept_old, "every other cold row went with its task, a chunk per call"
-    assert ls.names().count("delete_prediction") == kept_old
+    assert sum(whole) == 12, "every cold row went with its task, a chunk per call"
+    # the first slice's tasks held a cold row beside their current one: cleared and given the current row
+    # again (one Data Manager call and one import), never one delete call per row
+    assert ls.names().count("delete_prediction") == 0
+    assert all(len([p for p in ls.predictions_held.values() if p["task"] == t]) == 1 for t in trained_head)
+    assert _pushed(ls, trained) == pytest.approx(store.pushed(PID, trained), abs=1e-5)
     assert status["pruned_versions"] in ([], [cold]), "only the superseded version, once it is gone"
     assert pusher.prune(project, ls) == (0, False)
 
@@ -200,7 +205,7 @@ def test_another_models_predictions_survive_a_new_head(store, rt_sample) -> None
     """Label Studio deletes predictions per task: with another model's predictions in the project, suggest
     never uses that, and removes its own superseded rows one by one."""
     ls, project, pusher = _pushed_pool(store, [text for text, _ in rt_sample[:60]], head=12, prune_chunk=5,
-                                       batch=2, first_slice=2)
+                                       batch=2, first_slice=8)
     theirs = {}
     for task in list(_pushed(ls, project.model_version))[:6]:  # the user's own model predicted head tasks too
         pid_ = ls._next_prediction

@@ -15,6 +15,7 @@ import dataclasses
 import pytest
 from fastapi.testclient import TestClient
 
+import suggest.engine
 from suggest.config import Settings
 from suggest.server import create_app
 from tests.conftest import CONFIG, PROJECT
@@ -30,8 +31,10 @@ def stored(engine) -> dict[int, str]:
 
 
 @pytest.fixture
-def connected(tmp_path, fake_ls, rt_sample):
-    """An engine whose project 7 is connected to the stand-in (tasks 1-20), annotations 1-3 confirmed."""
+def connected(tmp_path, fake_ls, rt_sample, monkeypatch):
+    """An engine whose project 7 is connected to the stand-in (tasks 1-20), annotations 1-3 confirmed. No
+    grace after webhooks here (test_a_count_difference_while_webhooks_arrive... sets one)."""
+    monkeypatch.setattr(suggest.engine, "WEBHOOK_GRACE", 0.0)
     for i, (text, _) in enumerate(rt_sample[:20], start=1):
         fake_ls.add_task(i, text)
     settings = Settings.from_env({}, model_dir=tmp_path / "models", debounce_seconds=0.05, max_delay_seconds=0.5)
@@ -112,3 +115,20 @@ def test_a_skipped_annotation_does_not_force_a_full_re_read(connected, fake_ls):
     before = full_exports(fake_ls)
     assert engine.sync(project)
     assert full_exports(fake_ls) == before
+
+
+def test_a_count_difference_while_webhooks_arrive_waits_for_the_pause(connected, fake_ls, monkeypatch):
+    """During a burst a save's annotation is counted before its webhook arrives: the difference is left to
+    the webhooks, and the counts are compared again once annotators pause."""
+    client, engine, project = connected
+    monkeypatch.setattr(suggest.engine, "WEBHOOK_GRACE", 1.0)
+    fake_ls.annotate(8, 8, "fresh")
+    assert client.post("/webhook", json=fake_ls.webhook(8)).status_code == 200
+    assert engine.confirmer.wait_idle(20)
+    fake_ls.annotate(9, 9, "rotten")  # counted by Label Studio; its webhook never comes
+    before = full_exports(fake_ls)
+    assert engine.sync(project)
+    assert full_exports(fake_ls) == before, "re-read everything while webhooks were still arriving"
+    assert engine.trainer.wait_idle(30)  # the sync it queued for after the pause
+    assert full_exports(fake_ls) == before + 1
+    assert stored(engine)[9] == "rotten"

@@ -155,6 +155,7 @@ class HeadPusher:
                     first_at = time.perf_counter()
                 written += self._push_slice(project, client, queue, self.settings.queue_head - written)
                 self._queues[pid] = queue
+                self._prunes.pop(pid, None)  # planned against the last version's rows: listed again when due
                 next_tasks = [ids[i] for i in batch[:10]]
             else:
                 ranked = fetched

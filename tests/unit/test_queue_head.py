@@ -222,3 +222,24 @@ def test_another_models_predictions_survive_a_new_head(store, rt_sample) -> None
     assert all(p in ls.predictions_held for p in theirs), "another model's predictions are never deleted"
     assert ls.model_versions(PID)["their-model-v3"] == 6
     assert set(ls.model_versions(PID)) == {"their-model-v3", project.model_version}  # ours superseded: gone
+
+
+def test_a_new_push_drops_the_prune_plan_made_against_the_last_version(store, rt_sample) -> None:
+    """A plan listed under v2 names v2's rows as current; once v3 is pushed it is stale, and following it
+    fell back to one delete call per row (400 of them in a 200-save burst)."""
+    ls, project, pusher = _pushed_pool(store, [text for text, _ in rt_sample[:60]], head=12, prune_chunk=1,
+                                       batch=2, first_slice=8)
+    left = []
+    for n in (20, 30):
+        store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment")
+                                  for i, (text, label) in enumerate(rt_sample[:n])])
+        assert project.retrain(force=True) is not None
+        pusher.push(project, ls)
+        left.append(pusher.prune(project, ls)[1])  # plans against this version, works one chunk
+    assert left[-1], "the plan made under the last version had work left (else this checks nothing)"
+    latest = project.model_version
+    ls.calls.clear()
+    while pusher.prune(project, ls)[1]:
+        pass
+    assert ls.names().count("delete_prediction") == 0
+    assert set(ls.model_versions(PID)) == {latest}

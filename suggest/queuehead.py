@@ -376,7 +376,13 @@ class HeadPusher:
         return [v for v in ours if v not in kept]
 
     def prune(self, project: Project, client: ls.LabelStudioClient, budget: int | None = None) -> tuple[int, bool]:
-        """Delete up to `budget` (default `prune_chunk`) superseded predictions; returns (deleted, more left)."""
+        """Delete up to `budget` (default `prune_chunk`) superseded predictions; returns (deleted, more left).
+        Listing included, never beside a push or refill of the same project (a listing taken mid-push saw
+        half-replaced rows and planned deletes against the old version)."""
+        with self._lock(project.project_id):
+            return self._prune(project, client, budget)
+
+    def _prune(self, project: Project, client: ls.LabelStudioClient, budget: int | None) -> tuple[int, bool]:
         pid = project.project_id
         budget = self.settings.prune_chunk if budget is None else budget
         if budget <= 0:
@@ -405,26 +411,28 @@ class HeadPusher:
                     work.redo[task] = old  # a head task: cleared and given its current row again
                 else:
                     work.ids += old
+            log.info("project %s: superseded predictions to prune: %d task(s) cleared whole, %d head task(s) "
+                     "cleared and re-given their current row, %d row(s) one by one (versions held: %s)", pid,
+                     len(work.tasks), len(work.redo), len(work.ids), ", ".join(sorted(held))[:300])
         deleted = 0
-        with self._lock(pid):  # never beside a push or refill of the same project
-            queue = self._queues.get(pid)
-            current = set(self.store.pushed(pid, queue.version)) if queue is not None else set()
-            if work.tasks:
-                chunk = sorted(work.tasks)[:budget]
-                whole = [t for t in chunk if t not in current]  # pushed again since the listing: rows only
-                for t in chunk:
-                    ids = work.tasks.pop(t)
-                    if t in current:
-                        work.ids += ids
-                if whole:
-                    deleted += client.delete_task_predictions(pid, whole)
-                return deleted, bool(work.ids or work.tasks or work.redo)
-            if work.redo:
-                deleted += self._redo(project, client, queue, work, budget)
-                return deleted, bool(work.ids or work.tasks or work.redo)
-            while work.ids and deleted < budget:
-                if client.delete_prediction(work.ids.pop()):
-                    deleted += 1
+        queue = self._queues.get(pid)
+        current = set(self.store.pushed(pid, queue.version)) if queue is not None else set()
+        if work.tasks:
+            chunk = sorted(work.tasks)[:budget]
+            whole = [t for t in chunk if t not in current]  # pushed again since the listing: rows only
+            for t in chunk:
+                ids = work.tasks.pop(t)
+                if t in current:  # pushed again since the listing: cleared and given its current row again
+                    work.redo[t] = ids
+            if whole:
+                deleted += client.delete_task_predictions(pid, whole)
+            return deleted, bool(work.ids or work.tasks or work.redo)
+        if work.redo:
+            deleted += self._redo(project, client, queue, work, budget)
+            return deleted, bool(work.ids or work.tasks or work.redo)
+        while work.ids and deleted < budget:
+            if client.delete_prediction(work.ids.pop()):
+                deleted += 1
         return deleted, bool(work.ids or work.tasks or work.redo)
 
     def _redo(self, project: Project, client: ls.LabelStudioClient, queue: _Queue | None, work: _Prune,
@@ -438,14 +446,12 @@ class HeadPusher:
         olds = {t: work.redo.pop(t) for t in chunk}
         at = {t: i for i, t in enumerate(queue.task_ids)} if queue is not None else {}
         current = self.store.pushed(pid, queue.version) if queue is not None else {}
-        rows, fallback = [], []
+        rows = []
         for t in chunk:
             i = at.get(t)
-            if i is None or t not in current or not queue.preds[i]:
-                fallback += olds[t]  # its current row came from elsewhere: delete the old rows one by one
-            else:
+            if i is not None and t in current and queue.preds[i]:
                 rows.append(ls.prediction_import_json(t, queue.preds[i], project.schemas))
-        work.ids += fallback
+            # else: not in the current queue any more (the plan predates it): left for the next listing
         if not rows:
             return 0
         client.delete_task_predictions(pid, [r["task"] for r in rows])

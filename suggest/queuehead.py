@@ -446,12 +446,17 @@ class HeadPusher:
         olds = {t: work.redo.pop(t) for t in chunk}
         at = {t: i for i, t in enumerate(queue.task_ids)} if queue is not None else {}
         current = self.store.pushed(pid, queue.version) if queue is not None else {}
-        rows = []
+        rows, missing = [], {"queue": 0, "pushed": 0, "prediction": 0}
         for t in chunk:
             i = at.get(t)
             if i is not None and t in current and queue.preds[i]:
                 rows.append(ls.prediction_import_json(t, queue.preds[i], project.schemas))
-            # else: not in the current queue any more (the plan predates it): left for the next listing
+                continue
+            missing["queue" if i is None else "pushed" if t not in current else "prediction"] += 1
+            work.ids += olds[t]  # no current row to give back: its superseded rows go one by one
+        if any(missing.values()):
+            log.info("project %s: %s head task(s) pruned row by row (not in the queue / not pushed / no "
+                     "prediction)", project.project_id, "/".join(str(v) for v in missing.values()))
         if not rows:
             return 0
         client.delete_task_predictions(pid, [r["task"] for r in rows])

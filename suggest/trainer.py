@@ -31,6 +31,9 @@ class _Pending:
     not_before: float = 0.0  # rate limit on Label Studio calls: not due before this time
 
 
+PUSH_RETRY_FIRST = 5.0  # s before a failed push is retried; doubles per failure in a row
+PUSH_RETRY_MAX = 300.0
+
 class Trainer(ProjectWorker):
     """One worker thread for all projects: training never runs inside a request."""
 
@@ -50,6 +53,7 @@ class Trainer(ProjectWorker):
         self.debounce = debounce
         self.max_delay = max_delay
         self.label_studio_interval = label_studio_interval  # min seconds between syncs, and between pushes
+        self._push_failures: dict[str, int] = {}  # project -> pushes failed in a row (retried with backoff)
         self.push_quiet = push_quiet  # seconds without events before a push
         self.max_push_wait = max_push_wait  # ... unless the last push is this old
         self._sync = sync
@@ -164,7 +168,16 @@ class Trainer(ProjectWorker):
             return
         if want_push:
             project.last_push_at = time.monotonic()
-            self._safely(project, "re-ranking the pool in Label Studio", partial(self._on_published, project))
+            pushed = self._safely(project, "re-ranking the pool in Label Studio",
+                                  lambda: self._on_published(project) or True)
+            pid = project.project_id
+            if pushed:
+                self._push_failures.pop(pid, None)
+            else:  # e.g. Label Studio's "database is locked" under load: the version must still reach the queue
+                failures = self._push_failures[pid] = self._push_failures.get(pid, 0) + 1
+                delay = min(PUSH_RETRY_MAX, PUSH_RETRY_FIRST * 2 ** (failures - 1))
+                log.warning("project %s: the push will be retried in %.0f s (failure %d)", pid, delay, failures)
+                self.request(project, push=True, not_before=time.monotonic() + delay)
         if sync_later:
             self.request(project, sync=True, not_before=project.last_sync_at + self.label_studio_interval)
 

@@ -53,3 +53,29 @@ def test_same_labels_again_publish_nothing_new(tmp_path, rt_sample):
         assert [v.version for v in engine.store.versions("7")] == before
     finally:
         engine.close()
+
+
+def test_a_failed_push_is_retried_until_the_version_reaches_label_studio(tmp_path, rt_sample, monkeypatch):
+    """Label Studio answered 500 ("database is locked") to a push under load; the version never reached the
+    queue until the next annotation. Now the push is retried with backoff."""
+    import suggest.trainer
+
+    monkeypatch.setattr(suggest.trainer, "PUSH_RETRY_FIRST", 0.3)
+    attempts: list[str] = []
+
+    def flaky(project) -> None:
+        attempts.append(project.model_version)
+        if len(attempts) <= 2:
+            raise ls.LabelStudioError("Label Studio answered 500 to POST /api/dm/actions: database is locked")
+
+    engine = _engine(tmp_path, [])
+    engine.trainer._on_published = flaky
+    engine.trainer.label_studio_interval = 0.1
+    try:
+        _annotate(engine, rt_sample, 0, 12)
+        assert engine.trainer.wait_idle(60)
+        version = engine.store.versions("7")[-1].version
+        assert len(attempts) == 3 and attempts[-1] == version, attempts
+        assert engine.trainer._push_failures == {}
+    finally:
+        engine.close()

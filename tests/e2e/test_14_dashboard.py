@@ -41,7 +41,10 @@ def project(ls: LabelStudioClient, suggest_server: HttpServer, rt_tasks: list[tu
     poll("a quality report over every labelled task", lambda: loop_state(suggest_server, pid) or {},
          lambda m: (m.get("quality") or {}).get("counts", {}).get("tasks") == LABELLED
          and m["quality"].get("model_version") == m.get("model_version")
-         and (m.get("standing") or {}).get("model_version") == m.get("model_version"), 180)
+         and (m.get("standing") or {}).get("model_version") == m.get("model_version")
+         # settled: no retrain, push, analysis or prune still to come (the page and the snapshot must agree)
+         and (m.get("loop") or {}).get("version") == m.get("model_version")
+         and not m.get("training") and not m.get("analysing") and not m.get("maintaining"), 180)
     return pid
 
 

@@ -620,8 +620,9 @@ class Engine:
         if client is not None:
             try:
                 with self._reporting(project):
-                    report["review_tab"] = update_review_tab(client, pid, report["suspects"], version, project.schemas,
-                                                             set_version=self.settings.push)
+                    report["review_tab"] = update_review_tab(
+                        client, pid, report["suspects"], version, project.schemas, set_version=self.settings.push,
+                        still_current=lambda: project.model_version == version)
             except Exception as exc:
                 report["review_tab_error"] = _printable_error(exc)
                 log.warning("project %s: could not refresh the review tab in Label Studio: %s", pid,

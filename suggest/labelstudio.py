@@ -807,7 +807,8 @@ def review_view_data(task_ids: list[int]) -> dict:
 
 
 def update_review_tab(client: LabelStudioClient, project_id: str, suspects: list[dict], version: str,
-                      schemas: tuple[Schema, ...], *, limit: int = 100, set_version: bool = True) -> int:
+                      schemas: tuple[Schema, ...], *, limit: int = 100, set_version: bool = True,
+                      still_current: Callable[[], bool] = lambda: True) -> int:
     """Refresh the "suggest: review" tab with `suspects` (most suspicious first); returns how many it holds.
 
     Each suspect task gets a prediction of `version` holding the label the model suggests, scored by rank
@@ -815,7 +816,9 @@ def update_review_tab(client: LabelStudioClient, project_id: str, suspects: list
     changed.
     Label Studio orders by the scores of the project's `model_version`: `set_version` points it at
     `version` when it is not already (the live loop does the same after each push; with no unlabeled
-    task left the loop pushes nothing and leaves it).
+    task left the loop pushes nothing and leaves it), and only while `still_current()`: a report on a version
+    a newer one has replaced must not point Label Studio back at it (its queue would hold no row of that
+    version, and Label Studio would serve random tasks until the next push).
     """
     by_name = {s.from_name: s for s in schemas}
     seen: dict[int, dict] = {}
@@ -834,7 +837,8 @@ def update_review_tab(client: LabelStudioClient, project_id: str, suspects: list
                                                                     version, schema.from_name), schemas))
     if rows:
         client.import_predictions(project_id, rows)
-        if set_version and client.request("GET", f"/api/projects/{project_id}").json().get("model_version") != version:
+        if set_version and still_current() and client.request(
+                "GET", f"/api/projects/{project_id}").json().get("model_version") != version:
             client.update_project(project_id, model_version=version)
     held = next((v for v in client.views(project_id)
                  if isinstance(v.get("data"), dict) and v["data"].get("title") == REVIEW_TAB), None)

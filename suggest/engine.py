@@ -622,7 +622,7 @@ class Engine:
                 with self._reporting(project):
                     report["review_tab"] = update_review_tab(
                         client, pid, report["suspects"], version, project.schemas, set_version=self.settings.push,
-                        still_current=lambda: project.model_version == version)
+                        still_current=lambda: self._loop_handled(project, version))
             except Exception as exc:
                 report["review_tab_error"] = _printable_error(exc)
                 log.warning("project %s: could not refresh the review tab in Label Studio: %s", pid,
@@ -633,6 +633,15 @@ class Engine:
         log.info("project %s: label quality for %s: %d suspect(s), %.2f s", pid, version,
                  report["counts"]["suspects"], report["seconds"])
         return report
+
+    @staticmethod
+    def _loop_handled(project: Project, version: str) -> bool:
+        """Whether the review tab may point Label Studio at `version`: it is still the newest, and the loop has
+        already pushed it (or found nothing to push). Before that the loop's push points Label Studio once the
+        queue's first slice holds the version; pointed earlier, at a version only the suspects (labelled tasks)
+        hold rows of, Label Studio finds no unlabelled task of it and serves random ones until the push."""
+        status = project.loop_status if isinstance(project.loop_status, dict) else {}
+        return project.model_version == version and status.get("version") == version
 
     # reporting --------------------------------------------------------------------------------
 

@@ -817,8 +817,8 @@ def update_review_tab(client: LabelStudioClient, project_id: str, suspects: list
     Label Studio orders by the scores of the project's `model_version`: `set_version` points it at
     `version` when it is not already (the live loop does the same after each push; with no unlabeled
     task left the loop pushes nothing and leaves it), and only while `still_current()`: a report on a version
-    a newer one has replaced must not point Label Studio back at it (its queue would hold no row of that
-    version, and Label Studio would serve random tasks until the next push).
+    a newer one has replaced, or one the loop has not pushed yet, must not point Label Studio at it (no
+    unlabelled task would hold a row of that version, and Label Studio would serve random tasks).
     """
     by_name = {s.from_name: s for s in schemas}
     seen: dict[int, dict] = {}

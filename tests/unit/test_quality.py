@@ -390,3 +390,21 @@ def test_a_warm_started_head_reaches_the_same_fit():
         for init in (full, reordered):  # either class order of the starting head
             warm = fit_logistic(X, y, C=3.0, max_iter=500, tol=1e-8, init=init)
             assert np.allclose(warm.predict_proba(X), cold.predict_proba(X), atol=1e-4)
+
+
+def test_the_review_tab_points_label_studio_only_at_a_version_the_loop_has_handled():
+    """In the 10,000-task benchmark the report on the newest version pointed Label Studio at it before the
+    loop's push had written a single unlabelled task's row of it: Label Studio served random tasks (/next was
+    not the engine's first choice in 13 of 20 versions) until the push pointed it again."""
+    from types import SimpleNamespace
+
+    from suggest.engine import Engine
+
+    pushing = SimpleNamespace(model_version="v14", loop_status={"enabled": True, "version": "v13"})
+    assert not Engine._loop_handled(pushing, "v14")
+    pushed = SimpleNamespace(model_version="v14", loop_status={"enabled": True, "version": "v14"})
+    assert Engine._loop_handled(pushed, "v14")
+    replaced = SimpleNamespace(model_version="v15", loop_status={"enabled": True, "version": "v14"})
+    assert not Engine._loop_handled(replaced, "v14")
+    never_pushed = SimpleNamespace(model_version="v1", loop_status={"enabled": False, "reason": "no version yet"})
+    assert not Engine._loop_handled(never_pushed, "v1")

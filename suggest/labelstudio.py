@@ -654,11 +654,12 @@ class LabelStudioClient:
         return int(self.request("GET", f"/api/projects/{project_id}").json().get("task_number") or 0)
 
     def predictions(self, project_id: str) -> list[dict]:
-        """The project's predictions (id, task, model_version; Label Studio does not page this list)."""
+        """The project's predictions (id, task, model_version, score, result; Label Studio does not page this
+        list). The result lets a row be imported again as it was (the prune's clear-and-give-back)."""
         held = self.request("GET", "/api/predictions", params={"project": project_id}).json()
         held = held if isinstance(held, list) else held.get("results", []) if isinstance(held, dict) else []
-        return [{"id": p.get("id"), "task": p.get("task"), "model_version": p.get("model_version")}
-                for p in held if isinstance(p, dict)]
+        return [{"id": p.get("id"), "task": p.get("task"), "model_version": p.get("model_version"),
+                 "score": p.get("score"), "result": p.get("result")} for p in held if isinstance(p, dict)]
 
     def delete_task_predictions(self, project_id: str, task_ids: list[int]) -> int:
         """Delete every prediction of these tasks in one short transaction (the Data Manager's action)."""

@@ -79,6 +79,7 @@ class _Prune:
     ids: list[int] = field(default_factory=list)
     tasks: dict[int, list[int]] = field(default_factory=dict)  # task -> its superseded prediction ids
     redo: dict[int, list[int]] = field(default_factory=dict)  # task -> superseded ids; its other row is current
+    listed: dict[int, list[dict]] = field(default_factory=dict)  # redo task -> its current rows as listed
 
 
 def pool_rows(project: Project, tasks: list[tuple[int, dict]]) -> list[dict[str, Item]]:
@@ -409,6 +410,7 @@ class HeadPusher:
                 elif old and queue is not None and only_ours and all(
                         p["model_version"] in stale or p["model_version"] == queue.version for p in preds):
                     work.redo[task] = old  # a head task: cleared and given its current row again
+                    work.listed[task] = [_reimport(p) for p in preds if p["model_version"] not in stale]
                 else:
                     work.ids += old
             log.info("project %s: superseded predictions to prune: %d task(s) cleared whole, %d head task(s) "
@@ -449,8 +451,13 @@ class HeadPusher:
         rows, missing = [], {"queue": 0, "pushed": 0, "prediction": 0}
         for t in chunk:
             i = at.get(t)
+            listed = work.listed.pop(t, None)
             if i is not None and t in current and queue.preds[i]:
                 rows.append(ls.prediction_import_json(t, queue.preds[i], project.schemas))
+                continue
+            if i is None and listed and all(r is not None for r in listed):
+                # not in the queue (labelled since, or a review-tab suspect): its current rows as listed
+                rows.extend(listed)
                 continue
             missing["queue" if i is None else "pushed" if t not in current else "prediction"] += 1
             work.ids += olds[t]  # no current row to give back: its superseded rows go one by one
@@ -459,9 +466,20 @@ class HeadPusher:
                      "prediction)", project.project_id, "/".join(str(v) for v in missing.values()))
         if not rows:
             return 0
-        client.delete_task_predictions(pid, [r["task"] for r in rows])
+        given = list(dict.fromkeys(r["task"] for r in rows))
+        client.delete_task_predictions(pid, given)
         client.import_predictions(pid, rows)
-        return sum(len(olds[r["task"]]) for r in rows)
+        return sum(len(olds[t]) for t in given)
+
+
+def _reimport(listed: dict) -> dict | None:
+    """A listed prediction as an import row that recreates it (None when the listing lacks its result)."""
+    if not isinstance(listed.get("result"), list):
+        return None
+    row = {"task": listed["task"], "result": listed["result"], "model_version": listed["model_version"]}
+    if isinstance(listed.get("score"), int | float):
+        row["score"] = listed["score"]
+    return row
 
 
 class Maintainer(ProjectWorker):

@@ -243,3 +243,35 @@ def test_a_new_push_drops_the_prune_plan_made_against_the_last_version(store, rt
         pass
     assert ls.names().count("delete_prediction") == 0
     assert set(ls.model_versions(PID)) == {latest}
+
+
+def test_a_suspects_row_beside_a_superseded_one_is_given_back_not_deleted_row_by_row(store, rt_sample) -> None:
+    """A labelled task that was in an old head and now holds the review tab's row of the current version is in
+    no queue: its superseded rows went one delete call each (0.1-1.2 s apiece at 10,000 tasks, under the
+    project's push lock, so the next version waited up to 16 s). It is cleared with its chunk and given its
+    current row again as Label Studio listed it."""
+    ls, project, pusher = _pushed_pool(store, [text for text, _ in rt_sample[:60]], head=12, prune_chunk=50,
+                                       batch=2, first_slice=8)
+    cold = project.model_version
+    cold_head = sorted(_pushed(ls, cold))
+    labelled = [(t, rt_sample[t - 1]) for t in cold_head[:3]]  # task ids are 1.. in the stand-in
+    store.upsert_labels(PID, [Label(t, 100 + t, label, text, control="sentiment")
+                              for t, (text, label) in labelled])
+    store.upsert_labels(PID, [Label(i + 1, 200 + i, label, text, control="sentiment")
+                              for i, (text, label) in enumerate(rt_sample[:20]) if i + 1 not in cold_head[:3]])
+    assert project.retrain(force=True) is not None
+    trained = project.model_version
+    suspect = cold_head[0]
+    review = {"task": suspect, "model_version": trained, "score": 0.99,
+              "result": [{"from_name": "sentiment", "to_name": "text", "type": "choices",
+                          "value": {"choices": ["rotten"]}}]}
+    ls.import_predictions(PID, [review])  # the review tab's row, before the push (it may come either side)
+    ls.calls.clear()
+    pusher.push(project, ls)  # and its first prune step
+    while pusher.prune(project, ls)[1]:
+        pass
+    assert ls.names().count("delete_prediction") == 0, "no row deleted one call at a time"
+    held = [p for p in ls.predictions_held.values() if p["task"] == suspect]
+    assert [(p["model_version"], p["score"], p["result"]) for p in held] == [
+        (trained, 0.99, review["result"])], "the suspect keeps exactly its current row"
+    assert set(ls.model_versions(PID)) == {trained}

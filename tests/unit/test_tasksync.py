@@ -51,7 +51,7 @@ class FakeLabelStudio:
         for row in rows:
             self.predictions_held[self._next_prediction] = {"id": self._next_prediction, "task": row["task"],
                                                             "model_version": row["model_version"],
-                                                            "score": row["score"]}
+                                                            "score": row.get("score"), "result": row.get("result")}
             self._next_prediction += 1
         return len(rows)
 

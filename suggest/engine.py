@@ -418,18 +418,28 @@ class Engine:
                 if changed:
                     self._apply_config(project, config)
                 known = self._full_sync.get(pid)
-                if not changed and known is not None and time.monotonic() - known[0] < self.settings.reconcile_seconds:
+                now = time.monotonic()
+                age = None if known is None else now - known[0]
+                busy = now - self._events.get(pid, -1e9) < WEBHOOK_GRACE  # annotation webhooks arriving
+                # a re-read due only by age waits for annotators to pause (at 10,000 labels it is an export of
+                # every labelled task: ~30 s of Label Studio's CPU, taken from the saves), at most one more period
+                overdue = age is not None and age >= 2 * self.settings.reconcile_seconds
+                if not changed and age is not None and (age < self.settings.reconcile_seconds or busy and not overdue):
                     held = self.store.annotation_count(pid)
                     if total >= 0 and total - held == known[1]:
-                        log.info("project %s: stored labels match Label Studio's count (%d); no full re-read",
-                                 pid, held)
+                        if age >= self.settings.reconcile_seconds:
+                            log.info("project %s: the periodic full re-read waits for annotators to pause", pid)
+                            self.trainer.request(project, sync=True, not_before=now + WEBHOOK_GRACE)
+                        else:
+                            log.info("project %s: stored labels match Label Studio's count (%d); no full re-read",
+                                     pid, held)
                         return True
-                    if total >= 0 and time.monotonic() - self._events.get(pid, -1e9) < WEBHOOK_GRACE:
+                    if total >= 0 and busy:
                         # saves whose webhooks are still on their way: they explain the difference; once
                         # annotators pause the trainer syncs again and compares then
                         log.info("project %s: Label Studio counts %d annotations, the store %d, while webhooks "
                                  "arrive; compared again when annotators pause", pid, total - known[1], held)
-                        self.trainer.request(project, sync=True, not_before=time.monotonic() + WEBHOOK_GRACE)
+                        self.trainer.request(project, sync=True, not_before=now + WEBHOOK_GRACE)
                         return True
                 labels = self._replace_with_label_studio(client, project)
         finally:

@@ -132,3 +132,31 @@ def test_a_count_difference_while_webhooks_arrive_waits_for_the_pause(connected,
     assert engine.trainer.wait_idle(30)  # the sync it queued for after the pause
     assert full_exports(fake_ls) == before + 1
     assert stored(engine)[9] == "rotten"
+
+
+def test_the_periodic_full_re_read_waits_for_annotators_to_pause(connected, fake_ls, monkeypatch):
+    """At 10,000 labels the re-read due by age alone (an export of every labelled task) ran in the middle of
+    a burst and stalled the saves for ~30 s; it now waits for the pause, at most one more period."""
+    client, engine, project = connected
+    monkeypatch.setattr(suggest.engine, "WEBHOOK_GRACE", 5.0)
+    fake_ls.annotate(1, 1, "rotten")  # an edit with no webhook: only the periodic re-read finds it
+    engine.settings = dataclasses.replace(engine.settings, reconcile_seconds=30.0)
+    engine._full_sync["7"] = (engine._full_sync["7"][0] - 31.0, engine._full_sync["7"][1])  # due by age
+    fake_ls.annotate(8, 8, "fresh")
+    assert client.post("/webhook", json=fake_ls.webhook(8)).status_code == 200  # annotators at work
+    assert engine.confirmer.wait_idle(20)
+    before = full_exports(fake_ls)
+    assert engine.sync(project)
+    assert full_exports(fake_ls) == before, "re-read everything while annotators were saving"
+    assert stored(engine)[1] == "fresh"
+    assert engine.trainer.wait_idle(30)  # the sync it queued for after the pause
+    assert full_exports(fake_ls) == before + 1
+    assert stored(engine)[1] == "rotten"
+    # long overdue (two periods): read at once, even while webhooks arrive
+    fake_ls.annotate(2, 2, "fresh")
+    engine._full_sync["7"] = (engine._full_sync["7"][0] - 61.0, engine._full_sync["7"][1])
+    fake_ls.annotate(9, 9, "fresh")
+    assert client.post("/webhook", json=fake_ls.webhook(9)).status_code == 200
+    assert engine.confirmer.wait_idle(20)
+    assert engine.sync(project)
+    assert stored(engine)[2] == "fresh"

@@ -79,3 +79,39 @@ def test_a_failed_push_is_retried_until_the_version_reaches_label_studio(tmp_pat
         assert engine.trainer._push_failures == {}
     finally:
         engine.close()
+
+
+def test_during_continuous_saves_fitting_takes_at_most_a_third_of_the_time(tmp_path, rt_sample):
+    """At 10,000 labels a fit took 1-2 s and the next began as soon as it ended, in the process that answers
+    Label Studio's webhooks inside every save. A retrain now rests twice its own duration after it."""
+    from suggest.trainer import TRAIN_REST
+
+    engine = _engine(tmp_path, [])
+    project = engine.project("7", CONFIG)
+    fits: list[tuple[float, float]] = []
+    real = project.retrain
+
+    def slow_retrain(**kw):
+        started = time.monotonic()
+        try:
+            return real(**kw)
+        finally:
+            time.sleep(0.3)  # a slow fit
+            fits.append((started, time.monotonic()))
+
+    project.retrain = slow_retrain
+    try:
+        _annotate(engine, rt_sample, 0, 10)  # the encoder loads, a first version
+        assert engine.trainer.wait_idle(60)
+        fits.clear()
+        for i in range(10, 50):  # a save every 0.05 s for 2 s and more: without the rest, fit after fit
+            _annotate(engine, rt_sample, i, 1)
+            time.sleep(0.05)
+        assert engine.trainer.wait_idle(60)
+        assert len(fits) >= 2, fits
+        for (_, ended), (started, _) in zip(fits, fits[1:], strict=False):
+            took = [e - s for s, e in fits if e == ended][0]
+            assert started - ended >= TRAIN_REST * took - 0.01, (fits, "a fit followed the last without a rest")
+        assert engine.store.versions("7")[-1].n_labels == 50, "the last events are still trained on"
+    finally:
+        engine.close()

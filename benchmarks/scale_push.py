@@ -234,6 +234,8 @@ def main() -> None:
                 "publish_to_pointed_s": round(pointed - published, 2),
                 "publish_to_next_first_choice_s": round(served - published, 2),
                 "next_is_first_choice": nxt["id"] == m["loop"]["next_tasks"][0],
+                # with more than one annotator Label Studio picks at random among the first (annotators + 1)
+                "next_in_first_three": nxt["id"] in m["loop"]["next_tasks"][:3],
                 "rows_written": written.get(version, 0),
                 "predictions_table": sum(written.values()),
                 "loop_seconds": m["loop"]["seconds"],
@@ -279,6 +281,7 @@ def main() -> None:
             "rows_written_per_version_max": max(v["rows_written"] for v in vs),
             "predictions_table_after_versions": vs[-1]["predictions_table"],
             "next_is_first_choice_all": all(v["next_is_first_choice"] for v in vs),
+            "next_in_first_three": sum(v.get("next_in_first_three", False) for v in vs),
         }
         print(json.dumps({"summary": result["summary"], "saves_ms": result["saves_ms"]}, indent=1), flush=True)
     finally:

@@ -275,3 +275,40 @@ def test_a_suspects_row_beside_a_superseded_one_is_given_back_not_deleted_row_by
     assert [(p["model_version"], p["score"], p["result"]) for p in held] == [
         (trained, 0.99, review["result"])], "the suspect keeps exactly its current row"
     assert set(ls.model_versions(PID)) == {trained}
+
+
+def test_a_version_published_mid_push_stops_the_rest_of_the_old_head(store, rt_sample, monkeypatch) -> None:
+    """At 10,000 tasks the rest of a head (950 rows, 20-40 s) kept the push lock while a newer version
+    waited to be served. Once a newer version is published the old push stops between chunks, its queue is
+    never refilled, and the newer version's push writes its whole head."""
+    import suggest.queuehead
+
+    monkeypatch.setattr(suggest.queuehead, "IMPORT_CHUNK", 30)
+    monkeypatch.setattr(suggest.queuehead, "IMPORT_PAUSE", 0.0)
+    project = _project(store)
+    store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment")
+                              for i, (text, label) in enumerate(rt_sample[:20])])
+    assert project.retrain(force=True) is not None
+    old = project.model_version
+
+    class Publishing(FakeLabelStudio):
+        """A Label Studio during whose fifth import (the first after the first slice) a newer version is
+        published."""
+
+        def import_predictions(self, project_id, rows, chunk=2000):
+            n = super().import_predictions(project_id, rows, chunk)
+            if len([c for c in self.calls if c[0] == "import"]) == 5:
+                store.upsert_labels(PID, [Label(21, 200, rt_sample[20][1], rt_sample[20][0], control="sentiment")])
+                assert project.retrain(force=True) is not None
+            return n
+
+    ls = Publishing([text for text, _ in rt_sample[30:200]])
+    pusher = _pusher(store, head=140)  # a pool of 149 unlabelled tasks (1-21 are labelled)
+    status = pusher.push(project, ls)
+    newer = project.model_version
+    assert newer != old
+    assert FIRST_SLICE_MIN == 100, "the first slice is four chunks of 30 here"
+    assert status["head"]["written"] == 130 == len(_pushed(ls, old)), "the old head stopped after its 5th chunk"
+    assert pusher.refill(project, ls) == 0, "a superseded head is never refilled"
+    status = pusher.push(project, ls)
+    assert status["version"] == newer and status["head"]["written"] == 140

@@ -56,7 +56,6 @@ class _Queue:
     refills: int = 0
     written: int = 0
     stopped: bool = False  # a newer version was published mid-push: this queue's head is left unfinished
-    published: str = ""  # the project's published version when this queue was ranked
 
 
 @dataclass
@@ -149,7 +148,7 @@ class HeadPusher:
                 ids = [next(iter(r.values())).task_id for r in rows]
                 scores = np.array([p[0].score if p else 1.0 for p in preds], dtype=float)
                 order = np.argsort(scores, kind="stable")
-                queue = _Queue(version, [ids[i] for i in order], [preds[i] for i in order], published=published)
+                queue = _Queue(version, [ids[i] for i in order], [preds[i] for i in order])
                 ranked = time.perf_counter()
                 first = max(self.settings.batch_size, self.settings.first_slice)
                 # the first slice replaces nothing: Label Studio serves the version as soon as it can (its tasks'
@@ -369,13 +368,12 @@ class HeadPusher:
         pid = project.project_id
         with self._lock(pid):
             queue = self._queues.get(pid)
-            if queue is None or queue.stopped or _newer_than(project, queue.published):
-                return 0  # a superseded queue is never refilled: the newer version's push comes
-            if not self.needs_refill(project):
+            # a queue whose push stopped for a newer version is still the one Label Studio serves until that
+            # version's push (which may wait for annotators to pause): it is refilled as any other
+            if queue is None or not self.needs_refill(project):
                 return 0
             left = len(self.store.unlabeled_pushed(pid, queue.version))
-            written = self._push_slice(project, client, queue, self.settings.queue_head - left,
-                                       superseded=partial(_newer_than, project, queue.published))
+            written = self._push_slice(project, client, queue, self.settings.queue_head - left)
             queue.refills += 1
         if written:
             log.info("project %s: refilled the head of %s with %d tasks (%d were left)", pid, queue.version,

@@ -16,7 +16,7 @@ def _read_jsonl(path: Path, text_field: str) -> list[dict]:
     if not Path(path).exists():
         raise BadInput(f"{path} does not exist")
     rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").split("\n"), start=1):
         if not line.strip():
             continue
         try:

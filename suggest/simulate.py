@@ -45,7 +45,7 @@ def read_labelled(path: Path, text_field: str, label_field: str) -> tuple[list[s
     if not path.exists():
         raise BadInput(f"{path} does not exist")
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
     else:
         with path.open(newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))

@@ -90,7 +90,7 @@ def test_a_label_studio_export_imports_back_unchanged(
                 "result": _result(text, other, []), "completed_by": b, "lead_time": 2.5})["id"])
 
     def stored(pid: int = pid) -> set[int]:
-        return {json.loads(x)["annotation_id"] for x in _export(stack, pid).stdout.splitlines() if x.strip()}
+        return {json.loads(x)["annotation_id"] for x in _export(stack, pid).stdout.split("\n") if x.strip()}
 
     poll("suggest to hold every annotation", stored, lambda got: got == set(made), TIMEOUT)
     first = poll("a trained version", lambda: (loop_state(suggest_server, pid) or {}).get("model_version", ""),

@@ -46,7 +46,7 @@ def _export(model_dir: Path) -> set[int]:
     out = subprocess.run([sys.executable, "-m", "suggest", "export", "7", "--model-dir", str(model_dir)],
                          capture_output=True, text=True, timeout=60, cwd=REPO)
     assert out.returncode == 0, out.stderr[-2000:]
-    return {json.loads(line)["annotation_id"] for line in out.stdout.splitlines() if line.strip()}
+    return {json.loads(line)["annotation_id"] for line in out.stdout.split("\n") if line.strip()}
 
 
 class Burst:

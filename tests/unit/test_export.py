@@ -93,7 +93,7 @@ def test_records_hold_the_consensus_and_every_annotation():
 def test_jsonl_keeps_the_old_lines_and_adds_annotator_and_consensus(store_dir):
     out = run(["export", "5", "--model-dir", str(store_dir)])
     assert out.exit_code == 0, out.output
-    rows = [json.loads(x) for x in out.stdout.splitlines()]
+    rows = [json.loads(x) for x in out.stdout.split("\n") if x.strip()]
     assert len(rows) == len(labels())
     for row, lb in zip(rows, labels(), strict=True):
         assert {k: row[k] for k in ("task_id", "annotation_id", "control", "label", "text", "ground_truth")} == {

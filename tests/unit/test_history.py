@@ -82,11 +82,11 @@ def test_a_version_rebuilds_exactly_what_it_trained_on(tmp_path, rt_sample):
     runner = CliRunner()
     out = runner.invoke(app, ["export", "7", "--version", v1.version, "--model-dir", str(tmp_path)])
     assert out.exit_code == 0, out.output
-    lines = [json.loads(x) for x in out.stdout.splitlines()]
+    lines = [json.loads(x) for x in out.stdout.split("\n") if x.strip()]
     assert sorted((x["annotation_id"], x["label"], x["annotator"]) for x in lines) == \
         sorted((a, lab, who) for a, _, lab, who, _, _ in trained_on)
     now = runner.invoke(app, ["export", "7", "--model-dir", str(tmp_path)])
-    assert {json.loads(x)["annotation_id"] for x in now.stdout.splitlines()} == \
+    assert {json.loads(x)["annotation_id"] for x in now.stdout.split("\n") if x.strip()} == \
         {x.annotation_id for x in store.labels("7")}
     bad = runner.invoke(app, ["export", "7", "--version", "v99-nope", "--model-dir", str(tmp_path)])
     assert bad.exit_code == 2 and "no version 'v99-nope'" in bad.output and "Traceback" not in bad.output

@@ -72,6 +72,17 @@ def test_rank_cli_prints_json_lines_and_names_bad_files(rt_sample, tmp_path):
     assert bad.exit_code != 0 and "bad.jsonl:2 is not JSON" in bad.output
 
 
+def test_a_pool_whose_texts_hold_unicode_line_separators_is_read_one_row_per_line(tmp_path):
+    """JSON Lines are split on "\\n" only: str.splitlines also splits on U+2028, U+0085 and friends, which a
+    JSON string may hold raw (a Rotten Tomatoes snippet in `suggest export`'s output broke a CI run so)."""
+    from suggest.rank import _read_jsonl
+
+    texts = ["one\u2028line", "a\x85b", "plain"]
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
+    assert [r["text"] for r in _read_jsonl(pool, "text")] == texts
+
+
 def test_image_simulation_runs_the_image_classifier_on_fashion_mnist(tmp_path):
     from suggest.datasets import DatasetMissing, fashion_mnist
     from suggest.schema import Item

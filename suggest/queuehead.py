@@ -27,7 +27,6 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 
 import numpy as np
 
@@ -157,9 +156,8 @@ class HeadPusher:
                 if written:
                     self._point(client, pid, version)
                     first_at = time.perf_counter()
-                newer = partial(_newer_than, project, published)
                 written += self._push_slice(project, client, queue, self.settings.queue_head - written,
-                                            superseded=newer)
+                                            superseded=lambda: project.model_version != published)
                 self._queues[pid] = queue
                 self._prunes.pop(pid, None)  # planned against the last version's rows: listed again when due
                 next_tasks = [ids[i] for i in batch[:10]]
@@ -488,11 +486,6 @@ class HeadPusher:
         client.delete_task_predictions(pid, given)
         client.import_predictions(pid, rows)
         return sum(len(olds[t]) for t in given)
-
-
-def _newer_than(project: Project, version: str) -> bool:
-    """Whether the project has published a version since `version` (its version when the push began)."""
-    return project.model_version != version
 
 
 def _reimport(listed: dict) -> dict | None:

@@ -297,7 +297,8 @@ class FineTuneClassifier(EmbeddingClassifier):
             labels = [*labels, *self.labels]
         weights = np.concatenate([np.ones(len(X) - (len(self.labels) if self.prior_weight > 0 else 0)),
                                   np.full(len(self.labels) if self.prior_weight > 0 else 0, self.prior_weight)])
-        self.head_ = fit_logistic(X, np.asarray(labels), weights, C=self.C, max_iter=2000)
+        self.head_ = fit_logistic(X, np.asarray(labels), weights, C=self.C, max_iter=2000,
+                                  init=getattr(self, "warm_head_", None))
         return self
 
     def finetuned(self, items: list[Item], labels: list[str], *, seed: int = 0, fit_head: bool = True,

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from backends.base import Backend, Guess, guesses_from_proba, read_meta
-from backends.embedding import LinearHead, fit_logistic
+from backends.embedding import LinearHead, fit_logistic, warm_head
 from backends.encoders import EmbeddingCache, apply_thread_budget
 from backends.memo import SharedMemo
 from backends.schema import BadInput, Item
@@ -424,8 +424,10 @@ class CachedImageEmbeddings(SharedMemo):
         )
 
     def warm_start_from(self, old: object) -> None:
-        """The process memo already holds the previous version's vectors; an offline harness's dict is kept."""
+        """The process memo already holds the previous version's vectors; an offline harness's dict is kept.
+        The old head is the next fit's starting point (backends.embedding.warm_head)."""
         self.share_memo_of(old)
+        self.warm_head_ = warm_head(old)
 
     def embed_labelled(self, items: list[Item]) -> tuple[np.ndarray, list[int], dict[str, str]]:
         """For a fit: vectors of the images that can be used, their indices, and reference -> problem
@@ -503,7 +505,8 @@ class ImageClassifier(CachedImageEmbeddings, Backend):
         if len(set(labels)) < 2:
             self.head_ = None
             return self
-        self.head_ = fit_logistic(np.asarray(X, dtype=np.float64), np.asarray(labels), C=self.C, max_iter=2000)
+        self.head_ = fit_logistic(np.asarray(X, dtype=np.float64), np.asarray(labels), C=self.C, max_iter=2000,
+                                  init=getattr(self, "warm_head_", None))
         return self
 
     def predict_proba(self, items: list[Item]) -> np.ndarray:

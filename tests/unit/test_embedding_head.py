@@ -143,3 +143,36 @@ assert not bad, bad[:5]
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("labels", [["neg", "pos"], ["a", "b", "c"]])
+def test_a_retrain_starts_from_the_replaced_head_and_ends_where_a_cold_fit_ends(
+        monkeypatch: pytest.MonkeyPatch, labels: list[str]) -> None:
+    """Issue 20: at 10,000 labels each retrain's cold fit took 1-2 s of the CPU the annotators' saves need. The
+    next version starts from the serving head (`warm_start_from`), so a few more labels cost a few iterations;
+    the loss is convex, so the result is the cold fit's to the solver's tolerance."""
+    import scipy.optimize
+
+    from suggest.schema import Item
+
+    iterations: list[int] = []
+    minimize = scipy.optimize.minimize
+
+    def counting(*args, **kwargs):
+        result = minimize(*args, **kwargs)
+        iterations.append(int(result.nit))
+        return result
+
+    monkeypatch.setattr(scipy.optimize, "minimize", counting)
+    items = [Item(f"text {i}") for i in range(400)]
+    X = _HashEncoder().encode([it.text for it in items])
+    answers = [labels[i] for i in X[:, :len(labels)].argmax(axis=1)]  # learnable, as real labels are
+    served = EmbeddingClassifier(labels, encoder=_HashEncoder()).fit(items[:390], answers[:390])
+    cold = EmbeddingClassifier(labels, encoder=_HashEncoder()).fit(items, answers)
+    warm = EmbeddingClassifier(labels, encoder=_HashEncoder())
+    warm.warm_start_from(served)
+    warm.fit(items, answers)
+    _, cold_iterations, warm_iterations = iterations
+    assert warm_iterations < cold_iterations / 2, iterations
+    np.testing.assert_allclose(warm.predict_proba_embedded(X), cold.predict_proba_embedded(X), atol=5e-3)
+    assert not hasattr(EmbeddingClassifier(labels, encoder=_HashEncoder()), "warm_head_")

@@ -123,10 +123,14 @@ def measure(ls: LabelStudioClient, suggest: HttpServer, stub: HttpServer, n: int
     latencies: dict[str, list[float]] = {"suggest": [], "stub": []}
     started = time.monotonic()
 
+    clock: dict[str, list[float]] = {"suggest": [], "stub": []}  # wall-clock start of each timed save
+
     def save(name: str, i: int) -> float:
         """Annotate the project's i-th burst task; the POST's seconds."""
-        t0 = time.perf_counter()
+        t0, wall = time.perf_counter(), time.time()
         ls.annotate(projects[name][1][i], choice_result(labels[n + i]))
+        if i >= WARMUP:
+            clock[name].append(wall)
         return time.perf_counter() - t0
 
     for i in range(WARMUP):
@@ -146,6 +150,11 @@ def measure(ls: LabelStudioClient, suggest: HttpServer, stub: HttpServer, n: int
     out["suggest"], out["stub"] = _stats(latencies["suggest"]), _stats(latencies["stub"])
     out["ratio_suggest_over_stub"] = {q: round(out["suggest"][f"{q}_ms"] / out["stub"][f"{q}_ms"], 3)
                                       for q in ("p50", "p90", "p99")}
+    # the slowest saves and when they started (UTC, as the server's log), to find what suggest was doing then
+    out["suggest_slowest"] = [
+        {"at": time.strftime("%H:%M:%S", time.gmtime(at)) + f".{int(at % 1 * 1000):03d}", "ms": round(sec * 1000, 1)}
+        for sec, at in sorted(zip(latencies["suggest"], clock["suggest"], strict=True), reverse=True)[:10]
+    ]
     print(json.dumps(out), flush=True)
     try:
         m = _trained_on(suggest, projects["suggest"][0], n + extra, timeout=900)

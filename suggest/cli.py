@@ -108,6 +108,7 @@ def serve(
 
     from suggest.server import create_app
     from suggest.store import Store, StoreLocked
+    from suggest.worker import favour_requests
 
     try:
         load_user_models(settings)  # a model that does not load is one line and exit 2, before listening
@@ -119,6 +120,7 @@ def serve(
             probe.close()
     except (SettingsError, StoreLocked) as exc:
         _fail(str(exc))
+    favour_requests(settings.gil_switch_ms)
     uvicorn.run(application, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
 
 

@@ -71,6 +71,7 @@ SOURCES: dict[str, Source] = {
     "keep_versions": Source(("SUGGEST_KEEP_VERSIONS",)),
     "background_nice": Source(("SUGGEST_BACKGROUND_NICE",)),
     "background_threads": Source(("SUGGEST_BACKGROUND_THREADS",)),
+    "gil_switch_ms": Source(("SUGGEST_GIL_SWITCH_MS",)),
     "finetune_min_labels": Source(("SUGGEST_FINETUNE_MIN_LABELS",)),
     "debounce_seconds": Source(("SUGGEST_DEBOUNCE_SECONDS",)),
     "max_delay_seconds": Source(("SUGGEST_MAX_DELAY_SECONDS",)),
@@ -114,6 +115,7 @@ class Settings:
     keep_versions: int = 0  # >0: only suggest's newest N versions keep their predictions in Label Studio
     background_nice: int = 10  # niceness added to background work (training, embedding, pushes); 0 to 19
     background_threads: int = 0  # torch threads for background work; 0: all cores but one (at least 1)
+    gil_switch_ms: float = 0.5  # `suggest serve`: longest a request thread waits for the GIL (Python's default: 5)
     finetune_min_labels: int = 0  # issue 16: tune the text encoder in the background from this many labels; 0: off
     debounce_seconds: float = 0.3
     max_delay_seconds: float = 3.0
@@ -218,6 +220,8 @@ def _check(s: Settings) -> None:
         raise bad("background_nice", "a niceness from 0 (as requests) to 19 (lowest)", s.background_nice)
     if s.background_threads < 0:
         raise bad("background_threads", "0 (all cores but one) or a number of threads", s.background_threads)
+    if not (math.isfinite(s.gil_switch_ms) and 0.05 <= s.gil_switch_ms <= 100):
+        raise bad("gil_switch_ms", "milliseconds from 0.05 to 100 (Python's default is 5)", s.gil_switch_ms)
     if s.finetune_min_labels < 0:
         raise bad("finetune_min_labels", "0 (no fine-tuning) or a number of labels", s.finetune_min_labels)
     for name in ("debounce_seconds", "max_delay_seconds", "push_interval_seconds", "media_deadline_seconds",

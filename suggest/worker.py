@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -46,6 +47,18 @@ def lower_thread_priority(nice: int) -> bool:
     except (OSError, AttributeError) as exc:  # not Linux, or not allowed
         log.info("could not lower the priority of %s: %s", threading.current_thread().name, exc)
         return False
+
+
+def favour_requests(switch_ms: float) -> None:
+    """Shorten the interpreter's GIL switch interval (Python's default: 5 ms) for `suggest serve`.
+
+    Why (issue 20): a request thread that wants the GIL waits for the holder to drop it, and a background
+    thread busy in Python (a retrain reading 10,000 labels, an analysis) drops it only when the interval runs
+    out. A webhook's answer takes the GIL a dozen times or more (the event loop, the thread pool, parsing), and
+    Label Studio waits for two answers inside every save: measured at 1,000 labels, saves during retrains
+    went from p99 1.47x to 1.13x the stub's with 0.5 ms. The holder is also niced, so the OS may not even run
+    it until it drops the GIL. Threads switch only when one is waiting, so background work loses little."""
+    sys.setswitchinterval(switch_ms / 1000.0)
 
 
 class ProjectWorker:

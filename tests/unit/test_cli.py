@@ -159,3 +159,22 @@ def test_serve_on_a_model_dir_in_use_is_one_line_and_exit_2(tmp_path):
         held.close()
     assert result.returncode == 2, result.stderr[-2000:]
     assert "in use by another suggest process" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_shortens_the_gil_switch_interval_before_listening(tmp_path):
+    """Issue 20: webhook answers wait for the GIL behind background retrains; `suggest serve` sets the interval
+    from SUGGEST_GIL_SWITCH_MS (default 0.5 ms, Python's is 5 ms) and refuses a value it cannot use."""
+    listen = ("import sys, uvicorn; uvicorn.run = lambda *a, **k: print('switch interval', sys.getswitchinterval()); "
+              "from suggest.cli import app; app(prog_name='suggest')")
+    argv = [sys.executable, "-c", listen, "serve", "--model-dir", str(tmp_path / "models"), "--host", "127.0.0.1",
+            "--port", "1"]
+    default = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=_clean_env())
+    assert default.returncode == 0, default.stderr[-2000:]
+    assert "switch interval 0.0005" in default.stdout
+    chosen = subprocess.run(argv, capture_output=True, text=True, timeout=300,
+                            env={**_clean_env(), "SUGGEST_GIL_SWITCH_MS": "2"})
+    assert "switch interval 0.002" in chosen.stdout, chosen.stderr[-2000:]
+    refused = subprocess.run(argv, capture_output=True, text=True, timeout=300,
+                             env={**_clean_env(), "SUGGEST_GIL_SWITCH_MS": "0"})
+    assert refused.returncode == 2 and "SUGGEST_GIL_SWITCH_MS must be milliseconds" in refused.stderr
+    assert "Traceback" not in refused.stderr

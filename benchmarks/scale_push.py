@@ -183,7 +183,7 @@ def main() -> None:
         client.import_tasks(side, [{"text": f"side task {i}"} for i in range(3000)])
         result["import_s"] = round(time.perf_counter() - t0, 1)
         side_ids = [t["id"] for t in client.tasks(side)]
-        truth = {}
+        truth: dict[int, str] = {}
 
         def metrics() -> dict:
             return sg.get("/metrics").json()["projects"].get(str(pid)) or {}
@@ -203,6 +203,17 @@ def main() -> None:
         result["cold_start"] = {"wall_s": round(time.perf_counter() - t0, 2), "loop": cold["loop"]}
         print(json.dumps(result["cold_start"])[:600], flush=True)
 
+        # Warm-up, untimed: label from /next until both classes are in (the zero-shot head of a big pool can be
+        # all one class for many tasks, and a classifier trains only on two), then wait for that version's push.
+        seen: set[str] = set()
+        while len(seen) < 2:
+            task = client.request("GET", f"/api/projects/{pid}/next")
+            truth[task["id"]] = task["data"]["truth"]
+            seen.add(task["data"]["truth"])
+            client.annotate(task["id"], choice_result(truth[task["id"]]))
+        warm = wait(lambda m: m["mode"] == "trained" and m["loop"].get("version") == m["model_version"])
+        result["warm_up_labels"] = len(truth)
+        print(json.dumps({"warm_up_labels": len(truth), "trained": warm["model_version"]}), flush=True)
         watcher = Watcher(sg, pid)
         watcher.start()
         time.sleep(8)  # an idle stretch for the save baseline (no push; pruning of nothing)

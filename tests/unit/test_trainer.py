@@ -115,3 +115,42 @@ def test_during_continuous_saves_fitting_takes_at_most_a_third_of_the_time(tmp_p
         assert engine.store.versions("7")[-1].n_labels == 50, "the last events are still trained on"
     finally:
         engine.close()
+
+
+def test_at_large_label_counts_a_burst_retrains_once_its_labels_matter_or_annotators_pause():
+    """Issue 20: at 10,000 labels a retrain was forced every `max_delay` s of continuous saves (START_TRAINING on
+    each), ~0.5 s of Python each in the process that answers the webhooks inside every save. It now waits for
+    events worth GROWTH of the labelled set, or for the pause the push waits for; small projects are unchanged."""
+    from types import SimpleNamespace
+
+    from suggest.trainer import GROWTH, Trainer
+
+    trainer = Trainer(debounce=0.3, max_delay=3.0, push_quiet=2.0, max_push_wait=60.0)
+    trainer.stop()  # the schedule alone: nothing may pop the entries below
+
+    def project(pid: str, labelled: int):
+        return SimpleNamespace(project_id=pid, published=SimpleNamespace(record=SimpleNamespace(n_labels=labelled)))
+
+    big, small = project("big", 10_000), project("small", 500)
+    t0 = time.monotonic()
+    for p in (big, small):
+        trainer.request(p, force=True, sync=True)  # START_TRAINING, as Label Studio sends with each save
+    for entry in trainer._pending.values():
+        entry[1].first = entry[1].last = t0
+    # continuous saves: an event every 0.2 s for 4 s, never a 0.3 s pause
+    for p in (big, small):
+        trainer._pending[p.project_id][1].events = 40
+        trainer._pending[p.project_id][1].last = t0 + 4.0
+    with trainer._cond:
+        pid, _ = trainer._due(t0 + 4.1)
+    assert pid == "small", "a small project retrains after max_delay of continuous saves, as before"
+    del trainer._pending["small"]
+    with trainer._cond:
+        assert trainer._due(t0 + 4.1)[0] is None, "40 events are not 1% of 10,000 labels: wait for a pause"
+        assert trainer._due(t0 + 6.1)[0] == "big", "annotators paused for push_quiet: the retrain runs"
+    trainer._pending["big"][1].events = int(GROWTH * 10_000)
+    with trainer._cond:
+        assert trainer._due(t0 + 4.1)[0] == "big", "events worth 1% of the labelled set: forced as before"
+    trainer._pending["big"][1].events, trainer._pending["big"][1].last = 40, t0 + 100.0
+    with trainer._cond:
+        assert trainer._due(t0 + 60.1)[0] == "big", "never more than max_push_wait without a retrain"

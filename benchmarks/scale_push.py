@@ -150,6 +150,8 @@ def main() -> None:
     parser.add_argument("--head", type=int, default=1000)
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "suggest")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--ls-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="Label Studio's environment, e.g. one of its feature flags (repeatable)")
     args = parser.parse_args()
     out = args.out or ROOT / "benchmarks" / "results" / f"scale_push_{args.tasks}.json"
     texts, labels, vectors = pool(args.tasks, args.cache_dir)
@@ -157,6 +159,7 @@ def main() -> None:
     venv = ls_venv_path()
     ensure_ls_venv(venv)
     ls = LabelStudioServer(venv, work / "ls")
+    ls.extra_env = dict(entry.split("=", 1) for entry in args.ls_env)
     ls.launch()
     model_dir = work / "models"
     store = Store(model_dir)
@@ -169,7 +172,8 @@ def main() -> None:
            "SUGGEST_PUSH_INTERVAL_SECONDS": "1", "SUGGEST_MEMORY_MB": "2048"}
     sg = HttpServer("suggest", suggest_argv("127.0.0.1", port, model_dir), port, work / "suggest.log", env)
     sg.launch()
-    result: dict = {"tasks": args.tasks, "head": args.head, "versions": [], "workdir": str(work)}
+    result: dict = {"tasks": args.tasks, "head": args.head, "versions": [], "workdir": str(work),
+                    "ls_env": args.ls_env}
     try:
         ls.wait_ready()
         sg.wait_ready(300)

@@ -268,6 +268,7 @@ class LabelStudioServer:
         self.process: ManagedProcess | None = None
         self.start_seconds: float | None = None
         self._launched_at = 0.0
+        self.extra_env: dict[str, str] = {}  # e.g. a Label Studio feature flag a benchmark compares
 
     @property
     def url(self) -> str:
@@ -301,7 +302,7 @@ class LabelStudioServer:
             "label-studio",
             argv,
             self.workdir / "label-studio.log",
-            env=_isolated_env(self.home, self.venv_dir),
+            env={**_isolated_env(self.home, self.venv_dir), **self.extra_env},
             cwd=self.workdir,
         )
         self.process.start()

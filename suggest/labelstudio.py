@@ -613,6 +613,11 @@ class LabelStudioClient:
             created += int(resp.json().get("created", 0)) if resp.content else 0
         return created
 
+    def create_prediction(self, project_id: str, row: dict) -> None:
+        """Create one prediction (an import row) in its own request. Why: Label Studio's bulk import recounts
+        every task of the project per call, this one only its task (see queuehead._Pace)."""
+        self.request("POST", "/api/predictions/", json={**row, "project": int(project_id)})
+
     def model_versions(self, project_id: str) -> dict[str, int]:
         """Model versions that have predictions in the project, with their prediction counts."""
         held = self.request("GET", f"/api/projects/{project_id}/model-versions/").json()

@@ -120,6 +120,47 @@ def test_imported_tasks_enter_the_list_and_deleted_ones_leave(
          lambda m: m["task_list"]["tasks"] == 72, TIMEOUT)
 
 
+def test_one_row_per_call_lands_in_label_studio_as_the_bulk_import_does(
+    ls: LabelStudioClient, stack: Stack, rt_tasks: list[tuple[str, str]], tmp_path
+) -> None:
+    """Row mode (queuehead._Pace: stock Label Studio recounts every task on each bulk import, so big
+    projects get one POST /api/predictions/ per row) writes the same head: the version's rows, each task's
+    prediction counter, the project pointed at the version, /next serving the engine's first choice."""
+    from suggest.labelstudio import LabelStudioClient as SuggestClient
+    from suggest.labelstudio import parse_controls
+    from suggest.loop import LoopSettings, rank_rows
+    from suggest.project import open_project
+    from suggest.queuehead import ROWS_FIRST_SLICE, HeadPusher, HeadSettings, _Pace
+    from suggest.store import ProjectRecord, Store
+    from suggest.tasksync import TaskSync
+
+    pid = ls.create_project("e2e rows import", LABEL_CONFIG)["id"]
+    ls.import_tasks(pid, [{"text": text} for text, _ in rt_tasks[:40]])
+    store = Store(tmp_path / "models")
+    record = ProjectRecord(str(pid), LABEL_CONFIG, None, None)
+    store.save_project(record)
+    project = open_project(store, record, parse_controls(LABEL_CONFIG))
+    loop = LoopSettings(batch_size=5)
+    pusher = HeadPusher(HeadSettings(queue_head=25, batch_size=5), TaskSync(store),
+                        lambda p, rows: rank_rows(p, rows, loop))
+    pusher._paces[str(pid)] = _Pace(rows=True, pushes_in_rows=1)
+    client = SuggestClient(stack.label_studio.url, stack.label_studio.token)
+    try:
+        status = pusher.push(project, client)
+    finally:
+        client.close()
+    version = project.model_version
+    assert status["head"] == {"size": 25, "written": 25, "refills": 0, "import": "rows"}
+    held = [p for p in ls.predictions(pid) if p["model_version"] == version]
+    assert len(held) == 25 and ROWS_FIRST_SLICE < 25
+    assert {p["task"] for p in held} == set(store.pushed(str(pid), version))
+    assert all(p["result"][0]["value"]["choices"][0] in ("fresh", "rotten") for p in held)
+    counted = {t["id"]: t.get("total_predictions") for t in ls.tasks(pid)}
+    assert sum(1 for p in held if counted[p["task"]] == 1) == 25, "Label Studio counted each row on its task"
+    assert ls.project(pid)["model_version"] == version
+    assert ls.request("GET", f"/api/projects/{pid}/next")["id"] == status["next_tasks"][0]
+
+
 @pytest.fixture(scope="module")
 def slow_push_server(stack: Stack) -> Iterator[HttpServer]:
     server = _server(stack, "suggest-refill", SUGGEST_QUEUE_HEAD="12", SUGGEST_BATCH_SIZE="5",

@@ -311,3 +311,57 @@ def test_a_version_published_mid_push_stops_the_rest_of_the_old_head(store, rt_s
     assert status["head"]["written"] == 130 == len(_pushed(ls, old)), "the old head stopped after its 5th chunk"
     status = pusher.push(project, ls)
     assert status["version"] == newer and status["head"]["written"] == 140
+
+
+def test_slow_bulk_imports_switch_a_project_to_one_row_per_call_and_bulk_is_tried_again(store, rt_sample,
+                                                                                          monkeypatch) -> None:
+    """Stock Label Studio recounts every task of the project on each bulk import (4.6-6 s a call at 100,000
+    tasks, other saves 21x slower meanwhile); one row per call recounts only its task. Two slow bulk calls
+    in a row switch the project to rows; the next push points Label Studio at the version after a few rows;
+    after RETRY_BULK_AFTER pushes one bulk call decides again, and a fast one keeps bulk."""
+    import suggest.queuehead
+
+    monkeypatch.setattr(suggest.queuehead, "IMPORT_CHUNK", 30)
+    monkeypatch.setattr(suggest.queuehead, "IMPORT_PAUSE", 0.0)
+    monkeypatch.setattr(suggest.queuehead, "BULK_HOLD_MAX", 0.05)
+    monkeypatch.setattr(suggest.queuehead, "RETRY_BULK_AFTER", 2)
+
+    class Recounting(FakeLabelStudio):
+        slow = True
+
+        def import_predictions(self, project_id, rows, chunk=2000):
+            if self.slow:
+                import time
+
+                time.sleep(0.08)
+            return super().import_predictions(project_id, rows, chunk)
+
+    ls = Recounting([text for text, _ in rt_sample[:200]])
+    project = _project(store)
+    pusher = _pusher(store, head=150, batch=2, first_slice=30)
+    status = pusher.push(project, ls)
+    version = project.model_version
+    names = [name for name, _ in ls.calls]
+    assert names.count("import") == 2, "the first slice and one more bulk call, both slow"
+    assert names.count("create_prediction") == 150 - 60 and status["head"]["import"] == "rows"
+    assert len(_pushed(ls, version)) == 150 and status["head"]["written"] == 150
+
+    store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment")
+                              for i, (text, label) in enumerate(rt_sample[:20])])
+    assert project.retrain(force=True) is not None
+    ls.calls.clear()
+    status = pusher.push(project, ls)
+    newer = project.model_version
+    first_rows = [i for i, (name, _) in enumerate(ls.calls) if name == "create_prediction"]
+    pointed = ls.calls.index(("update_project", newer))
+    assert len([i for i in first_rows if i < pointed]) == suggest.queuehead.ROWS_FIRST_SLICE, \
+        "in row mode Label Studio points at the version after the first few rows"
+    assert "import" not in [name for name, _ in ls.calls] and status["head"]["written"] == 150
+
+    ls.slow = False  # e.g. Label Studio restarted with its memory-efficient import flag
+    store.upsert_labels(PID, [Label(21, 200, rt_sample[20][1], rt_sample[20][0], control="sentiment")])
+    assert project.retrain(force=True) is not None
+    ls.calls.clear()
+    status = pusher.push(project, ls)
+    assert status["head"]["import"] == "bulk" and "create_prediction" not in [name for name, _ in ls.calls]
+    assert len(_pushed(ls, project.model_version)) == 150

@@ -49,11 +49,18 @@ class FakeLabelStudio:
     def import_predictions(self, project_id, rows, chunk=2000):
         self.calls.append(("import", len(rows)))
         for row in rows:
-            self.predictions_held[self._next_prediction] = {"id": self._next_prediction, "task": row["task"],
-                                                            "model_version": row["model_version"],
-                                                            "score": row.get("score"), "result": row.get("result")}
-            self._next_prediction += 1
+            self._hold(row)
         return len(rows)
+
+    def create_prediction(self, project_id, row):
+        self.calls.append(("create_prediction", row["task"]))
+        self._hold(row)
+
+    def _hold(self, row):
+        self.predictions_held[self._next_prediction] = {"id": self._next_prediction, "task": row["task"],
+                                                        "model_version": row["model_version"],
+                                                        "score": row.get("score"), "result": row.get("result")}
+        self._next_prediction += 1
 
     def update_project(self, project_id, **fields):
         self.calls.append(("update_project", fields.get("model_version")))

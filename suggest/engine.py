@@ -98,6 +98,7 @@ class Engine:
         self._confirmed: dict[str, str | None] = {}  # project -> the host whose export last replaced its labels
         # project -> (when, Label Studio's count - stored; None when saves raced the export)
         self._full_sync: dict[str, tuple[float, int | None]] = {}
+        self._reread_waiting: set[str] = set()  # projects whose periodic full re-read follows the retrain and push
         self._events: dict[str, float] = {}  # project -> when its last annotation webhook came
         self._ls_state: dict[str, tuple[bool | None, str | None, float | None]] = {}  # reachable, error, when
         self.host_changes: dict[str, list[dict]] = {}  # project -> host changes asked for since start
@@ -125,6 +126,7 @@ class Engine:
         self.maintainer = Maintainer(head, self.client, background=self.background) if head is not None else None
         self.trainer = Trainer(
             debounce=settings.debounce_seconds, max_delay=settings.max_delay_seconds, sync=self.sync,
+            reread=self.reread_waiting,
             on_published=self._after_publish, on_version=lambda project: self.analyst.request(project),
             label_studio_interval=settings.push_interval_seconds, background=self.background,
         )
@@ -398,14 +400,16 @@ class Engine:
         access = self._ls_access(project)
         return LabelStudioClient(*access) if access else None
 
-    def sync(self, project: Project) -> bool:
+    def sync(self, project: Project, *, defer_reread: bool = False) -> bool:
         """Make the stored labels equal Label Studio's annotations (the source of truth), cheaply when they are.
 
         START_TRAINING comes with every save when Label Studio trains on submit. Re-reading every
         annotation each time (one export: at 10,000 labelled tasks seconds of Label Studio's CPU, taken
         from the annotators' saves) is done only when the counts say the store is behind, or when the
         last full re-read is older than `reconcile_seconds` (edits and deletions that came with no webhook).
-        """
+        `defer_reread` (the trainer's sync before a retrain): a re-read due only by age waits until the
+        retrain and push are done (`reread_waiting`). At 10,000 labels it is an export of 10,000 tasks, and
+        the last version of a burst waited 17.5 s behind it."""
         pid = project.project_id
         client = self.client(project)
         if client is None:
@@ -425,9 +429,16 @@ class Engine:
                 # a re-read due only by age waits for annotators to pause (at 10,000 labels it is an export of
                 # every labelled task: ~30 s of Label Studio's CPU, taken from the saves), at most one more period
                 overdue = age is not None and age >= 2 * self.settings.reconcile_seconds
+                counts_match = known is not None and known[1] is not None and total >= 0 and (
+                    total - self.store.annotation_count(pid) == known[1])
+                if defer_reread and not changed and counts_match and age is not None and (
+                        age >= self.settings.reconcile_seconds):
+                    self._reread_waiting.add(pid)  # due only by age: nothing this retrain needs
+                    log.info("project %s: the periodic full re-read follows this retrain and push", pid)
+                    return True
                 if not changed and age is not None and (age < self.settings.reconcile_seconds or busy and not overdue):
                     held = self.store.annotation_count(pid)
-                    if total >= 0 and known[1] is not None and total - held == known[1]:
+                    if counts_match:
                         if age >= self.settings.reconcile_seconds:
                             log.info("project %s: the periodic full re-read waits for annotators to pause", pid)
                             self.trainer.request(project, sync=True, not_before=now + WEBHOOK_GRACE)
@@ -447,6 +458,13 @@ class Engine:
             client.close()
         log.info("project %s: reconciled with Label Studio, %d annotations", pid, len(labels))
         return True
+
+    def reread_waiting(self, project: Project) -> None:
+        """After the trainer's retrain and push: the sync its `defer_reread` put off (re-reads in full only
+        when due by age and annotators pause, as `sync` always does)."""
+        if project.project_id in self._reread_waiting:
+            self._reread_waiting.discard(project.project_id)
+            self.sync(project)
 
     def _confirm_now(self, project_id: str) -> None:
         """Confirm the project's waiting webhook hints on this thread (they are put back if that fails)."""

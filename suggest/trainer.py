@@ -52,6 +52,7 @@ class Trainer(ProjectWorker):
         max_push_wait: float = 60.0,
         background: Background | None = None,
         on_version: Callable[[Project], None] | None = None,
+        reread: Callable[[Project], None] | None = None,
     ):
         self.debounce = debounce
         self.max_delay = max_delay
@@ -62,6 +63,7 @@ class Trainer(ProjectWorker):
         self._sync = sync
         self._on_published = on_published
         self._on_version = on_version  # every new version at once (issue 14: queues its analysis; must not block)
+        self._reread = reread  # after a round's retrain and push: the full re-read its sync put off (`_train`)
         super().__init__("suggest-trainer", background)
         self._pending: dict[str, tuple[Project, _Pending]] = {}
         self._rest_until: dict[str, float] = {}  # project -> when its next retrain may start
@@ -169,7 +171,8 @@ class Trainer(ProjectWorker):
         if pending.sync and self._sync is not None:
             if now >= sync_at:
                 project.last_sync_at = now
-                self._safely(project, "syncing with Label Studio", partial(self._sync, project))
+                deferring = {"defer_reread": True} if self._reread is not None else {}
+                self._safely(project, "syncing with Label Studio", partial(self._sync, project, **deferring))
             else:
                 sync_later = True
         fit_started = time.monotonic()
@@ -206,6 +209,8 @@ class Trainer(ProjectWorker):
                 self.request(project, push=True, not_before=time.monotonic() + delay)
         if sync_later:
             self.request(project, sync=True, not_before=project.last_sync_at + self.label_studio_interval)
+        if self._reread is not None:  # a periodic full re-read (an export of every labelled task) comes last
+            self._safely(project, "re-reading Label Studio", partial(self._reread, project))
 
     def _when_due(self, last_call: float, last_event: float) -> float:
         """When a Label Studio call (push or sync) may run: once annotators pause, at least every

@@ -160,3 +160,33 @@ def test_the_periodic_full_re_read_waits_for_annotators_to_pause(connected, fake
     assert engine.confirmer.wait_idle(20)
     assert engine.sync(project)
     assert stored(engine)[2] == "fresh"
+
+
+def test_a_re_read_due_only_by_age_follows_the_retrain_and_push(connected, fake_ls):
+    """At 10,000 labels the periodic full re-read is an export of every labelled task; run before the
+    retrain at the end of a burst it held the new version back 17.5 s. The trainer's sync now puts it off
+    until the retrain and push are done; it still happens, and still finds the edit."""
+    _, engine, project = connected
+    fake_ls.annotate(1, 1, "rotten")  # edited in Label Studio; the count does not move and no webhook came
+    engine.settings = dataclasses.replace(engine.settings, reconcile_seconds=1e-6)
+    before = full_exports(fake_ls)
+    assert engine.sync(project, defer_reread=True)
+    assert full_exports(fake_ls) == before and stored(engine)[1] == "fresh", "the re-read ran before the retrain"
+    engine.reread_waiting(project)
+    assert full_exports(fake_ls) == before + 1 and stored(engine)[1] == "rotten"
+    engine.reread_waiting(project)
+    assert full_exports(fake_ls) == before + 1, "a re-read that is no longer waiting ran again"
+
+    # the trainer's order: sync, retrain, push, then the re-read
+    fake_ls.annotate(2, 2, "fresh")
+    seen: list[tuple[str, int]] = []
+    retrain = project.retrain
+    project.retrain = lambda **kw: (seen.append(("retrain", full_exports(fake_ls))), retrain(**kw))[1]
+    engine.trainer._on_published = lambda p: seen.append(("push", full_exports(fake_ls)))
+    engine.trainer.push_quiet = 0.2
+    project.last_push_at = 0.0
+    before = full_exports(fake_ls)
+    engine.trainer.request(project, force=True, sync=True)
+    assert engine.trainer.wait_idle(60)
+    assert ("push", before) in seen and ("retrain", before) == seen[0], seen
+    assert full_exports(fake_ls) == before + 1 and stored(engine)[2] == "fresh"

@@ -42,10 +42,8 @@ UNCERTAINTY_SAMPLING = "Uncertainty sampling"
 FIRST_SLICE_MIN = 100  # the first import: the batch, or this many tasks if more (then /next is right)
 IMPORT_CHUNK = 100  # prediction rows per import request (one short transaction each in Label Studio)
 IMPORT_PAUSE = 0.05  # seconds between import requests: annotators' saves get the database in between
-BULK_HOLD_MAX = 0.5  # seconds: two bulk import calls in a row slower than this switch a project to one row per call
 ROW_GROUP = 25  # in row mode: rows between checks for a newer version (and per delete of superseded rows)
 ROWS_FIRST_SLICE = 10  # in row mode: rows imported before the project points at the version (~1 s)
-RETRY_BULK_AFTER = 20  # pushes in row mode before one bulk call is tried again (Label Studio may have changed)
 
 
 @dataclass
@@ -59,21 +57,6 @@ class _Queue:
     refills: int = 0
     written: int = 0
     stopped: bool = False  # a newer version was published mid-push: this queue's head is left unfinished
-
-
-@dataclass
-class _Pace:
-    """How one project's predictions go to Label Studio: bulk import calls while they are short, else one row
-    per call. Why: stock Label Studio 1.23 recounts the counters of every task of the project on each bulk
-    import (`ImportPredictionsAPI._create_legacy`): at 100,000 tasks a 100-row call took 4.6-6 s, and saves in
-    another project of the same Label Studio took 1.5 s (21x) meanwhile. POST /api/predictions/ recounts only
-    its own task: ~0.09 s a row, saves ~1.5x. With Label Studio's flag
-    `fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short` a bulk call recounts only its
-    tasks (0.15-0.2 s at 100,000 tasks), so bulk stays: the measured call time decides, not the task count."""
-
-    rows: bool = False
-    slow_calls: int = 0  # bulk calls in a row slower than BULK_HOLD_MAX
-    pushes_in_rows: int = 0
 
 
 @dataclass
@@ -126,7 +109,7 @@ class HeadPusher:
         self._prunes: dict[str, _Prune] = {}
         self._gone: dict[str, list[str]] = {}  # project -> superseded versions no longer in Label Studio
         self._locks: dict[str, threading.Lock] = {}
-        self._paces: dict[str, _Pace] = {}
+        self._rows: dict[str, tuple[str, dict[int, dict[str, Item] | None]]] = {}  # see `pool`
         self._guard = threading.Lock()
 
     def _lock(self, pid: str) -> threading.Lock:
@@ -147,8 +130,7 @@ class HeadPusher:
         with self._lock(pid):
             published = project.model_version  # a version published after this point supersedes the push
             sync = self.tasksync.sync(client, pid)
-            tasks = self.store.unlabeled_tasks(pid)
-            rows = pool_rows(project, tasks)
+            rows = self.pool(project, fresh=sync.reconciled)
             fetched = time.perf_counter()
             version = project.model_version
             next_tasks: list[int] = []
@@ -170,10 +152,8 @@ class HeadPusher:
                 queue = _Queue(version, [ids[i] for i in order], [preds[i] for i in order])
                 ranked = time.perf_counter()
                 first = max(self.settings.batch_size, self.settings.first_slice)
-                pace = self._paces.setdefault(pid, _Pace())
-                if pace.rows:
-                    pace.pushes_in_rows += 1
-                    first = min(first, ROWS_FIRST_SLICE)  # rows land at ~10 a second: the rest follows at once
+                if ls.prediction_pace(client, pid).next_push():  # one row per call: the rest follows at once
+                    first = min(first, ROWS_FIRST_SLICE)
                 # the first slice replaces nothing: Label Studio serves the version as soon as it can (its tasks'
                 # older rows are pruned one by one afterwards, while annotators pause)
                 written = self._push_slice(project, client, queue, min(first, self.settings.queue_head), replace=False)
@@ -205,7 +185,7 @@ class HeadPusher:
             "next_tasks": next_tasks,
             "pruned_versions": pruned,
             "head": {"size": self.settings.queue_head, "written": written, "refills": 0,
-                     "import": "rows" if self._paces.get(pid, _Pace()).rows else "bulk"},
+                     "import": "rows" if ls.prediction_pace(client, pid).rows else "bulk"},
             "task_list": {"tasks": sync.total, "added": sync.added, "removed": sync.removed,
                           "reconciled": sync.reconciled},
             "seconds": {"fetch": round(fetched - started, 3), "rank": round(ranked - fetched, 3),
@@ -217,6 +197,29 @@ class HeadPusher:
         log.info("project %s: pushed the head of %s (%d of %d tasks scored) in %.2f s", pid, version, written,
                  len(rows), done - started)
         return status
+
+    def pool(self, project: Project, *, fresh: bool = False) -> list[dict[str, Item]]:
+        """The unlabelled pool as rows, in task id order; rows of tasks read at an earlier push come from memory.
+        Why: at 100,000 tasks reading and parsing every task's data again took 1-5 s of each version's time
+        to Label Studio serving its first choice. A new label config, or a reconcile of the task list
+        (`fresh`), reads everything again."""
+        pid = project.project_id
+        memo = self._rows.get(pid)
+        if memo is None or memo[0] != project.label_config or fresh:
+            memo = self._rows[pid] = (project.label_config, {})
+        known = memo[1]
+        ids = sorted(self.store.unlabeled_task_ids(pid))
+        missing = [t for t in ids if t not in known]
+        for start in range(0, len(missing), 5000):
+            data = self.store.task_data(pid, missing[start : start + 5000])
+            read = pool_rows(project, sorted(data.items()))
+            by_id = {next(iter(row.values())).task_id: row for row in read}
+            known.update((t, by_id.get(t)) for t in missing[start : start + 5000])  # None: unreadable, skipped
+        if len(known) > len(ids):
+            waiting = set(ids)
+            for gone in [t for t in known if t not in waiting]:  # labelled or deleted since
+                del known[gone]
+        return [row for row in (known[t] for t in ids) if row is not None]
 
     def _embed_on_ray(self, project: Project, rows: list[dict[str, Item]]) -> None:
         """With a Ray address, a pool's texts not yet in the embedding cache (a first sync of a big project)
@@ -334,10 +337,9 @@ class HeadPusher:
         scores = {queue.task_ids[i]: queue.preds[i][0].score for i in picked}
         # In chunks, with a pause between them: Label Studio inserts each request's rows in one transaction,
         # and on SQLite an annotator's save waits for the write lock while it runs (900 rows at once held it
-        # for seconds on a busy machine; a chunk of IMPORT_CHUNK holds it for a fraction of one). See _Pace.
-        pace = self._paces.setdefault(pid, _Pace())
-        if pace.rows and pace.pushes_in_rows >= RETRY_BULK_AFTER:
-            pace.rows, pace.slow_calls, pace.pushes_in_rows = False, 1, 0  # one bulk call decides again
+        # for seconds on a busy machine; a chunk of IMPORT_CHUNK holds it for a fraction of one). Where Label
+        # Studio's imports are slow anyway, one row per call (labelstudio.PredictionPace).
+        pace = ls.prediction_pace(client, pid)
         start = 0
         while start < len(rows):
             part = rows[start : start + (ROW_GROUP if pace.rows else IMPORT_CHUNK)]
@@ -352,7 +354,7 @@ class HeadPusher:
             if replace:
                 self._replace_old(client, project, queue.version, [r["task"] for r in part])
             try:
-                self._send(client, pid, part, pace)
+                ls.send_predictions(client, pid, part)
             except Exception:
                 project.release_claims(queue.version, [r["task"] for r in rows[start:]], "push")
                 raise
@@ -360,25 +362,6 @@ class HeadPusher:
             queue.written += len(part)
             start += len(part)
         return len(rows)
-
-    @staticmethod
-    def _send(client: ls.LabelStudioClient, pid: str, part: list[dict], pace: _Pace) -> None:
-        """One bulk call, timed (two slow ones in a row switch the project to rows), or one call per row."""
-        if pace.rows:
-            for row in part:
-                client.create_prediction(pid, row)
-            return
-        began = time.perf_counter()
-        client.import_predictions(pid, part)
-        took = time.perf_counter() - began
-        pace.slow_calls = pace.slow_calls + 1 if took > BULK_HOLD_MAX else 0
-        if pace.slow_calls >= 2:
-            pace.rows, pace.pushes_in_rows = True, 0
-            log.info("project %s: Label Studio took %.1f s for a %d-row prediction import (stock Label Studio "
-                     "recounts every task of the project on each one); predictions now go one row per call, "
-                     "which keeps annotators' saves fast. Label Studio's setting fflag_fix_back_4620_memory_"
-                     "efficient_predictions_import_08012025_short=true makes bulk imports cheap again.",
-                     pid, took, len(part))
 
     def _replace_old(self, client: ls.LabelStudioClient, project: Project, version: str, task_ids: list[int]) -> None:
         """Tasks about to get this version's prediction lose the older one suggest pushed before, a chunk of
@@ -533,7 +516,7 @@ class HeadPusher:
             return 0
         given = list(dict.fromkeys(r["task"] for r in rows))
         client.delete_task_predictions(pid, given)
-        client.import_predictions(pid, rows)
+        ls.send_predictions(client, pid, rows)
         return sum(len(olds[t]) for t in given)
 
 

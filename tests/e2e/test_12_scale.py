@@ -123,14 +123,14 @@ def test_imported_tasks_enter_the_list_and_deleted_ones_leave(
 def test_one_row_per_call_lands_in_label_studio_as_the_bulk_import_does(
     ls: LabelStudioClient, stack: Stack, rt_tasks: list[tuple[str, str]], tmp_path
 ) -> None:
-    """Row mode (queuehead._Pace: stock Label Studio recounts every task on each bulk import, so big
+    """Row mode (labelstudio.PredictionPace: stock Label Studio recounts every task on each bulk import, so big
     projects get one POST /api/predictions/ per row) writes the same head: the version's rows, each task's
     prediction counter, the project pointed at the version, /next serving the engine's first choice."""
     from suggest.labelstudio import LabelStudioClient as SuggestClient
-    from suggest.labelstudio import parse_controls
+    from suggest.labelstudio import parse_controls, prediction_pace
     from suggest.loop import LoopSettings, rank_rows
     from suggest.project import open_project
-    from suggest.queuehead import ROWS_FIRST_SLICE, HeadPusher, HeadSettings, _Pace
+    from suggest.queuehead import ROWS_FIRST_SLICE, HeadPusher, HeadSettings
     from suggest.store import ProjectRecord, Store
     from suggest.tasksync import TaskSync
 
@@ -143,8 +143,8 @@ def test_one_row_per_call_lands_in_label_studio_as_the_bulk_import_does(
     loop = LoopSettings(batch_size=5)
     pusher = HeadPusher(HeadSettings(queue_head=25, batch_size=5), TaskSync(store),
                         lambda p, rows: rank_rows(p, rows, loop))
-    pusher._paces[str(pid)] = _Pace(rows=True, pushes_in_rows=1)
     client = SuggestClient(stack.label_studio.url, stack.label_studio.token)
+    prediction_pace(client, str(pid)).rows = True  # as after two slow bulk imports
     try:
         status = pusher.push(project, client)
     finally:

@@ -240,6 +240,7 @@ class _ReviewTabLabelStudio:
 
     def __init__(self, pointed: str):
         self.pointed, self.imported, self.patched = pointed, [], []
+        self.url = f"fake://{id(self)}"
 
     def request(self, method, path, **kw):
         project = {"model_version": self.pointed}

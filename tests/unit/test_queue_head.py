@@ -319,12 +319,13 @@ def test_slow_bulk_imports_switch_a_project_to_one_row_per_call_and_bulk_is_trie
     tasks, other saves 21x slower meanwhile); one row per call recounts only its task. Two slow bulk calls
     in a row switch the project to rows; the next push points Label Studio at the version after a few rows;
     after RETRY_BULK_AFTER pushes one bulk call decides again, and a fast one keeps bulk."""
+    import suggest.labelstudio
     import suggest.queuehead
 
     monkeypatch.setattr(suggest.queuehead, "IMPORT_CHUNK", 30)
     monkeypatch.setattr(suggest.queuehead, "IMPORT_PAUSE", 0.0)
-    monkeypatch.setattr(suggest.queuehead, "BULK_HOLD_MAX", 0.05)
-    monkeypatch.setattr(suggest.queuehead, "RETRY_BULK_AFTER", 2)
+    monkeypatch.setattr(suggest.labelstudio, "BULK_HOLD_MAX", 0.05)
+    monkeypatch.setattr(suggest.labelstudio, "RETRY_BULK_AFTER", 1)
 
     class Recounting(FakeLabelStudio):
         slow = True
@@ -365,3 +366,21 @@ def test_slow_bulk_imports_switch_a_project_to_one_row_per_call_and_bulk_is_trie
     status = pusher.push(project, ls)
     assert status["head"]["import"] == "bulk" and "create_prediction" not in [name for name, _ in ls.calls]
     assert len(_pushed(ls, project.model_version)) == 150
+
+
+def test_the_pool_of_a_later_push_reads_only_new_tasks_from_the_store(store, rt_sample, monkeypatch) -> None:
+    """At 100,000 tasks reading and parsing every task's data again took 1-5 s of each version's time to
+    first choice; rows read at an earlier push come from memory, labelled tasks leave, new ones are read."""
+    ls, project, pusher = _pushed_pool(store, [text for text, _ in rt_sample[:60]], head=20)
+    reads: list[list[int]] = []
+    real = store.task_data
+    monkeypatch.setattr(store, "task_data", lambda pid, ids: (reads.append(list(ids)), real(pid, ids))[1])
+    added = ls.add(rt_sample[60][0])
+    pusher.tasksync.sync(ls, PID)
+    store.mark_labeled(PID, [1])
+    rows = pusher.pool(project)
+    assert reads == [[added]], "the pool was read again from the store"
+    ids = [row["sentiment"].task_id for row in rows]
+    assert ids == [t for t in range(2, 62)] and rows[-1]["sentiment"].text == rt_sample[60][0]
+    assert [row["sentiment"].text for row in rows[:2]] == [rt_sample[1][0], rt_sample[2][0]]
+    assert len(pusher.pool(project, fresh=True)) == 60 and len(reads[-1]) == 60, "a reconcile reads it all"

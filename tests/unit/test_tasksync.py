@@ -23,6 +23,7 @@ class FakeLabelStudio:
         self.predictions_held: dict[int, dict] = {}
         self.calls: list[tuple[str, object]] = []
         self.project: dict = {}
+        self.url = f"fake://{id(self)}"  # each stand-in its own Label Studio (labelstudio.prediction_pace)
         self._next_prediction = 1
         for text in texts or []:
             self.add(text)

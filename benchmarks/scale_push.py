@@ -242,7 +242,13 @@ def main() -> None:
             pointed = time.time()
             nxt = client.request("GET", f"/api/projects/{pid}/next")
             served = time.time()
-            m = wait(lambda m, v=held: m["loop"].get("version") == v)  # its push done: the engine's first choice
+            # its push done: the engine's first choice. A version Label Studio pointed at may be superseded before
+            # its push ends (a newer one published meanwhile stops it); then the loop never reports it and the
+            # entry is the newer version's whose push did end (a run hung here for 15 minutes otherwise)
+            m = wait(lambda m, v=held, b=ls_before: m["loop"].get("version") in (v, m.get("model_version"))
+                     and m["loop"].get("version") != b)
+            if m["loop"].get("version") != held:
+                print(json.dumps({"superseded_before_its_push_ended": held, "by": m["loop"]["version"]}), flush=True)
             version = held
             published = watcher.published.get(version, pointed)
             written = client.request("GET", f"/api/projects/{pid}/model-versions/")

@@ -816,7 +816,10 @@ def review_view_data(task_ids: list[int]) -> dict:
 
 NO_COUNTS = {"include": "id"}  # a project read without its task / annotation / prediction counts (0.35-0.4 s at
 # 100,000 tasks in Label Studio 1.23, growing with its predictions table; 0.04-0.06 s without)
-BULK_HOLD_MAX = 0.5  # seconds: two bulk prediction imports in a row slower than this switch a project to rows
+# seconds: two bulk prediction imports in a row slower than this switch a project to rows. At 0.5 s a 1,100-task
+# project switched (two 0.6 s calls while Label Studio was busy with saves) and its saves got slower, not faster:
+# a row per call costs Label Studio ~0.09 s a row in all, and those calls compete with every save
+BULK_HOLD_MAX = 1.0
 RETRY_BULK_AFTER = 20  # versions pushed one row per call before one bulk import is tried again
 
 

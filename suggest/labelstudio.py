@@ -706,8 +706,9 @@ class LabelStudioClient:
             raise
 
     def update_project(self, project_id: str, **fields: Any) -> dict:
-        """Change project fields; the answer leaves out Label Studio's counts (NO_COUNTS)."""
-        return self.request("PATCH", f"/api/projects/{project_id}", params=NO_COUNTS, json=fields).json()
+        """Change project fields; the answer holds the id and those fields, not Label Studio's counts (NO_COUNTS)."""
+        return self.request("PATCH", f"/api/projects/{project_id}", params={"include": ",".join(["id", *fields])},
+                            json=fields).json()
 
     def views(self, project_id: str) -> list[dict]:
         """The project's Data Manager tabs (saved views)."""
@@ -814,12 +815,16 @@ def review_view_data(task_ids: list[int]) -> dict:
                 {"filter": "filter:tasks:id", "operator": "in_list", "type": "Number", "value": ids}]}}
 
 
-NO_COUNTS = {"include": "id"}  # a project read without its task / annotation / prediction counts (0.35-0.4 s at
-# 100,000 tasks in Label Studio 1.23, growing with its predictions table; 0.04-0.06 s without)
-# seconds: two bulk prediction imports in a row slower than this switch a project to rows. At 0.5 s a 1,100-task
-# project switched (two 0.6 s calls while Label Studio was busy with saves) and its saves got slower, not faster:
-# a row per call costs Label Studio ~0.09 s a row in all, and those calls compete with every save
+# A project read without its task / annotation / prediction counts (0.35-0.4 s at 100,000 tasks in Label Studio
+# 1.23, growing with its predictions table; 0.04-0.06 s without). `include` also limits the answer to the fields
+# it names: with "id" alone `model_version` came back missing
+NO_COUNTS = {"include": "id,model_version"}
+# SLOW_IN_A_ROW bulk prediction imports in a row slower than BULK_HOLD_MAX seconds switch a project to rows. With
+# two over 0.5 s, then two over 1 s, a 1,100-task project switched on calls slowed by Label Studio's own load at
+# set-up, and its saves got slower, not faster (p99 1.24x the stub's): a row per call costs Label Studio ~0.09 s a
+# row in all, and those calls compete with every save
 BULK_HOLD_MAX = 1.0
+SLOW_IN_A_ROW = 3
 RETRY_BULK_AFTER = 20  # versions pushed one row per call before one bulk import is tried again
 
 
@@ -844,7 +849,7 @@ class PredictionPace:
         if self.rows:
             self.pushes_in_rows += 1
             if self.pushes_in_rows > RETRY_BULK_AFTER:
-                self.rows, self.slow_calls, self.pushes_in_rows = False, 1, 0
+                self.rows, self.slow_calls, self.pushes_in_rows = False, SLOW_IN_A_ROW - 1, 0
         return self.rows
 
 
@@ -859,7 +864,7 @@ def prediction_pace(client: LabelStudioClient, project_id: str) -> PredictionPac
 
 
 def send_predictions(client: LabelStudioClient, project_id: str, rows: list[dict]) -> None:
-    """Write prediction rows: one timed bulk import (two slow ones in a row switch the project to rows), or
+    """Write prediction rows: one timed bulk import (SLOW_IN_A_ROW slow ones switch the project to rows), or
     one call per row (see PredictionPace)."""
     pace = prediction_pace(client, project_id)
     if pace.rows:
@@ -870,7 +875,7 @@ def send_predictions(client: LabelStudioClient, project_id: str, rows: list[dict
     client.import_predictions(project_id, rows)
     took = time.perf_counter() - began
     pace.slow_calls = pace.slow_calls + 1 if took > BULK_HOLD_MAX else 0
-    if pace.slow_calls >= 2:
+    if pace.slow_calls >= SLOW_IN_A_ROW:
         pace.rows, pace.pushes_in_rows = True, 0
         log.info("project %s: Label Studio took %.1f s for a %d-row prediction import (stock Label Studio recounts "
                  "every task of the project on each one); predictions now go one row per call, which keeps "

@@ -126,8 +126,8 @@ def test_one_row_per_call_lands_in_label_studio_as_the_bulk_import_does(
     """Row mode (labelstudio.PredictionPace: stock Label Studio recounts every task on each bulk import, so big
     projects get one POST /api/predictions/ per row) writes the same head: the version's rows, each task's
     prediction counter, the project pointed at the version, /next serving the engine's first choice."""
+    from suggest.labelstudio import NO_COUNTS, parse_controls, prediction_pace
     from suggest.labelstudio import LabelStudioClient as SuggestClient
-    from suggest.labelstudio import parse_controls, prediction_pace
     from suggest.loop import LoopSettings, rank_rows
     from suggest.project import open_project
     from suggest.queuehead import ROWS_FIRST_SLICE, HeadPusher, HeadSettings
@@ -147,9 +147,11 @@ def test_one_row_per_call_lands_in_label_studio_as_the_bulk_import_does(
     prediction_pace(client, str(pid)).rows = True  # as after two slow bulk imports
     try:
         status = pusher.push(project, client)
+        version = project.model_version
+        # the count-free project read names the fields it returns: the version must be among them
+        assert client.request("GET", f"/api/projects/{pid}", params=NO_COUNTS).json()["model_version"] == version
     finally:
         client.close()
-    version = project.model_version
     assert status["head"] == {"size": 25, "written": 25, "refills": 0, "import": "rows"}
     held = [p for p in ls.predictions(pid) if p["model_version"] == version]
     assert len(held) == 25 and ROWS_FIRST_SLICE < 25

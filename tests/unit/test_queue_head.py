@@ -316,7 +316,7 @@ def test_a_version_published_mid_push_stops_the_rest_of_the_old_head(store, rt_s
 def test_slow_bulk_imports_switch_a_project_to_one_row_per_call_and_bulk_is_tried_again(store, rt_sample,
                                                                                           monkeypatch) -> None:
     """Stock Label Studio recounts every task of the project on each bulk import (4.6-6 s a call at 100,000
-    tasks, other saves 21x slower meanwhile); one row per call recounts only its task. Two slow bulk calls
+    tasks, other saves 21x slower meanwhile); one row per call recounts only its task. Three slow bulk calls
     in a row switch the project to rows; the next push points Label Studio at the version after a few rows;
     after RETRY_BULK_AFTER pushes one bulk call decides again, and a fast one keeps bulk."""
     import suggest.labelstudio
@@ -343,8 +343,8 @@ def test_slow_bulk_imports_switch_a_project_to_one_row_per_call_and_bulk_is_trie
     status = pusher.push(project, ls)
     version = project.model_version
     names = [name for name, _ in ls.calls]
-    assert names.count("import") == 2, "the first slice and one more bulk call, both slow"
-    assert names.count("create_prediction") == 150 - 60 and status["head"]["import"] == "rows"
+    assert names.count("import") == 3, "the first slice's 30 rows and two more bulk calls, all slow"
+    assert names.count("create_prediction") == 150 - 90 and status["head"]["import"] == "rows"
     assert len(_pushed(ls, version)) == 150 and status["head"]["written"] == 150
 
     store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment")

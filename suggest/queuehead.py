@@ -16,6 +16,9 @@ back to random when none is left. So a version needs predictions only for the ta
   (each its own short transaction in Label Studio), `prune_chunk` per step, only while annotators
   pause; never Label Studio's one-transaction delete of a whole version.
 
+Where Label Studio's bulk imports are slow (stock 1.23 recounts every task of the project on each), rows
+go one per call and the first slice is 10 rows (labelstudio.PredictionPace).
+
 `Maintainer` is the background thread that runs refills at once and prunes when annotators pause.
 """
 

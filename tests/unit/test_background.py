@@ -91,7 +91,7 @@ def test_syncs_are_rate_limited_during_a_burst(tmp_path):
     engine = Engine(Settings.from_env({}, model_dir=tmp_path, debounce_seconds=0.05, max_delay_seconds=0.2),
                     load_encoder=False)
     syncs: list[float] = []
-    engine.trainer._sync = lambda project: syncs.append(time.monotonic())
+    engine.trainer._sync = lambda project, **_: syncs.append(time.monotonic())
     engine.trainer.label_studio_interval = 0.5
     try:
         project = engine.project("7", CONFIG)

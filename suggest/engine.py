@@ -429,15 +429,14 @@ class Engine:
                 # a re-read due only by age waits for annotators to pause (at 10,000 labels it is an export of
                 # every labelled task: ~30 s of Label Studio's CPU, taken from the saves), at most one more period
                 overdue = age is not None and age >= 2 * self.settings.reconcile_seconds
-                counts_match = known is not None and known[1] is not None and total >= 0 and (
-                    total - self.store.annotation_count(pid) == known[1])
+                held = self.store.annotation_count(pid)
+                counts_match = known is not None and known[1] is not None and total >= 0 and total - held == known[1]
                 if defer_reread and not changed and counts_match and age is not None and (
                         age >= self.settings.reconcile_seconds):
                     self._reread_waiting.add(pid)  # due only by age: nothing this retrain needs
                     log.info("project %s: the periodic full re-read follows this retrain and push", pid)
                     return True
                 if not changed and age is not None and (age < self.settings.reconcile_seconds or busy and not overdue):
-                    held = self.store.annotation_count(pid)
                     if counts_match:
                         if age >= self.settings.reconcile_seconds:
                             log.info("project %s: the periodic full re-read waits for annotators to pause", pid)

@@ -80,6 +80,7 @@ SOURCES: dict[str, Source] = {
     "audit_fraction": Source(("SUGGEST_AUDIT_FRACTION",)),
     "queue_head": Source(("SUGGEST_QUEUE_HEAD",)),
     "prune_chunk": Source(("SUGGEST_PRUNE_CHUNK",)),
+    "push_duty": Source(("SUGGEST_PUSH_DUTY",)),
     "reconcile_seconds": Source(("SUGGEST_RECONCILE_SECONDS",)),
     "ray_address": Source(("SUGGEST_RAY_ADDRESS",), "--ray"),
 }
@@ -123,6 +124,7 @@ class Settings:
     consensus: str = "majority"  # which label a task with several annotations trains on (suggest.quality.consensus)
     audit_fraction: float = 0.05  # issue 14: share of each batch drawn at random from the pool (0: no audit slice)
     queue_head: int = 1000  # predictions pushed per version: the queue's head (0: every unlabelled task)
+    push_duty: float = 0.25  # after a head's first slice: most of the time its writes may keep Label Studio busy
     prune_chunk: int = 50  # superseded predictions deleted per step (one call each) while annotators pause; 0: off
     reconcile_seconds: float = 300.0  # task list checked for deletions, annotations re-read in full (START_TRAINING)
     ray_address: str | None = None  # a Ray cluster for pool embedding ("auto", "ray://host:10001", host:port)
@@ -212,6 +214,8 @@ def _check(s: Settings) -> None:
             raise bad(name, "a whole number of 1 or more", getattr(s, name))
     if s.queue_head < 0:
         raise bad("queue_head", "0 (push every unlabelled task) or a number of tasks", s.queue_head)
+    if not (math.isfinite(s.push_duty) and 0.01 <= s.push_duty <= 1):
+        raise bad("push_duty", "a share of the time from 0.01 to 1 (1: write the head without resting)", s.push_duty)
     if s.prune_chunk < 0:
         raise bad("prune_chunk", "0 (never prune) or a number of predictions", s.prune_chunk)
     if s.keep_versions < 0:

@@ -119,7 +119,7 @@ class Engine:
         if settings.queue_head:
             head_settings = HeadSettings(settings.queue_head, settings.batch_size, settings.set_sampling,
                                          settings.keep_versions, settings.prune_chunk, ray_address=settings.ray_address,
-                                         audit_fraction=loop_settings.audit_fraction)
+                                         audit_fraction=loop_settings.audit_fraction, push_duty=settings.push_duty)
             head = HeadPusher(head_settings, self.tasksync,
                               lambda project, rows, audit=None: rank_rows(project, rows, loop_settings, audit))
         self.refresher = PoolRefresher(loop_settings, self.client, head)

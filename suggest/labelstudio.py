@@ -863,13 +863,19 @@ def prediction_pace(client: LabelStudioClient, project_id: str) -> PredictionPac
         return _PACES.setdefault((str(client.url), str(project_id)), PredictionPace())
 
 
-def send_predictions(client: LabelStudioClient, project_id: str, rows: list[dict]) -> None:
+def send_predictions(client: LabelStudioClient, project_id: str, rows: list[dict], *, duty: float = 1.0) -> None:
     """Write prediction rows: one timed bulk import (SLOW_IN_A_ROW slow ones switch the project to rows), or
-    one call per row (see PredictionPace)."""
+    one call per row (see PredictionPace).
+
+    `duty` below 1 rests after each call for as long as keeps Label Studio busy with these writes at most that
+    share of the time (a call of t seconds rests t * (1 - duty) / duty): every write holds Label Studio's
+    database and its Python process, so an annotator's save that arrives meanwhile waits."""
     pace = prediction_pace(client, project_id)
     if pace.rows:
         for row in rows:
+            began = time.perf_counter()
             client.create_prediction(project_id, row)
+            rest_after(time.perf_counter() - began, duty)
         return
     began = time.perf_counter()
     client.import_predictions(project_id, rows)
@@ -881,6 +887,13 @@ def send_predictions(client: LabelStudioClient, project_id: str, rows: list[dict
                  "every task of the project on each one); predictions now go one row per call, which keeps "
                  "annotators' saves fast. Label Studio's setting fflag_fix_back_4620_memory_efficient_predictions_"
                  "import_08012025_short=true makes bulk imports cheap again.", project_id, took, len(rows))
+    rest_after(took, duty)
+
+
+def rest_after(took: float, duty: float) -> None:
+    """Sleep so that a Label Studio call that took `took` seconds keeps it busy `duty` of the time (1: no rest)."""
+    if 0.0 < duty < 1.0 and took > 0:
+        time.sleep(took * (1.0 - duty) / duty)
 
 
 def update_review_tab(client: LabelStudioClient, project_id: str, suspects: list[dict], version: str,

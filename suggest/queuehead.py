@@ -74,6 +74,7 @@ class HeadSettings:
     ray_address: str | None = None  # a Ray cluster that embeds a big pool's new texts (suggest.distributed)
     ray_min_texts: int = 2000  # fewer texts to embed than this: the local path
     audit_fraction: float = 0.0  # issue 14's audit slice, drawn from the whole pool before the candidates
+    push_duty: float = 1.0  # after the first slice: share of the time the head's writes may keep Label Studio busy
 
 
 @dataclass
@@ -164,7 +165,8 @@ class HeadPusher:
                     self._point(client, pid, version)
                     first_at = time.perf_counter()
                 written += self._push_slice(project, client, queue, self.settings.queue_head - written,
-                                            superseded=lambda: project.model_version != published)
+                                            superseded=lambda: project.model_version != published,
+                                            duty=self.settings.push_duty)
                 self._queues[pid] = queue
                 self._prunes.pop(pid, None)  # planned against the last version's rows: listed again when due
                 next_tasks = [ids[i] for i in batch[:10]]
@@ -314,12 +316,14 @@ class HeadPusher:
         client.update_project(pid, **fields)
 
     def _push_slice(self, project: Project, client: ls.LabelStudioClient, queue: _Queue, n: int, *,
-                    replace: bool = True, superseded: Callable[[], bool] = lambda: False) -> int:
+                    replace: bool = True, superseded: Callable[[], bool] = lambda: False, duty: float = 1.0) -> int:
         """Import the next `n` unlabelled tasks of the queue not yet holding its version; returns rows written.
 
         Stops between chunks once `superseded()`: a newer version was published meanwhile, and the rest of
         this head would only keep the newer version's push waiting for the lock (at 10,000 tasks the head's
-        remaining 950 rows took 20-40 s, and the next version's first choice waited for them)."""
+        remaining 950 rows took 20-40 s, and the next version's first choice waited for them).
+        `duty` < 1 paces the writes (`labelstudio.rest_after`): the rest of a head is needed only before
+        annotators reach it, while every write is time an annotator's save may wait for Label Studio."""
         pid = project.project_id
         if n <= 0:
             return 0
@@ -343,9 +347,10 @@ class HeadPusher:
         # for seconds on a busy machine; a chunk of IMPORT_CHUNK holds it for a fraction of one). Where Label
         # Studio's imports are slow anyway, one row per call (labelstudio.PredictionPace).
         pace = ls.prediction_pace(client, pid)
+        group = max(1, round(ROW_GROUP * min(duty, 1.0)))  # paced rows: the check for a newer version stays ~2 s apart
         start = 0
         while start < len(rows):
-            part = rows[start : start + (ROW_GROUP if pace.rows else IMPORT_CHUNK)]
+            part = rows[start : start + (group if pace.rows else IMPORT_CHUNK)]
             if start and not pace.rows:
                 time.sleep(IMPORT_PAUSE)
             if superseded():
@@ -355,9 +360,11 @@ class HeadPusher:
                 queue.stopped = True
                 return start
             if replace:
+                began = time.perf_counter()
                 self._replace_old(client, project, queue.version, [r["task"] for r in part])
+                ls.rest_after(time.perf_counter() - began, duty)
             try:
-                ls.send_predictions(client, pid, part)
+                ls.send_predictions(client, pid, part, duty=duty)
             except Exception:
                 project.release_claims(queue.version, [r["task"] for r in rows[start:]], "push")
                 raise
@@ -406,7 +413,8 @@ class HeadPusher:
             if queue is None or not self.needs_refill(project):
                 return 0
             left = len(self.store.unlabeled_pushed(pid, queue.version))
-            written = self._push_slice(project, client, queue, self.settings.queue_head - left)
+            written = self._push_slice(project, client, queue, self.settings.queue_head - left,
+                                       duty=self.settings.push_duty)
             queue.refills += 1
         if written:
             log.info("project %s: refilled the head of %s with %d tasks (%d were left)", pid, queue.version,

@@ -111,6 +111,8 @@ def test_counts_must_be_positive(var):
     ({"LOG_LEVEL": "loud"}, "LOG_LEVEL (--log-level) must be one of DEBUG, INFO"),
     ({"LABEL_STUDIO_URL": "localhost:8080"}, "LABEL_STUDIO_URL or LABEL_STUDIO_HOST must be an http(s) URL"),
     ({"SUGGEST_MEDIA_ALLOW_HOSTS": "minio,http://cache:9000"}, "SUGGEST_MEDIA_ALLOW_HOSTS"),
+    ({"SUGGEST_PUSH_DUTY": "0"}, "SUGGEST_PUSH_DUTY must be a share of the time from 0.01 to 1"),
+    ({"SUGGEST_PUSH_DUTY": "1.5"}, "SUGGEST_PUSH_DUTY must be a share of the time from 0.01 to 1"),
 ])
 def test_out_of_range_values_name_the_setting_and_what_it_accepts(env, names):
     with pytest.raises(SettingsError, match=re.escape(names)):

@@ -384,3 +384,57 @@ def test_the_pool_of_a_later_push_reads_only_new_tasks_from_the_store(store, rt_
     assert ids == [t for t in range(2, 62)] and rows[-1]["sentiment"].text == rt_sample[60][0]
     assert [row["sentiment"].text for row in rows[:2]] == [rt_sample[1][0], rt_sample[2][0]]
     assert len(pusher.pool(project, fresh=True)) == 60 and len(reads[-1]) == 60, "a reconcile reads it all"
+
+
+def test_after_the_first_slice_the_heads_writes_rest_to_keep_label_studio_mostly_free(tmp_path, rt_sample,
+                                                                                       monkeypatch) -> None:
+    """An annotator's save that meets one of our writes waits for it; only the first slice is urgent. With
+    `push_duty` 0.25 every later write is followed by a rest three times its length, in row and bulk mode."""
+    import time
+
+    import suggest.labelstudio
+    import suggest.queuehead
+
+    monkeypatch.setattr(suggest.queuehead, "IMPORT_CHUNK", 10)
+    monkeypatch.setattr(suggest.queuehead, "IMPORT_PAUSE", 0.0)
+
+    class Timed(FakeLabelStudio):
+        hold = 0.02
+
+        def __init__(self, texts):
+            super().__init__(texts)
+            self.spans: list[tuple[str, float, float]] = []
+
+        def create_prediction(self, project_id, row):
+            began = time.perf_counter()
+            time.sleep(self.hold)
+            super().create_prediction(project_id, row)
+            self.spans.append(("row", began, time.perf_counter()))
+
+        def import_predictions(self, project_id, rows, chunk=2000):
+            began = time.perf_counter()
+            time.sleep(self.hold)
+            written = super().import_predictions(project_id, rows, chunk)
+            self.spans.append(("bulk", began, time.perf_counter()))
+            return written
+
+    def gaps(ls: Timed) -> list[float]:
+        return [b[1] - a[2] for a, b in zip(ls.spans, ls.spans[1:], strict=False)]
+
+    texts = [text for text, _ in rt_sample[:120]]
+    for rows in (True, False):
+        store = Store(tmp_path / ("rows" if rows else "bulk"))
+        ls = Timed(texts)
+        suggest.labelstudio.prediction_pace(ls, PID).rows = rows
+        project = _project(store)
+        pusher = HeadPusher(HeadSettings(60, 2, True, 1, 5, first_slice=2 if rows else 20, push_duty=0.25),
+                            TaskSync(store), lambda project, rows_: rank_rows(project, rows_, LoopSettings(2)))
+        status = pusher.push(project, ls)
+        assert status["head"]["written"] == 60 and len(_pushed(ls, project.model_version)) == 60
+        pointed = ls.calls.index(("update_project", project.model_version))
+        first = len([name for name, _ in ls.calls[:pointed] if name in ("create_prediction", "import")])
+        urgent, paced = gaps(ls)[: first - 1], gaps(ls)[first:]
+        assert first == 2 and len(paced) >= 3, "the first slice, then the pointing, then the rest"
+        assert all(g < 0.02 for g in urgent), f"the first slice goes at once: {urgent}"
+        assert min(paced) >= 3 * ls.hold * 0.9, f"each later write rests ~3x its length: {paced}"
+        store.close()

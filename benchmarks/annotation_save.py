@@ -83,7 +83,7 @@ def _trained_on(suggest: HttpServer, pid: int, n: int, timeout: float) -> dict:
 
     def done(m: dict | None) -> bool:
         return bool(m and m["versions"] and m["versions"][-1]["n_labels"] == n and not m["training"]
-                    and m["loop"].get("version") == m["model_version"])
+                    and m["loop"].get("version") == m["model_version"] and not m["loop"].get("pushing"))
 
     return poll(f"suggest to train on {n} labels and push", lambda: _metrics(suggest, pid), done, timeout, 0.25)
 

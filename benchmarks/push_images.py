@@ -110,7 +110,8 @@ def main() -> None:
                                        "value": {"choices": [truth[tid]]}}])
             m = poll("a re-rank with a new version", metrics,
                      lambda m, before=before: m["model_version"].startswith("v") and m["model_version"] != before
-                     and m["loop"].get("version") == m["model_version"] and not m["training"], 900, 0.2)
+                     and m["loop"].get("version") == m["model_version"] and not m["loop"].get("pushing")
+                     and not m["training"], 900, 0.2)
             rounds.append(m["loop"])
             console.print(f"re-rank after {len(batch)} more labels: {rounds[-1]['seconds']}")
     finally:

@@ -106,7 +106,7 @@ def main() -> None:
         for task in tasks[:30]:
             client.annotate(task["id"], choice_result(task["data"]["truth"]))
         warm = wait_loop(metrics, lambda m: m["model_version"].startswith("v")
-                         and m["loop"].get("version") == m["model_version"])
+                         and m["loop"].get("version") == m["model_version"] and not m["loop"].get("pushing"))
         loop = warm["loop"]
         nxt = client.request("GET", f"/api/projects/{pid}/next")
         project = client.project(pid)

@@ -109,7 +109,7 @@ class Watcher(threading.Thread):
     def __init__(self, server: HttpServer, pid: int):
         super().__init__(daemon=True)
         self.server, self.pid = server, str(pid)
-        self.pushes: dict[str, tuple[float, float]] = {}
+        self.pushes: dict[str, list] = {}  # version -> [start, end or None while its head is written]
         self.prune_marks: list[tuple[float, int]] = []
         self.published: dict[str, float] = {}
         self.stop_flag = threading.Event()
@@ -124,9 +124,17 @@ class Watcher(threading.Thread):
             if m:
                 self.published.setdefault(m["model_version"], now)
                 loop = m.get("loop") or {}
-                if loop.get("version") and loop.get("seconds") and loop["version"] not in self.pushes:
-                    # the push finished before this poll: its window ends at most 0.1 s ago
-                    self.pushes[loop["version"]] = (now - loop["seconds"]["total"] - 0.1, now)
+                version, seconds = loop.get("version"), loop.get("seconds") or {}
+                if version and seconds:
+                    if version not in self.pushes:
+                        # first seen while its paced head is still written ("pushing"), or once it ended
+                        began = seconds.get("first_choice") if loop.get("pushing") else seconds.get("total")
+                        self.pushes[version] = [now - (began or 0.0) - 0.1, None]
+                    if not loop.get("pushing") and self.pushes[version][1] is None:
+                        self.pushes[version][1] = now
+                    for other, window in self.pushes.items():  # a newer version's push stopped the older one
+                        if other != version and window[1] is None:
+                            window[1] = now
                 self.prune_marks.append((now, (m.get("task_list") or {}).get("pruned", 0)))
             time.sleep(0.1)
 
@@ -277,7 +285,7 @@ def main() -> None:
         watcher.join(5)
         final = client.request("GET", f"/api/projects/{pid}/model-versions/")
         result["predictions_table_final"] = {"total": sum(final.values()), "by_version": final}
-        pushes = list(watcher.pushes.values())
+        pushes = [(a, b if b is not None else time.time()) for a, b in watcher.pushes.values()]
         prunes = watcher.pruning_windows()
 
         def overlaps(s, windows):

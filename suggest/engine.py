@@ -130,7 +130,9 @@ class Engine:
             on_published=self._after_publish, on_version=lambda project: self.analyst.request(project),
             label_studio_interval=settings.push_interval_seconds, background=self.background,
         )
-        self.confirmer = Confirmer(self._confirm, background=self.background)
+        # during continuous saves one confirmation read per max_delay (3 s), not per second: each read is Label
+        # Studio time an annotator's save may wait for, and the retrain it feeds waits as long anyway (issue 20)
+        self.confirmer = Confirmer(self._confirm, max_delay=settings.max_delay_seconds, background=self.background)
         # issue 14: quality and standing on their own low-priority thread, so a retrain never waits on analysis
         self.analyst = Analyst(self._analyze, analysis_background(self.background))
         self._oof: dict[str, dict | None] = {}

@@ -161,15 +161,21 @@ class HeadPusher:
                 # the first slice replaces nothing: Label Studio serves the version as soon as it can (its tasks'
                 # older rows are pruned one by one afterwards, while annotators pause)
                 written = self._push_slice(project, client, queue, min(first, self.settings.queue_head), replace=False)
+                next_tasks = [ids[i] for i in batch[:10]]
                 if written:
                     self._point(client, pid, version)
                     first_at = time.perf_counter()
+                    # the rest of the head is paced and may take minutes: /metrics shows the version served
+                    # (and what /next should give) from now on, with the head still growing
+                    project.loop_status = self._status(
+                        client, pid, version, rows, pool_size, next_tasks, [], written, sync,
+                        {"fetch": fetched - started, "rank": ranked - fetched, "first_choice": first_at - started},
+                        pushing=True)
                 written += self._push_slice(project, client, queue, self.settings.queue_head - written,
                                             superseded=lambda: project.model_version != published,
                                             duty=self.settings.push_duty)
                 self._queues[pid] = queue
                 self._prunes.pop(pid, None)  # planned against the last version's rows: listed again when due
-                next_tasks = [ids[i] for i in batch[:10]]
             else:
                 ranked = fetched
             pushed = time.perf_counter()
@@ -180,11 +186,24 @@ class HeadPusher:
         stopped = pid in self._queues and self._queues[pid].stopped
         pruned = self._prune_after_push(project, client) if written and not stopped else []
         done = time.perf_counter()
-        status = {
+        status = self._status(client, pid, version, rows, pool_size, next_tasks, pruned, written, sync,
+                              {"fetch": fetched - started, "rank": ranked - fetched, "push": pushed - ranked,
+                               "first_choice": None if first_at is None else first_at - started,
+                               "total": done - started}, held=held)
+        log.info("project %s: pushed the head of %s (%d of %d tasks scored) in %.2f s", pid, version, written,
+                 len(rows), done - started)
+        return status
+
+    def _status(self, client: ls.LabelStudioClient, pid: str, version: str, rows: list, pool_size: int,
+                next_tasks: list[int], pruned: list[str], written: int, sync, seconds: dict[str, float | None], *,
+                held: bool = True, pushing: bool = False) -> dict:
+        """The loop status /metrics shows: `pushing` while the rest of the head is still being written."""
+        return {
             "enabled": True,
             **({} if rows else {"note": "nothing to push: no unlabelled task is waiting for a prediction" + (
                 "" if held else ", so Label Studio's model version was left as it was")}),
             "version": version,
+            "pushing": pushing,
             "tasks_scored": len(rows),
             "pool": pool_size,
             "next_tasks": next_tasks,
@@ -193,15 +212,9 @@ class HeadPusher:
                      "import": "rows" if ls.prediction_pace(client, pid).rows else "bulk"},
             "task_list": {"tasks": sync.total, "added": sync.added, "removed": sync.removed,
                           "reconciled": sync.reconciled},
-            "seconds": {"fetch": round(fetched - started, 3), "rank": round(ranked - fetched, 3),
-                        "push": round(pushed - ranked, 3),
-                        "first_choice": None if first_at is None else round(first_at - started, 3),
-                        "total": round(done - started, 3)},
+            "seconds": {k: None if v is None else round(v, 3) for k, v in seconds.items()},
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        log.info("project %s: pushed the head of %s (%d of %d tasks scored) in %.2f s", pid, version, written,
-                 len(rows), done - started)
-        return status
 
     def pool(self, project: Project, *, fresh: bool = False) -> list[dict[str, Item]]:
         """The unlabelled pool as rows, in task id order; rows of tasks read at an earlier push come from memory.
@@ -370,6 +383,9 @@ class HeadPusher:
                 raise
             self.store.set_pushed(pid, queue.version, {r["task"]: scores[r["task"]] for r in part})
             queue.written += len(part)
+            status = project.loop_status
+            if isinstance(status, dict) and status.get("pushing") and status.get("version") == queue.version:
+                status["head"]["written"] = queue.written  # /metrics follows a paced head as it grows
             start += len(part)
         return len(rows)
 

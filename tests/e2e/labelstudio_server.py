@@ -544,6 +544,8 @@ def wait_pushed(suggest: HttpServer, pid: int, trained: bool, timeout: float = 1
     def done(m: dict[str, Any] | None) -> bool:
         if not m or not m["loop"].get("enabled") or m["loop"].get("version") != m["model_version"]:
             return False
+        if m["loop"].get("pushing"):  # the head's paced rest is still being written
+            return False
         return (not trained or m["model_version"].startswith("v")) and not m["training"]
 
     what = f"suggest to push {'a trained' if trained else 'its starting'} version"

@@ -43,7 +43,7 @@ def project(ls: LabelStudioClient, suggest_server: HttpServer, rt_tasks: list[tu
          and m["quality"].get("model_version") == m.get("model_version")
          and (m.get("standing") or {}).get("model_version") == m.get("model_version")
          # settled: no retrain, push, analysis or prune still to come (the page and the snapshot must agree)
-         and (m.get("loop") or {}).get("version") == m.get("model_version")
+         and (m.get("loop") or {}).get("version") == m.get("model_version") and not m["loop"].get("pushing")
          and not m.get("training") and not m.get("analysing") and not m.get("maintaining"), 180)
     return pid
 

@@ -404,14 +404,17 @@ def test_after_the_first_slice_the_heads_writes_rest_to_keep_label_studio_mostly
         def __init__(self, texts):
             super().__init__(texts)
             self.spans: list[tuple[str, float, float]] = []
+            self.watch = lambda: None
 
         def create_prediction(self, project_id, row):
+            self.watch()
             began = time.perf_counter()
             time.sleep(self.hold)
             super().create_prediction(project_id, row)
             self.spans.append(("row", began, time.perf_counter()))
 
         def import_predictions(self, project_id, rows, chunk=2000):
+            self.watch()
             began = time.perf_counter()
             time.sleep(self.hold)
             written = super().import_predictions(project_id, rows, chunk)
@@ -429,7 +432,14 @@ def test_after_the_first_slice_the_heads_writes_rest_to_keep_label_studio_mostly
         project = _project(store)
         pusher = HeadPusher(HeadSettings(60, 2, True, 1, 5, first_slice=2 if rows else 20, push_duty=0.25),
                             TaskSync(store), lambda project, rows_: rank_rows(project, rows_, LoopSettings(2)))
+        seen: list[tuple] = []
+        ls.watch = lambda: seen.append((project.loop_status.get("version"), project.loop_status.get("pushing"),
+                                        (project.loop_status.get("head") or {}).get("written")))
         status = pusher.push(project, ls)
+        during = [written for version, pushing, written in seen if pushing and version == project.model_version]
+        assert during and during[0] == (2 if rows else 20) and during == sorted(during) and during[-1] < 60, \
+            "/metrics shows the version served, and its head growing, while the paced rest is written"
+        assert status["pushing"] is False and status["seconds"]["total"] >= status["seconds"]["first_choice"]
         assert status["head"]["written"] == 60 and len(_pushed(ls, project.model_version)) == 60
         pointed = ls.calls.index(("update_project", project.model_version))
         first = len([name for name, _ in ls.calls[:pointed] if name in ("create_prediction", "import")])

@@ -433,8 +433,9 @@ def test_after_the_first_slice_the_heads_writes_rest_to_keep_label_studio_mostly
         pusher = HeadPusher(HeadSettings(60, 2, True, 1, 5, first_slice=2 if rows else 20, push_duty=0.25),
                             TaskSync(store), lambda project, rows_: rank_rows(project, rows_, LoopSettings(2)))
         seen: list[tuple] = []
-        ls.watch = lambda: seen.append((project.loop_status.get("version"), project.loop_status.get("pushing"),
-                                        (project.loop_status.get("head") or {}).get("written")))
+        ls.watch = lambda seen=seen, project=project: seen.append(
+            (project.loop_status.get("version"), project.loop_status.get("pushing"),
+             (project.loop_status.get("head") or {}).get("written")))
         status = pusher.push(project, ls)
         during = [written for version, pushing, written in seen if pushing and version == project.model_version]
         assert during and during[0] == (2 if rows else 20) and during == sorted(during) and during[-1] < 60, \

@@ -31,7 +31,7 @@ from suggest.schema import BadInput, Label, SchemaError
 from suggest.standing.analyst import Analyst, analysis_background
 from suggest.store import ProjectRecord, Store, StoreLocked
 from suggest.tasksync import TaskSync
-from suggest.trainer import GROWTH, Trainer
+from suggest.trainer import Trainer
 from suggest.worker import Background, ProjectWorker
 
 log = logging.getLogger(__name__)
@@ -130,10 +130,9 @@ class Engine:
             on_published=self._after_publish, on_version=lambda project: self.analyst.request(project),
             label_studio_interval=settings.push_interval_seconds, background=self.background,
         )
-        # during continuous saves a confirmation read waits as the retrain it feeds does (trainer.GROWTH): each
-        # read is Label Studio time an annotator's save may wait for (issue 20)
-        self.confirmer = Confirmer(self._confirm, max_delay=settings.max_delay_seconds, background=self.background,
-                                   patience=self._confirm_patience)
+        # during continuous saves one confirmation read per max_delay (3 s), not per second: each read is Label
+        # Studio time an annotator's save may wait for, and the retrain it feeds waits as long anyway (issue 20)
+        self.confirmer = Confirmer(self._confirm, max_delay=settings.max_delay_seconds, background=self.background)
         # issue 14: quality and standing on their own low-priority thread, so a retrain never waits on analysis
         self.analyst = Analyst(self._analyze, analysis_background(self.background))
         self._oof: dict[str, dict | None] = {}
@@ -544,14 +543,6 @@ class Engine:
             self.store.set_label_studio_state(pid, error=None)
         self._ls_state[pid] = (True, None, time.time())
 
-    def _confirm_patience(self, project_id: str, events: int) -> float:
-        """How long after the first of a run of webhooks with no pause their confirmation may wait: `max_delay`
-        once they amount to GROWTH of the stored labels (the retrain they feed is due then), else until the
-        annotators pause, `max_push_wait` at most, as the retrain waits."""
-        if events >= GROWTH * self.store.annotation_count(project_id):
-            return self.confirmer.max_delay
-        return self.trainer.max_push_wait
-
     def _confirm(self, project_id: str, hints: _Hints) -> None:
         """Store what Label Studio holds for the tasks some webhooks named (all tasks when `full`)."""
         project = self.projects.get(project_id)
@@ -784,10 +775,9 @@ class Confirmer(ProjectWorker):
     """
 
     def __init__(self, confirm: Callable[[str, _Hints], None], *, debounce: float = 0.2, max_delay: float = 1.0,
-                 background: Background | None = None, patience: Callable[[str, int], float] | None = None):
+                 background: Background | None = None):
         self._confirm_fn = confirm
         self.debounce, self.max_delay = debounce, max_delay
-        self._patience = patience  # (project, events) -> the longest wait after the first of a run with no pause
         self.errors: dict[str, str] = {}
         super().__init__("suggest-confirmer", background)
         self._pending: dict[str, _Hints] = {}
@@ -831,8 +821,7 @@ class Confirmer(ProjectWorker):
                 while not self._stopped and pid is None:
                     now, sleep = time.monotonic(), 3600.0
                     for key, h in self._pending.items():
-                        wait = self.max_delay if h.full or self._patience is None else self._patience(key, h.events)
-                        due = max(min(h.last + self.debounce, h.first + wait), h.not_before)
+                        due = max(min(h.last + self.debounce, h.first + self.max_delay), h.not_before)
                         if due <= now:
                             pid = key
                             break

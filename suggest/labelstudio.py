@@ -826,6 +826,10 @@ NO_COUNTS = {"include": "id,model_version"}
 BULK_HOLD_MAX = 1.0
 SLOW_IN_A_ROW = 3
 RETRY_BULK_AFTER = 20  # versions pushed one row per call before one bulk import is tried again
+# Three calls over 1 s in a row still switched a 1,300-task project at set-up (Label Studio busy with its import
+# and our first embedding): the recount that makes bulk imports slow grows with the project (~0.1-0.2 s per call at
+# 1,000 tasks, 0.8-1.8 s at 10,000, 4.6-6 s at 100,000), so below this many tasks a slow call is load, not recount
+ROWS_MIN_TASKS = 5000
 
 
 @dataclass
@@ -842,6 +846,7 @@ class PredictionPace:
     rows: bool = False
     slow_calls: int = 0  # bulk calls in a row slower than BULK_HOLD_MAX
     pushes_in_rows: int = 0
+    tasks: int = 0  # the project's task count, as its last push listed it (ROWS_MIN_TASKS)
 
     def next_push(self) -> bool:
         """A version's push begins; True while it goes one row per call (after RETRY_BULK_AFTER such pushes,
@@ -881,7 +886,7 @@ def send_predictions(client: LabelStudioClient, project_id: str, rows: list[dict
     client.import_predictions(project_id, rows)
     took = time.perf_counter() - began
     pace.slow_calls = pace.slow_calls + 1 if took > BULK_HOLD_MAX else 0
-    if pace.slow_calls >= SLOW_IN_A_ROW:
+    if pace.slow_calls >= SLOW_IN_A_ROW and pace.tasks >= ROWS_MIN_TASKS:
         pace.rows, pace.pushes_in_rows = True, 0
         log.info("project %s: Label Studio took %.1f s for a %d-row prediction import (stock Label Studio recounts "
                  "every task of the project on each one); predictions now go one row per call, which keeps "

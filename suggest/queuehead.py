@@ -134,6 +134,7 @@ class HeadPusher:
         with self._lock(pid):
             published = project.model_version  # a version published after this point supersedes the push
             sync = self.tasksync.sync(client, pid)
+            ls.prediction_pace(client, pid).tasks = sync.total
             rows = self.pool(project, fresh=sync.reconciled)
             fetched = time.perf_counter()
             version = project.model_version

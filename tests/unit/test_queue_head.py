@@ -326,6 +326,7 @@ def test_slow_bulk_imports_switch_a_project_to_one_row_per_call_and_bulk_is_trie
     monkeypatch.setattr(suggest.queuehead, "IMPORT_PAUSE", 0.0)
     monkeypatch.setattr(suggest.labelstudio, "BULK_HOLD_MAX", 0.05)
     monkeypatch.setattr(suggest.labelstudio, "RETRY_BULK_AFTER", 1)
+    monkeypatch.setattr(suggest.labelstudio, "ROWS_MIN_TASKS", 200)  # this stand-in's project counts as big
 
     class Recounting(FakeLabelStudio):
         slow = True
@@ -449,3 +450,27 @@ def test_after_the_first_slice_the_heads_writes_rest_to_keep_label_studio_mostly
         assert all(g < 0.02 for g in urgent), f"the first slice goes at once: {urgent}"
         assert min(paced) >= 3 * ls.hold * 0.9, f"each later write rests ~3x its length: {paced}"
         store.close()
+
+
+def test_slow_bulk_imports_of_a_small_project_are_load_and_keep_bulk(monkeypatch) -> None:
+    """Label Studio's recount grows with the project (0.1-0.2 s a call at 1,000 tasks): below ROWS_MIN_TASKS a slow
+    bulk call is Label Studio's load (at set-up a 1,300-task project switched, and its saves got slower)."""
+    import time
+
+    import suggest.labelstudio
+    from suggest.labelstudio import SLOW_IN_A_ROW, prediction_pace, send_predictions
+
+    monkeypatch.setattr(suggest.labelstudio, "BULK_HOLD_MAX", 0.01)
+
+    class Busy(FakeLabelStudio):
+        def import_predictions(self, project_id, rows, chunk=2000):
+            time.sleep(0.02)
+            return super().import_predictions(project_id, rows, chunk)
+
+    rows = [{"task": 1, "model_version": "v1", "score": 0.5, "result": []}]
+    for tasks, switched in ((1_300, False), (suggest.labelstudio.ROWS_MIN_TASKS, True)):
+        ls = Busy(["a"])
+        prediction_pace(ls, PID).tasks = tasks
+        for _ in range(SLOW_IN_A_ROW):
+            send_predictions(ls, PID, rows)
+        assert prediction_pace(ls, PID).rows is switched, tasks

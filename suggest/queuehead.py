@@ -362,6 +362,9 @@ class HeadPusher:
         # Studio's imports are slow anyway, one row per call (labelstudio.PredictionPace).
         pace = ls.prediction_pace(client, pid)
         group = max(1, round(ROW_GROUP * min(duty, 1.0)))  # paced rows: the check for a newer version stays ~2 s apart
+        # whether older suggest rows may go per task: checked once per slice, not per part (Label Studio's
+        # model-versions read aggregates the whole predictions table: ~1 s at 100,000 tasks)
+        replacing = replace and self.settings.prune_chunk > 0 and self._only_ours(client, project, queue.version)
         start = 0
         while start < len(rows):
             part = rows[start : start + (group if pace.rows else IMPORT_CHUNK)]
@@ -373,10 +376,10 @@ class HeadPusher:
                          "is left to it", pid, queue.version, len(rows) - start)
                 queue.stopped = True
                 return start
-            if replace:
+            if replacing:
                 began = time.perf_counter()
-                self._replace_old(client, project, queue.version, [r["task"] for r in part])
-                ls.rest_after(time.perf_counter() - began, duty)
+                if self._replace_old(client, project, queue.version, [r["task"] for r in part]):
+                    ls.rest_after(time.perf_counter() - began, duty)
             try:
                 ls.send_predictions(client, pid, part, duty=duty)
             except Exception:
@@ -390,27 +393,29 @@ class HeadPusher:
             start += len(part)
         return len(rows)
 
-    def _replace_old(self, client: ls.LabelStudioClient, project: Project, version: str, task_ids: list[int]) -> None:
-        """Tasks about to get this version's prediction lose the older one suggest pushed before, a chunk of
-        tasks per call (Label Studio's Data Manager deletes per task, in one short transaction). Why: a new
-        head overlaps the last one, and deleting those superseded rows one call each later was far too slow
-        (0.3 to 1 s a call on a busy 2-core machine: the table grew by 700 rows a version). Label Studio's
-        delete takes every prediction of a task, so it is used only while suggest's are the only predictions in
-        the project; with another model's there, `prune` removes suggest's rows one by one.
-        SUGGEST_PRUNE_CHUNK=0 keeps them all."""
-        chunk = self.settings.prune_chunk
-        if chunk <= 0:
-            return
+    def _only_ours(self, client: ls.LabelStudioClient, project: Project, version: str) -> bool:
+        """Whether every prediction in the project is one of suggest's versions (then `_replace_old` may delete
+        per task). Label Studio's delete takes every prediction of a task; with another model's there, `prune`
+        removes suggest's rows one by one. SUGGEST_PRUNE_CHUNK=0 keeps them all."""
         pid = project.project_id
         ours = {project.zero_shot_version(), *(r.version for r in self.store.versions(pid)), version}
         foreign = sorted(set(client.model_versions(pid)) - ours)
-        if foreign:  # a per-task delete would take another model's predictions too: `prune` goes row by row
+        if foreign:
             log.info("project %s: predictions of other models (%s) are in Label Studio; superseded suggest "
                      "predictions are removed one by one instead of per task", pid, ", ".join(foreign[:3]))
-            return
+        return not foreign
+
+    def _replace_old(self, client: ls.LabelStudioClient, project: Project, version: str, task_ids: list[int]) -> bool:
+        """Tasks about to get this version's prediction lose the older one suggest pushed before, a chunk of
+        tasks per call (Label Studio's Data Manager deletes per task, in one short transaction); True when a call
+        was made. Why: a new head overlaps the last one, and deleting those superseded rows one call each later
+        was far too slow (0.3 to 1 s a call on a busy 2-core machine: the table grew by 700 rows a version)."""
+        pid = project.project_id
+        chunk = self.settings.prune_chunk
         old = [t for t, v in self.store.pushed_versions(pid, task_ids).items() if v != version]
         for start in range(0, len(old), chunk):
             client.delete_task_predictions(pid, old[start : start + chunk])
+        return bool(old)
 
     # refill -----------------------------------------------------------------------------------
 

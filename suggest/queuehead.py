@@ -60,6 +60,8 @@ class _Queue:
     refills: int = 0
     written: int = 0
     stopped: bool = False  # a newer version was published mid-push: this queue's head is left unfinished
+    filling: bool = False  # the rest of the head after the first slice is still to be written (`fill`)
+    started: float = 0.0  # when its push began (perf_counter), for the status the fill completes
 
 
 @dataclass
@@ -115,6 +117,10 @@ class HeadPusher:
         self._locks: dict[str, threading.Lock] = {}
         self._rows: dict[str, tuple[str, dict[int, dict[str, Item] | None]]] = {}  # see `pool`
         self._guard = threading.Lock()
+        # set by a Maintainer (paced pushes): a push writes only the first slice and hands the rest of the head to
+        # `fill` on the Maintainer's thread; the trainer's thread, which pushes after each publish, is then free for
+        # the next retrain while the paced rest takes minutes
+        self.on_fill: Callable[[Project], None] | None = None
 
     def _lock(self, pid: str) -> threading.Lock:
         with self._guard:
@@ -172,9 +178,14 @@ class HeadPusher:
                         client, pid, version, rows, pool_size, next_tasks, [], written, sync,
                         {"fetch": fetched - started, "rank": ranked - fetched, "first_choice": first_at - started},
                         pushing=True)
-                written += self._push_slice(project, client, queue, self.settings.queue_head - written,
-                                            superseded=lambda: project.model_version != published,
-                                            duty=self.settings.push_duty)
+                queue.started = started
+                if self.on_fill is not None and written and queue.cursor < len(queue.task_ids) and (
+                        written < self.settings.queue_head):
+                    queue.filling = True  # the Maintainer writes the rest, paced, off the trainer's thread
+                else:
+                    written += self._push_slice(project, client, queue, self.settings.queue_head - written,
+                                                superseded=lambda: project.model_version != published,
+                                                duty=self.settings.push_duty)
                 self._queues[pid] = queue
                 self._prunes.pop(pid, None)  # planned against the last version's rows: listed again when due
             else:
@@ -187,10 +198,14 @@ class HeadPusher:
         stopped = pid in self._queues and self._queues[pid].stopped
         pruned = self._prune_after_push(project, client) if written and not stopped else []
         done = time.perf_counter()
+        filling = pid in self._queues and self._queues[pid].filling
         status = self._status(client, pid, version, rows, pool_size, next_tasks, pruned, written, sync,
                               {"fetch": fetched - started, "rank": ranked - fetched, "push": pushed - ranked,
                                "first_choice": None if first_at is None else first_at - started,
-                               "total": done - started}, held=held)
+                               **({} if filling else {"total": done - started})}, held=held, pushing=filling)
+        if filling and self.on_fill is not None:  # after the status is out: the fill completes it in place
+            project.loop_status = status
+            self.on_fill(project)
         log.info("project %s: pushed the head of %s (%d of %d tasks scored) in %.2f s", pid, version, written,
                  len(rows), done - started)
         return status
@@ -425,6 +440,29 @@ class HeadPusher:
             return False
         return len(self.store.unlabeled_pushed(project.project_id, queue.version)) < self.low_water
 
+    def fill(self, project: Project, client: ls.LabelStudioClient) -> int:
+        """Write the rest of a head whose push wrote only its first slice (`on_fill`), paced by `push_duty`,
+        stopping once a newer version is published; then the loop status says the push is done."""
+        pid = project.project_id
+        with self._lock(pid):
+            queue = self._queues.get(pid)
+            if queue is None or not queue.filling:
+                return 0
+            try:
+                written = self._push_slice(project, client, queue, self.settings.queue_head - queue.written,
+                                           superseded=lambda: project.model_version != queue.version,
+                                           duty=self.settings.push_duty)
+            finally:
+                queue.filling = False
+                status = project.loop_status
+                if isinstance(status, dict) and status.get("version") == queue.version and status.get("pushing"):
+                    status["pushing"] = False
+                    status["head"]["written"] = queue.written
+                    status.setdefault("seconds", {})["total"] = round(time.perf_counter() - queue.started, 3)
+        log.info("project %s: wrote the rest of the head of %s (%d rows, %d in all)%s", pid, queue.version,
+                 written, queue.written, "; stopped for a newer version" if queue.stopped else "")
+        return written
+
     def refill(self, project: Project, client: ls.LabelStudioClient) -> int:
         """Top the head up to `queue_head` unlabelled tasks from the same version's ranking."""
         pid = project.project_id
@@ -432,7 +470,7 @@ class HeadPusher:
             queue = self._queues.get(pid)
             # a queue whose push stopped for a newer version is still the one Label Studio serves until that
             # version's push (which may wait for annotators to pause): it is refilled as any other
-            if queue is None or not self.needs_refill(project):
+            if queue is None or queue.filling or not self.needs_refill(project):
                 return 0
             left = len(self.store.unlabeled_pushed(pid, queue.version))
             written = self._push_slice(project, client, queue, self.settings.queue_head - left,
@@ -573,6 +611,8 @@ class Maintainer(ProjectWorker):
         self._client_for = client_for
         self.pruned: dict[str, int] = {}
         self._events: dict[str, float] = {}
+        if head.settings.push_duty < 1.0:  # paced: the rest of each head is written here (`fill`)
+            head.on_fill = lambda project: self._add(project, "fill")
         super().__init__("suggest-queue-head", background)
         self._pending: dict[str, tuple[Project, set[str]]] = {}
         self._start()
@@ -598,8 +638,9 @@ class Maintainer(ProjectWorker):
     def _next(self) -> tuple[Project, str] | float:
         now, wait = time.monotonic(), 3600.0
         for project, jobs in self._pending.values():
-            if "refill" in jobs:
-                return project, "refill"
+            for job in ("fill", "refill"):  # the head comes first; pruning waits for annotators to pause
+                if job in jobs:
+                    return project, job
         for project, _ in self._pending.values():
             due = self._events.get(project.project_id, 0.0) + self.quiet
             if due <= now:
@@ -629,7 +670,9 @@ class Maintainer(ProjectWorker):
                 client = self._client_for(project)
                 if client is not None:
                     try:
-                        if job == "refill":
+                        if job == "fill":
+                            self.head.fill(project, client)
+                        elif job == "refill":
                             self.head.refill(project, client)
                         else:
                             deleted, more = self.head.prune(project, client)

@@ -12,7 +12,7 @@ import pytest
 from suggest.labelstudio import parse_controls
 from suggest.loop import LoopSettings, rank_rows
 from suggest.project import open_project
-from suggest.queuehead import FIRST_SLICE_MIN, IMPORT_CHUNK, HeadPusher, HeadSettings
+from suggest.queuehead import FIRST_SLICE_MIN, IMPORT_CHUNK, HeadPusher, HeadSettings, Maintainer
 from suggest.schema import Label
 from suggest.store import ProjectRecord, Store
 from suggest.tasksync import TaskSync
@@ -480,3 +480,43 @@ def test_slow_bulk_imports_of_a_small_project_are_load_and_keep_bulk(monkeypatch
         for _ in range(SLOW_IN_A_ROW):
             send_predictions(ls, PID, rows)
         assert prediction_pace(ls, PID).rows is switched, tasks
+
+
+def test_with_a_maintainer_the_push_writes_the_first_slice_and_the_rest_follows_off_the_trainers_thread(
+        tmp_path, rt_sample) -> None:
+    """The trainer pushes after each publish on its own thread: a paced head (minutes at 100,000 tasks) must not
+    hold the next retrain back. The push returns after the first slice ("pushing"), the Maintainer writes the
+    rest and then says the push is done."""
+    import time
+
+    import suggest.labelstudio
+
+    class Slow(FakeLabelStudio):
+        def create_prediction(self, project_id, row):
+            time.sleep(0.01)
+            super().create_prediction(project_id, row)
+
+    store = Store(tmp_path)
+    ls = Slow([text for text, _ in rt_sample[:120]])
+    suggest.labelstudio.prediction_pace(ls, PID).rows = True
+    project = _project(store)
+    pusher = HeadPusher(HeadSettings(60, 2, True, 1, 5, first_slice=2, push_duty=0.25), TaskSync(store),
+                        lambda project, rows: rank_rows(project, rows, LoopSettings(2)))
+    maintainer = Maintainer(pusher, lambda project: ls)
+    try:
+        began = time.perf_counter()
+        status = pusher.push(project, ls)
+        returned = time.perf_counter() - began
+        assert status["pushing"] is True and status["head"]["written"] == 2  # the first slice only
+        assert project.loop_status is status
+        deadline = time.monotonic() + 30
+        while status["pushing"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        filled = time.perf_counter() - began
+        assert status["pushing"] is False and status["head"]["written"] == 60, status["head"]
+        assert len(_pushed(ls, project.model_version)) == 60
+        assert status["seconds"]["total"] >= status["seconds"]["first_choice"]
+        assert filled > 50 * 0.01 * 4 * 0.9 and returned < filled, "the paced rest ran after the push returned"
+    finally:
+        maintainer.stop()
+        store.close()

@@ -364,12 +364,6 @@ class HeadPusher:
             queue.cursor += 1
         if not picked:
             return 0
-        task_ids = [queue.task_ids[i] for i in picked]
-        covered = project.claim_predictions(queue.version, task_ids, "push")  # answered through /predict meanwhile
-        self.store.set_pushed(pid, queue.version, {queue.task_ids[i]: queue.preds[i][0].score
-                                                   for i in picked if queue.task_ids[i] in covered})
-        rows = [ls.prediction_import_json(queue.task_ids[i], queue.preds[i], project.schemas)
-                for i in picked if queue.task_ids[i] not in covered]
         scores = {queue.task_ids[i]: queue.preds[i][0].score for i in picked}
         # In chunks, with a pause between them: Label Studio inserts each request's rows in one transaction,
         # and on SQLite an annotator's save waits for the write lock while it runs (900 rows at once held it
@@ -380,33 +374,43 @@ class HeadPusher:
         # whether older suggest rows may go per task: checked once per slice, not per part (Label Studio's
         # model-versions read aggregates the whole predictions table: ~1 s at 100,000 tasks)
         replacing = replace and self.settings.prune_chunk > 0 and self._only_ours(client, project, queue.version)
+        written = 0
         start = 0
-        while start < len(rows):
-            part = rows[start : start + (group if pace.rows else IMPORT_CHUNK)]
+        while start < len(picked):
+            part_at = picked[start : start + (group if pace.rows else IMPORT_CHUNK)]
             if start and not pace.rows:
                 time.sleep(IMPORT_PAUSE)
             if superseded():
-                project.release_claims(queue.version, [r["task"] for r in rows[start:]], "push")
                 log.info("project %s: a newer version than %s was published; the rest of its head (%d rows) "
-                         "is left to it", pid, queue.version, len(rows) - start)
+                         "is left to it", pid, queue.version, len(picked) - start)
                 queue.stopped = True
-                return start
-            if replacing:
-                began = time.perf_counter()
-                if self._replace_old(client, project, queue.version, [r["task"] for r in part]):
-                    ls.rest_after(time.perf_counter() - began, duty)
+                return written
+            start += len(part_at)
+            # claimed a part at a time, as it is written: a paced head takes minutes, and "Retrieve predictions"
+            # meanwhile answers (through /predict) every task the push has not reached; those it skips
+            ids = [queue.task_ids[i] for i in part_at]
+            covered = project.claim_predictions(queue.version, ids, "push")
+            self.store.set_pushed(pid, queue.version, {t: scores[t] for t in ids if t in covered})
+            part = [ls.prediction_import_json(queue.task_ids[i], queue.preds[i], project.schemas)
+                    for i in part_at if queue.task_ids[i] not in covered]
+            if not part:
+                continue
             try:
+                if replacing:
+                    began = time.perf_counter()
+                    if self._replace_old(client, project, queue.version, [r["task"] for r in part]):
+                        ls.rest_after(time.perf_counter() - began, duty)
                 ls.send_predictions(client, pid, part, duty=duty)
             except Exception:
-                project.release_claims(queue.version, [r["task"] for r in rows[start:]], "push")
+                project.release_claims(queue.version, [r["task"] for r in part], "push")
                 raise
             self.store.set_pushed(pid, queue.version, {r["task"]: scores[r["task"]] for r in part})
             queue.written += len(part)
+            written += len(part)
             status = project.loop_status
             if isinstance(status, dict) and status.get("pushing") and status.get("version") == queue.version:
                 status["head"]["written"] = queue.written  # /metrics follows a paced head as it grows
-            start += len(part)
-        return len(rows)
+        return written
 
     def _only_ours(self, client: ls.LabelStudioClient, project: Project, version: str) -> bool:
         """Whether every prediction in the project is one of suggest's versions (then `_replace_old` may delete

@@ -520,3 +520,42 @@ def test_with_a_maintainer_the_push_writes_the_first_slice_and_the_rest_follows_
     finally:
         maintainer.stop()
         store.close()
+
+
+def test_a_paced_refill_gives_way_to_a_waiting_push(tmp_path, rt_sample) -> None:
+    """A paced refill takes minutes at 100,000 tasks; the next version's push must not wait for all of it (one
+    waited 160 s): the refill stops at its next part once a push waits for the project's lock."""
+    import threading
+    import time
+
+    import suggest.labelstudio
+
+    class Slow(FakeLabelStudio):
+        def create_prediction(self, project_id, row):
+            time.sleep(0.02)
+            super().create_prediction(project_id, row)
+
+    store = Store(tmp_path)
+    ls = Slow([text for text, _ in rt_sample[:150]])
+    suggest.labelstudio.prediction_pace(ls, PID).rows = True
+    project = _project(store)
+    pusher = HeadPusher(HeadSettings(60, 2, True, 1, 5, first_slice=2, push_duty=0.25), TaskSync(store),
+                        lambda project, rows: rank_rows(project, rows, LoopSettings(2)))
+    try:
+        pusher.push(project, ls)  # no Maintainer: the whole head inline
+        head = list(_pushed(ls, project.model_version))
+        store.upsert_labels(PID, [Label(task, 1000 + task, "fresh", "x", control="sentiment") for task in head[:50]])
+        assert pusher.needs_refill(project)
+        refilled: list[int] = []
+        worker = threading.Thread(target=lambda: refilled.append(pusher.refill(project, ls)))
+        worker.start()  # ~50 rows x 0.02 s x 4 (paced) = 4 s alone
+        time.sleep(0.5)
+        pusher.on_fill = lambda project: None  # this push writes its first slice only (its rest would be a fill's)
+        began = time.perf_counter()
+        pusher.push(project, ls)
+        waited = time.perf_counter() - began
+        worker.join(30)
+        assert refilled and 0 < refilled[0] < 50, refilled
+        assert waited < 3.0, f"the push waited {waited:.1f} s for the refill"
+    finally:
+        store.close()

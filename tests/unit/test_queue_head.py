@@ -44,6 +44,20 @@ def _pushed_pool(store: Store, texts: list[str], head: int, **kw) -> tuple[FakeL
     return ls, project, pusher
 
 
+class SlowRows(FakeLabelStudio):
+    """A stand-in whose one-row creates take `hold` seconds (paced heads, fills and refills)."""
+
+    def __init__(self, texts: list[str], hold: float):
+        super().__init__(texts)
+        self.hold = hold
+
+    def create_prediction(self, project_id, row):
+        import time
+
+        time.sleep(self.hold)
+        super().create_prediction(project_id, row)
+
+
 def _pushed(ls: FakeLabelStudio, version: str) -> dict[int, float]:
     return {p["task"]: p["score"] for p in ls.predictions_held.values() if p["model_version"] == version}
 
@@ -491,13 +505,8 @@ def test_with_a_maintainer_the_push_writes_the_first_slice_and_the_rest_follows_
 
     import suggest.labelstudio
 
-    class Slow(FakeLabelStudio):
-        def create_prediction(self, project_id, row):
-            time.sleep(0.01)
-            super().create_prediction(project_id, row)
-
     store = Store(tmp_path)
-    ls = Slow([text for text, _ in rt_sample[:120]])
+    ls = SlowRows([text for text, _ in rt_sample[:120]], hold=0.01)
     suggest.labelstudio.prediction_pace(ls, PID).rows = True
     project = _project(store)
     pusher = HeadPusher(HeadSettings(60, 2, True, 1, 5, first_slice=2, push_duty=0.25), TaskSync(store),
@@ -530,13 +539,8 @@ def test_a_paced_refill_gives_way_to_a_waiting_push(tmp_path, rt_sample) -> None
 
     import suggest.labelstudio
 
-    class Slow(FakeLabelStudio):
-        def create_prediction(self, project_id, row):
-            time.sleep(0.02)
-            super().create_prediction(project_id, row)
-
     store = Store(tmp_path)
-    ls = Slow([text for text, _ in rt_sample[:150]])
+    ls = SlowRows([text for text, _ in rt_sample[:150]], hold=0.02)
     suggest.labelstudio.prediction_pace(ls, PID).rows = True
     project = _project(store)
     pusher = HeadPusher(HeadSettings(60, 2, True, 1, 5, first_slice=2, push_duty=0.25), TaskSync(store),

@@ -485,7 +485,9 @@ class HeadPusher:
                 if isinstance(status, dict) and status.get("version") == queue.version and status.get("pushing"):
                     status["pushing"] = False
                     status["head"]["written"] = queue.written
-                    status.setdefault("seconds", {})["total"] = round(time.perf_counter() - queue.started, 3)
+                    # a new dict, not a new key: /metrics may be serialising this status on another thread
+                    status["seconds"] = {**(status.get("seconds") or {}),
+                                         "total": round(time.perf_counter() - queue.started, 3)}
         log.info("project %s: wrote the rest of the head of %s (%d rows, %d in all)%s", pid, queue.version,
                  written, queue.written, "; stopped for a newer version" if queue.stopped else "")
         return written

@@ -467,7 +467,7 @@ def test_after_the_first_slice_the_heads_writes_rest_to_keep_label_studio_mostly
         first = len([name for name, _ in ls.calls[:pointed] if name in ("create_prediction", "import")])
         urgent, paced = gaps(ls)[: first - 1], gaps(ls)[first:]
         assert first == 2 and len(paced) >= 3, "the first slice, then the pointing, then the rest"
-        assert all(g < 0.02 for g in urgent), f"the first slice goes at once: {urgent}"
+        assert all(g < 0.05 for g in urgent), f"the first slice goes at once (paced: at least 0.054 s): {urgent}"
         assert min(paced) >= 3 * ls.hold * 0.9, f"each later write rests ~3x its length: {paced}"
         store.close()
 

@@ -58,6 +58,18 @@ class SlowRows(FakeLabelStudio):
         super().create_prediction(project_id, row)
 
 
+def _paced_rows(tmp_path, texts: list[str], hold: float):
+    """A project of `texts` in row mode, a 60-task head paced at push_duty 0.25, one-row creates of `hold` s."""
+    import suggest.labelstudio
+
+    store = Store(tmp_path)
+    ls = SlowRows(texts, hold=hold)
+    suggest.labelstudio.prediction_pace(ls, PID).rows = True
+    pusher = HeadPusher(HeadSettings(60, 2, True, 1, 5, first_slice=2, push_duty=0.25), TaskSync(store),
+                        lambda project, rows: rank_rows(project, rows, LoopSettings(2)))
+    return store, ls, _project(store), pusher
+
+
 def _pushed(ls: FakeLabelStudio, version: str) -> dict[int, float]:
     return {p["task"]: p["score"] for p in ls.predictions_held.values() if p["model_version"] == version}
 
@@ -503,14 +515,8 @@ def test_with_a_maintainer_the_push_writes_the_first_slice_and_the_rest_follows_
     rest and then says the push is done."""
     import time
 
-    import suggest.labelstudio
 
-    store = Store(tmp_path)
-    ls = SlowRows([text for text, _ in rt_sample[:120]], hold=0.01)
-    suggest.labelstudio.prediction_pace(ls, PID).rows = True
-    project = _project(store)
-    pusher = HeadPusher(HeadSettings(60, 2, True, 1, 5, first_slice=2, push_duty=0.25), TaskSync(store),
-                        lambda project, rows: rank_rows(project, rows, LoopSettings(2)))
+    store, ls, project, pusher = _paced_rows(tmp_path, [text for text, _ in rt_sample[:120]], hold=0.01)
     maintainer = Maintainer(pusher, lambda project: ls)
     try:
         began = time.perf_counter()
@@ -537,14 +543,8 @@ def test_a_paced_refill_gives_way_to_a_waiting_push(tmp_path, rt_sample) -> None
     import threading
     import time
 
-    import suggest.labelstudio
 
-    store = Store(tmp_path)
-    ls = SlowRows([text for text, _ in rt_sample[:150]], hold=0.02)
-    suggest.labelstudio.prediction_pace(ls, PID).rows = True
-    project = _project(store)
-    pusher = HeadPusher(HeadSettings(60, 2, True, 1, 5, first_slice=2, push_duty=0.25), TaskSync(store),
-                        lambda project, rows: rank_rows(project, rows, LoopSettings(2)))
+    store, ls, project, pusher = _paced_rows(tmp_path, [text for text, _ in rt_sample[:150]], hold=0.02)
     try:
         pusher.push(project, ls)  # no Maintainer: the whole head inline
         head = list(_pushed(ls, project.model_version))

@@ -404,8 +404,8 @@ class HeadPusher:
             if start and not pace.rows:
                 time.sleep(IMPORT_PAUSE)
             if superseded():
-                log.info("project %s: a newer version than %s was published; the rest of its head (%d rows) "
-                         "is left to it", pid, queue.version, len(picked) - start)
+                log.info("project %s: the rest of the head of %s (%d rows) is left: a newer version was published, "
+                         "or a push waits for the project", pid, queue.version, len(picked) - start)
                 queue.stopped = True
                 return written
             start += len(part_at)

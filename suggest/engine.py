@@ -24,6 +24,7 @@ from backends.registry import Registry, default_registry
 from suggest.config import Settings, redact_text, redact_url
 from suggest.labelstudio import LabelStudioClient, LabelStudioError, labels_from_tasks, parse_controls
 from suggest.loop import LoopSettings, PoolRefresher, rank_rows
+from suggest.ls_hosts import hostname_problem
 from suggest.project import Project, open_project
 from suggest.quality.report import metrics_entry
 from suggest.queuehead import HeadPusher, HeadSettings, Maintainer
@@ -251,6 +252,8 @@ class Engine:
             return None, None
         if self.settings.label_studio_url:
             return None, token
+        if hostname and (problem := hostname_problem(hostname)) is not None:
+            raise BadInput(redact_text(problem))  # before anything is stored: a stranger's pick of host
         return hostname, token
 
     def _checked_access(self, pid: str, old: tuple[str | None, str | None], new: tuple[str | None, str | None],
@@ -379,7 +382,7 @@ class Engine:
             if held is None or held[0] != access:
                 if held is not None:
                     held[1].close()
-                client = LabelStudioClient(*access) if access else None
+                client = self._new_client(access) if access else None
                 held = self._loaders[project_id] = (access, ImageLoader(
                     client, local_root=self.settings.local_files_root, allow_hosts=self.settings.media_allow_hosts,
                     deadline=self.settings.media_deadline_seconds))
@@ -401,7 +404,11 @@ class Engine:
 
     def client(self, project: Project) -> LabelStudioClient | None:
         access = self._ls_access(project)
-        return LabelStudioClient(*access) if access else None
+        return self._new_client(access) if access else None
+
+    def _new_client(self, access: tuple[str, str]) -> LabelStudioClient:
+        """A client for (url, token); guarded (ls_hosts) unless the URL is the operator's LABEL_STUDIO_URL."""
+        return LabelStudioClient(*access, guarded=access[0] != self.settings.label_studio_url)
 
     def sync(self, project: Project, *, defer_reread: bool = False) -> bool:
         """Make the stored labels equal Label Studio's annotations (the source of truth), cheaply when they are.

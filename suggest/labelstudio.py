@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from suggest.config import redact_text
+from suggest.ls_hosts import NoHost, Refused, guarded_transport
 from suggest.schema import Answer, BadInput, Item, Label, Prediction, Schema, SchemaError, Span
 
 log = logging.getLogger(__name__)
@@ -522,6 +523,21 @@ class LabelStudioError(RuntimeError):
     """Label Studio could not be reached or refused a call; the message says which and why."""
 
 
+def _error_detail(resp: httpx.Response) -> str:
+    """What an error answer says, for logs and /metrics: only the `detail` of Label Studio's JSON errors.
+    Why: with auth off a stranger's /setup can point suggest at another host on the network, and what that
+    host answers must not come back to them through /metrics."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, str):
+        errors = body.get("validation_errors")
+        return f": {(detail + (f' {json.dumps(errors)}' if errors else ''))[:300]}"
+    return f": (a {resp.headers.get('content-type', 'untyped').split(';')[0] or 'untyped'} answer, not shown)"
+
+
 class LabelStudioClient:
     """The few REST calls suggest makes, with either kind of Label Studio token.
 
@@ -530,11 +546,17 @@ class LabelStudioClient:
     before it expires: the 401s users hit with the reference backend come from mixing these up.
     """
 
-    def __init__(self, url: str, token: str, *, timeout: float = 30.0):
+    def __init__(self, url: str, token: str, *, timeout: float = 30.0, guarded: bool = False):
+        """`guarded`: the URL came from a /setup, which anyone may send with auth off; connect only to hosts
+        `ls_hosts` allows (never the metadata service), resolved once per connection, with no env proxy."""
         self.url = url.rstrip("/")
         self._token = token.strip()
         self._access: tuple[str, float] | None = None
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        if guarded:
+            self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=guarded_transport(),
+                                      trust_env=False)
+        else:
+            self._http = httpx.Client(base_url=self.url, timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -552,11 +574,11 @@ class LabelStudioClient:
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             resp = self._http.request(method, path, headers=self._auth_header(), **kwargs)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, Refused, NoHost) as exc:
             raise LabelStudioError(self._redact(f"cannot reach Label Studio at {self.url}: {exc}")) from None
         if resp.status_code >= 400:
             raise LabelStudioError(self._redact(
-                f"Label Studio answered {resp.status_code} to {method} {path}: {resp.text[:300]}"
+                f"Label Studio answered {resp.status_code} to {method} {path}{_error_detail(resp)}"
             ))
         return resp
 

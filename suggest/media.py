@@ -151,22 +151,27 @@ class HostPolicy:
         mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
         return any(ip in net or (mapped is not None and mapped in net) for net in self.networks)
 
+    def refusal(self, address: str) -> str | None:
+        """Why this policy refuses an address, or None: task URLs reach only public addresses."""
+        return address_refusal(address)
+
+    def refused(self, shown: str, reason: str) -> str:
+        return f"host {shown} is {reason}; only public hosts are fetched unless allowed ({ALLOW_HOSTS_SETTING})"
+
     def resolve(self, host: str, port: int) -> list[tuple]:
-        """getaddrinfo entries to connect to, every one checked; raises _Refused, or _NoHost."""
+        """getaddrinfo entries to connect to, every one checked; raises Refused, or NoHost."""
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
-            raise _NoHost(f"its host {host!r} does not resolve ({exc})") from None
+            raise NoHost(f"its host {host!r} does not resolve ({exc})") from None
         if not infos:
-            raise _NoHost(f"its host {host!r} does not resolve")
+            raise NoHost(f"its host {host!r} does not resolve")
         if not self.name_allowed(host):
             for info in infos:
                 address = info[4][0]
-                reason = address_refusal(address)
+                reason = self.refusal(address)
                 if reason is not None and not self.address_allowed(address):
-                    shown = host if host == address else f"{host} ({address})"
-                    raise _Refused(f"host {shown} is {reason}; only public hosts are fetched unless "
-                                   f"allowed ({ALLOW_HOSTS_SETTING})")
+                    raise Refused(self.refused(host if host == address else f"{host} ({address})", reason))
         return infos
 
 
@@ -229,13 +234,13 @@ class _GuardedBackend(httpcore.NetworkBackend):
         raise last or httpcore.ConnectError(f"cannot connect to {host}")
 
     def connect_unix_socket(self, path, timeout=None, socket_options=None):
-        raise _Refused("unix sockets are never fetched")
+        raise Refused("unix sockets are never fetched")
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
 
 
-class _GuardedTransport(httpx.HTTPTransport):
+class GuardedTransport(httpx.HTTPTransport):
     """httpx's own transport (request mapping, errors) over a pool that connects through _GuardedBackend."""
 
     def __init__(self, policy: HostPolicy):
@@ -400,7 +405,7 @@ class ImageLoader:
     def _client(self) -> httpx.Client:
         with self._lock:
             if self._http is None:
-                self._http = httpx.Client(transport=_GuardedTransport(self.policy), timeout=self.timeout,
+                self._http = httpx.Client(transport=GuardedTransport(self.policy), timeout=self.timeout,
                                           follow_redirects=False, trust_env=False)
             return self._http
 
@@ -428,9 +433,9 @@ class ImageLoader:
                         raise _Problem(f"{hop}could not be fetched: the server answered {resp.status_code}")
                     return read_capped(resp, self.max_bytes, until=until)
             raise _Problem(f"redirects more than {self.max_redirects} times: refused")
-        except _Refused as exc:
+        except Refused as exc:
             raise _Problem(f"{hop}is refused: {exc}") from None
-        except _NoHost as exc:
+        except NoHost as exc:
             raise _Problem(f"{hop}is unreachable: {exc}") from None
         except _TooLarge as exc:
             raise _Problem(f"{hop}{exc}") from None
@@ -484,11 +489,11 @@ class _Problem(Exception):
     """What is wrong with a reference, phrased to follow it ("image '...' is missing ...")."""
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """A host a task URL may not reach; the message says which and why."""
 
 
-class _NoHost(Exception):
+class NoHost(Exception):
     """A task URL's host name that does not resolve."""
 
 

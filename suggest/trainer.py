@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+from suggest.labelstudio import LabelStudioError
 from suggest.project import Project
 from suggest.worker import Background, ProjectWorker
 
@@ -222,6 +223,10 @@ class Trainer(ProjectWorker):
     def _safely(project: Project, what: str, fn: Callable):
         try:
             return fn()
+        except LabelStudioError as exc:  # Label Studio unreachable or refusing: the message says it all
+            project.last_error = f"{what} failed: {exc}"
+            log.warning("project %s: %s failed: %s", project.project_id, what, exc)
+            return None
         except Exception as exc:  # the worker must survive any one project's failure
             project.last_error = f"{what} failed: {exc}"
             log.exception("project %s: %s failed", project.project_id, what)

@@ -50,6 +50,16 @@ def labelled(fake_ls: FakeLabelStudio, rt_sample, n: int = 6) -> None:
         fake_ls.annotate(100 + i, i, "fresh" if i % 2 else "rotten")
 
 
+def label_studio_state(client: TestClient, timeout: float = 10.0) -> dict:
+    """Project 7's `label_studio` entry in /metrics once it says unreachable (or as it is after `timeout`)."""
+    for _ in range(int(timeout / 0.1)):
+        ls = client.get("/metrics").json()["projects"]["7"]["label_studio"]
+        if ls["reachable"] is False:
+            break
+        threading.Event().wait(0.1)
+    return ls
+
+
 def never_got(host: FakeLabelStudio, secret: str) -> bool:
     return not any(secret in header for header in host.auth_seen)
 
@@ -271,16 +281,74 @@ def test_an_unreachable_label_studio_is_plain_in_metrics(tmp_path):
     with TestClient(create_app(make_settings(tmp_path))) as client:
         connect(client, f"http://127.0.0.1:{free_port()}", "tok")
         client.app.state.engine.confirmer.wait_idle(1.0)
-        deadline = threading.Event()
-        for _ in range(100):
-            ls = client.get("/metrics").json()["projects"]["7"]["label_studio"]
-            if ls["reachable"] is False:
-                break
-            deadline.wait(0.1)
+        ls = label_studio_state(client)
         assert ls["reachable"] is False and "cannot reach Label Studio" in ls["error"]
         assert "LABEL_STUDIO_URL" in ls["fix"]
     record = Store(tmp_path / "models").projects()[0]
     assert record.ls_error and "cannot reach" in record.ls_error  # what `suggest status` shows
+
+
+# --------------------------------------------------------------------- internal hosts via /setup
+
+
+@pytest.mark.parametrize("hostname,reason", [
+    ("http://169.254.169.254", "link-local"),             # the cloud metadata service
+    ("http://2852039166:80/", "link-local"),               # the same, as a decimal name getaddrinfo reads
+    ("http://[::ffff:169.254.169.254]", "link-local"),     # and IPv4-mapped
+    ("http://[fd00:ec2::254]", "metadata"),                # AWS's IPv6 metadata service
+    ("http://224.0.0.251:5353", "multicast"),
+    ("http://240.0.0.1", "reserved"),
+    ("gopher://127.0.0.1:6379/_FLUSHALL", "http(s) URL"),
+    ("http://127.0.0.1:8080/?next=http://169.254.169.254", "query"),
+])
+def test_a_strangers_setup_cannot_point_suggest_at_an_internal_service(tmp_path, rt_sample, hostname, reason):
+    """Session 10's probe: /setup for a new project with the metadata service as its hostname answered 200
+    and suggest then called it in the background. Now: a 422 naming the problem, and nothing is stored."""
+    with TestClient(create_app(make_settings(tmp_path))) as client:
+        resp = connect(client, hostname, "stranger-token")
+        assert resp.status_code == 422 and reason in resp.json()["detail"], resp.text
+        assert "7" not in client.get("/metrics").json()["projects"]
+        assert client.post("/predict", json={"project": PROJECT, "tasks": [task(1, "a film")]}).status_code == 404
+        assert client.get("/health").json()["status"] == "UP"
+    assert Store(tmp_path / "models").projects() == []
+    assert "stranger-token" not in (tmp_path / "models" / "suggest.sqlite3").read_bytes().decode("latin-1")
+
+
+def test_with_label_studio_url_set_a_setup_hostname_is_not_even_looked_at(tmp_path, fake_ls, rt_sample):
+    labelled(fake_ls, rt_sample)
+    with TestClient(create_app(make_settings(tmp_path, {"LABEL_STUDIO_URL": fake_ls.url}))) as client:
+        assert connect(client, "http://169.254.169.254", fake_ls.token).status_code == 200
+        settle(client)
+        assert len(stored(client)) == 6  # the token went to LABEL_STUDIO_URL
+
+
+def test_a_stored_link_local_host_is_refused_on_connection_too(tmp_path, rt_sample):
+    """A hostname stored before this check (or a name whose DNS answer changes after /setup) meets the guard
+    on the connection itself: no request leaves, and /metrics says why."""
+    from suggest.store import ProjectRecord
+
+    settings = make_settings(tmp_path)
+    store = Store(settings.model_dir)
+    store.save_project(ProjectRecord("7", CONFIG, "http://169.254.169.254", "stranger-token"))
+    store.close()
+    with TestClient(create_app(settings)) as client:
+        client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 7}})
+        client.app.state.engine.confirmer.wait_idle(5)
+        ls = label_studio_state(client)
+    assert ls["reachable"] is False and "link-local" in ls["error"] and "does not call" in ls["error"], ls
+
+
+def test_what_another_host_answers_never_comes_back_through_metrics(tmp_path, fake_ls):
+    """A stranger may still point a new project at a loopback or private host (Label Studio lives there);
+    its answers are not quoted in /metrics, only Label Studio's own JSON error `detail`."""
+    fake_ls.fail_with = (403, "<html><body>internal admin console: SECRET-ROW-42</body></html>")
+    with TestClient(create_app(make_settings(tmp_path))) as client:
+        assert connect(client, fake_ls.url, "stranger-token").status_code == 200
+        client.app.state.engine.confirmer.wait_idle(5)
+        ls = label_studio_state(client)
+        text = client.get("/metrics").text
+    assert ls["reachable"] is False and "answered 403" in ls["error"] and "not shown" in ls["error"], ls
+    assert "SECRET-ROW-42" not in text
 
 
 IMAGE_CONFIG = ('<View><Image name="image" value="$image"/><Choices name="kind" toName="image">'

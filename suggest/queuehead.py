@@ -422,8 +422,8 @@ class HeadPusher:
                 if replacing:
                     began = time.perf_counter()
                     if self._replace_old(client, project, queue.version, [r["task"] for r in part]):
-                        ls.rest_after(time.perf_counter() - began, duty)
-                ls.send_predictions(client, pid, part, duty=duty)
+                        ls.rest_after(time.perf_counter() - began, duty, superseded)
+                ls.send_predictions(client, pid, part, duty=duty, stop=superseded)
             except Exception:
                 project.release_claims(queue.version, [r["task"] for r in part], "push")
                 raise

@@ -47,15 +47,21 @@ def _pushed_pool(store: Store, texts: list[str], head: int, **kw) -> tuple[FakeL
 class SlowRows(FakeLabelStudio):
     """A stand-in whose one-row creates take `hold` seconds (paced heads, fills and refills)."""
 
-    def __init__(self, texts: list[str], hold: float):
+    def __init__(self, texts: list[str], hold: float, import_hold: float = 0.0):
         super().__init__(texts)
-        self.hold = hold
+        self.hold, self.import_hold = hold, import_hold
 
     def create_prediction(self, project_id, row):
         import time
 
         time.sleep(self.hold)
         super().create_prediction(project_id, row)
+
+    def import_predictions(self, project_id, rows, chunk=2000):
+        import time
+
+        time.sleep(self.import_hold)
+        return super().import_predictions(project_id, rows, chunk)
 
 
 def _paced_rows(tmp_path, texts: list[str], hold: float):
@@ -563,3 +569,63 @@ def test_a_paced_refill_gives_way_to_a_waiting_push(tmp_path, rt_sample) -> None
         assert waited < 3.0, f"the push waited {waited:.1f} s for the refill"
     finally:
         store.close()
+
+
+def test_a_waiting_push_cuts_a_paced_rest_short(tmp_path, rt_sample, monkeypatch) -> None:
+    """At 10,000 tasks (bulk mode) a paced part imports for ~1 s and rests ~3 s; the next version's push waited out
+    the rest (publish to /next first choice up to 9 s in the session-10 run). The rest now ends once a push waits."""
+    import threading
+    import time
+
+    import suggest.labelstudio
+    import suggest.queuehead
+
+    monkeypatch.setattr(suggest.queuehead, "IMPORT_CHUNK", 10)
+    monkeypatch.setattr(suggest.queuehead, "IMPORT_PAUSE", 0.0)
+    store = Store(tmp_path)
+    ls = SlowRows([text for text, _ in rt_sample[:150]], hold=0.0, import_hold=0.4)  # each rest: 1.2 s
+    suggest.labelstudio.prediction_pace(ls, PID).rows = False
+    pusher = HeadPusher(HeadSettings(60, 2, True, 1, 5, first_slice=60, push_duty=0.25), TaskSync(store),
+                        lambda project, rows: rank_rows(project, rows, LoopSettings(2)))
+    project = _project(store)
+    try:
+        pusher.push(project, ls)  # the whole head in its (unpaced) first slice
+        head = list(_pushed(ls, project.model_version))
+        store.upsert_labels(PID, [Label(task, 1000 + task, "fresh", "x", control="sentiment") for task in head[:50]])
+        imports = lambda: sum(1 for name, _ in ls.calls if name == "import")  # noqa: E731
+        before = imports()
+        refilled: list[int] = []
+        worker = threading.Thread(target=lambda: refilled.append(pusher.refill(project, ls)))
+        worker.start()  # 50 rows in 5 paced parts: 5 x (0.4 s + 1.2 s rest)
+        deadline = time.monotonic() + 10
+        while imports() == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # the first part is written (counted once its 0.4 s are over) and its 1.2 s rest has begun
+        pusher.on_fill = lambda project: None  # this push writes its first slice only
+        listed: list[float] = []  # the push lists new tasks first thing once it holds the project
+        list_tasks = ls.list_tasks
+        ls.list_tasks = lambda *a, **k: listed.append(time.perf_counter()) or list_tasks(*a, **k)
+        began = time.perf_counter()
+        pusher.push(project, ls)
+        waited = listed[0] - began
+        worker.join(30)
+        assert refilled and refilled[0] == 10, refilled
+        assert waited < 0.6, f"the push waited {waited:.2f} s: the rest of the refill's part was not cut short"
+    finally:
+        store.close()
+
+
+def test_a_rest_ends_as_soon_as_it_is_told_to() -> None:
+    import threading
+    import time
+
+    from suggest.labelstudio import rest_after
+
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    began = time.perf_counter()
+    rest_after(1.0, 0.25, stop.is_set)  # a 3 s rest
+    assert 0.15 < time.perf_counter() - began < 1.0
+    began = time.perf_counter()
+    rest_after(0.1, 0.25)  # no stop: the whole 0.3 s
+    assert time.perf_counter() - began >= 0.29

@@ -213,7 +213,7 @@ class Engine:
         schema = parse_controls(label_config)  # raises SchemaError before anything is stored
         for control in schema:  # a family that refuses a control as configured (unmappable labels): 422 now
             self._registry(project_id).family_for(control)
-        hostname, token = self._setup_access(hostname, token)
+        hostname, token = self._setup_access(hostname, token, self._credentials.get(project_id, (None, None))[0])
         with self._lock:
             project = self.projects.get(project_id)
             if project is None:
@@ -241,7 +241,8 @@ class Engine:
                 self.confirmer.add(project_id, full=True, events=0)
             return project
 
-    def _setup_access(self, hostname: str | None, token: str | None) -> tuple[str | None, str | None]:
+    def _setup_access(self, hostname: str | None, token: str | None,
+                      stored: str | None = None) -> tuple[str | None, str | None]:
         """The (hostname, token) pair to keep from /setup. With LABEL_STUDIO_API_KEY set, /setup's pair is
         neither kept nor used (the env token goes only to LABEL_STUDIO_URL); with LABEL_STUDIO_URL alone
         the token is kept for that URL and the hostname is not. An empty (or blank) value means absent: Label
@@ -252,7 +253,8 @@ class Engine:
             return None, None
         if self.settings.label_studio_url:
             return None, token
-        if hostname and (problem := hostname_problem(hostname)) is not None:
+        # checked when new to the project (Label Studio repeats /setup; the guarded connection checks every time)
+        if hostname and hostname != stored and (problem := hostname_problem(hostname)) is not None:
             raise BadInput(redact_text(problem))  # before anything is stored: a stranger's pick of host
         return hostname, token
 

@@ -69,7 +69,6 @@ def _printable_error(exc: Exception) -> str:
     return redact_text(str(exc)) or type(exc).__name__
 
 
-FEW_TASKS = 5  # a confirmation of at most this many listed tasks reads their annotations one task per call
 WEBHOOK_GRACE = 2.0  # s after an annotation webhook in which a count difference is left to the webhooks
 
 TRUSTED = "trusted: no Label Studio access to confirm"
@@ -525,24 +524,6 @@ class Engine:
             self._confirmed[pid] = host
         return labels
 
-    def _read_tasks(self, client: LabelStudioClient, pid: str, ids: list[int]) -> list[dict]:
-        """The named tasks with their annotations, as Label Studio holds them now (tasks it lost are left out).
-
-        A few tasks the store's task list holds: their data from the list and one annotations read per task.
-        Why (issue 20): the read follows every second of an annotator's saves, and Label Studio's export of one
-        or two tasks also serializes their predictions and writes an export file, in the process that takes
-        the saves. Tasks not in the list (imported since the last listing, or another project's: a webhook may
-        be forged) and larger reads go through one export filtered by project and id."""
-        data = self.store.task_data(pid, ids) if len(ids) <= FEW_TASKS else {}
-        fetched: list[dict] = []
-        rest = [t for t in ids if t not in data]
-        for task_id, task_data in data.items():
-            annotations = client.task_annotations(task_id)
-            if annotations is not None:  # None: the task is gone from Label Studio
-                fetched.append({"id": task_id, "data": task_data,
-                                "annotations": [a for a in annotations if a.get("task") == task_id]})
-        return fetched + (client.tasks_by_id(pid, rest) if rest else [])
-
     def _apply_config(self, project: Project, config: str) -> None:
         """A label config read from Label Studio, the only source that may change a connected project's."""
         try:
@@ -590,7 +571,7 @@ class Engine:
                 else:
                     held = self.store.labels(pid)
                     tasks = hints.tasks | {lb.task_id for lb in held if lb.annotation_id in hints.annotations}
-                    fetched = self._read_tasks(client, pid, sorted(tasks))
+                    fetched = client.tasks_by_id(pid, sorted(tasks))
                     labels = labels_from_tasks(fetched, project.schemas)
                     self.tasksync.confirmed(pid, tasks, fetched)  # gone tasks leave the task list
                     kept = {lb.annotation_id for lb in labels}

@@ -718,19 +718,6 @@ class LabelStudioClient:
             raise
         return True
 
-    def task_annotations(self, task_id: int) -> list[dict] | None:
-        """A task's submitted annotations (skipped ones are left out), or None when Label Studio has no such
-        task. One short query; an export of the same task also serializes its predictions and writes a file."""
-        try:
-            body = self.request("GET", f"/api/tasks/{int(task_id)}/annotations/").json()
-        except LabelStudioError as exc:
-            if " 404 " in str(exc):
-                return None
-            raise
-        if not isinstance(body, list):
-            raise LabelStudioError(f"unexpected annotations of task {task_id} from Label Studio: {str(body)[:200]}")
-        return [a for a in body if isinstance(a, dict)]
-
     def annotation(self, annotation_id: int) -> dict | None:
         """One annotation, or None when Label Studio has none with this id."""
         try:

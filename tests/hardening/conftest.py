@@ -201,12 +201,6 @@ class FakeLabelStudio:
                 out = [json.loads(json.dumps(t)) for t in self.tasks.values()
                        if (not ids or t["id"] in ids) and (everything or t["annotations"])]
             return 200, out
-        if m := re.fullmatch(r"/api/tasks/(\d+)/annotations/", path):  # submitted ones: skipped left out
-            with self._lock:
-                task = self.tasks.get(int(m[1]))
-                if task is None:
-                    return 404, {"detail": "Not found."}
-                return 200, [dict(a) for a in task["annotations"] if not a["was_cancelled"]]
         if m := re.fullmatch(r"/api/annotations/(\d+)", path):
             with self._lock:
                 for task in self.tasks.values():

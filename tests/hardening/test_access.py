@@ -88,12 +88,9 @@ def test_the_webhook_secret_comes_from_the_environment(tmp_path):
 # ---------------------------------------------------------------------------------- forged webhooks
 
 
-@pytest.fixture(params=["export", "per-task"])
-def confirmed(request, tmp_path, fake_ls, rt_sample):
-    """An app whose project 7 has Label Studio access (the stand-in), with tasks 1-20 in Label Studio.
-
-    "per-task": the store's task list holds tasks 1-20 (as after a push's listing), so a confirmation of a few
-    of them reads each task's annotations; "export": the list is empty and confirmations read an export."""
+@pytest.fixture
+def confirmed(tmp_path, fake_ls, rt_sample):
+    """An app whose project 7 has Label Studio access (the stand-in), with tasks 1-20 in Label Studio."""
     for i, (text, _) in enumerate(rt_sample[:20], start=1):
         fake_ls.add_task(i, text)
     settings = Settings.from_env({}, model_dir=tmp_path / "models", debounce_seconds=0.05, max_delay_seconds=0.5)
@@ -103,10 +100,6 @@ def confirmed(request, tmp_path, fake_ls, rt_sample):
                                            "access_token": fake_ls.token})
         assert resp.status_code == 200
         settle(client)
-        if request.param == "per-task":
-            client.app.state.engine.store.put_tasks("7", [(i, {"text": text}, False)
-                                                          for i, (text, _) in enumerate(rt_sample[:20], start=1)])
-        client.per_task = request.param == "per-task"
         yield client
 
 
@@ -149,27 +142,6 @@ def test_a_forged_webhook_cannot_inject_change_or_delete_a_label(confirmed, fake
     client.post("/webhook", json={"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 11}], "project": {"id": 7}})
     settle(client)
     assert stored(client) == {}
-    by_id = [q for q in fake_ls.exports if q.get("ids[]")]
-    per_task = [r for r in fake_ls.requests if r.startswith("GET /api/tasks/") and r.endswith("/annotations/")]
-    if client.per_task:  # the listed tasks were read one by one; task 1, "deleted" by a forged event, by export
-        assert per_task and all(q["ids[]"] == ["1"] for q in by_id), (by_id, per_task)
-    else:
-        assert by_id and not per_task
-
-
-def test_a_task_label_studio_lost_takes_its_labels_along(confirmed, fake_ls, rt_sample):
-    """The task is gone from Label Studio (its annotations read answers 404, or the export leaves it out)."""
-    client = confirmed
-    fake_ls.annotate(31, 5, "fresh")
-    client.post("/webhook", json=fake_ls.webhook(31))
-    settle(client)
-    assert stored(client) == {31: (5, "fresh", rt_sample[4][0])}
-    with fake_ls._lock:
-        del fake_ls.tasks[5]
-    client.post("/webhook", json={"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 31}], "project": {"id": 7}})
-    settle(client)
-    assert stored(client) == {}
-    assert 5 not in client.app.state.engine.store.task_ids("7")
 
 
 def test_only_confirmed_labels_train(confirmed, fake_ls, rt_sample):

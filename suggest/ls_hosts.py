@@ -21,12 +21,11 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-from suggest.media import GuardedTransport, HostPolicy, NoHost, Refused
+from suggest.media import GuardedTransport, HostPolicy, NoHost, Refused, embedded_ipv4
 
 # metadata services outside the link-local range (AWS's IPv6 one, Alibaba Cloud's)
 _METADATA = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
 _RESOLVE_SECONDS = 2.0  # /setup answers within this even when the resolver hangs
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 def ls_address_refusal(address: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
@@ -35,12 +34,10 @@ def ls_address_refusal(address: str | ipaddress.IPv4Address | ipaddress.IPv6Addr
     0.0.0.0 and :: are allowed: connecting to them reaches this machine, as loopback does (and Label
     Studio started with `--host 0.0.0.0` may send them)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0] if isinstance(address, str) else address)
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or ip.sixtofour or (
-            ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in _NAT64 else None)
-        if embedded is not None:  # the IPv4 address it carries decides (::ffff:0:0/96 is "reserved" itself)
-            inner = ls_address_refusal(embedded)
-            return None if inner is None else f"{inner} (in an IPv6 form)"
+    # an IPv6 form of an IPv4 address: the IPv4 address decides (::ffff:0:0/96 is "reserved" itself)
+    if (carried := embedded_ipv4(ip)) is not None:
+        inner = ls_address_refusal(carried[0])
+        return None if inner is None else f"{inner} (in an IPv6 form)"
     if ip in _METADATA:
         return "a cloud metadata service's address"
     if ip.is_loopback or ip.is_unspecified:

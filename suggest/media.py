@@ -90,19 +90,28 @@ def immutable_ref(ref: str) -> str | None:
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
+def embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, str] | None:
+    """The IPv4 address an IPv6 one carries, with its form ("IPv4-mapped", "NAT64", "6to4"), or None."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d is a.b.c.d on the wire
+        return ip.ipv4_mapped, "IPv4-mapped"
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF), "NAT64"
+    if ip.sixtofour is not None:
+        return ip.sixtofour, "6to4"
+    return None
+
+
 def address_refusal(address: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     """Why an address is not fetched from a task URL ("a loopback address", ...), or None if public."""
     ip = ipaddress.ip_address(address.split("%", 1)[0] if isinstance(address, str) else address)
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d is a.b.c.d on the wire
-            inner = address_refusal(ip.ipv4_mapped)
+    if (carried := embedded_ipv4(ip)) is not None:
+        embedded, form = carried
+        inner = address_refusal(embedded)
+        if form == "IPv4-mapped":
             return None if inner is None else f"{inner} (IPv4-mapped IPv6)"
-        embedded, form = None, ""
-        if ip in _NAT64:
-            embedded, form = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF), "NAT64"
-        elif ip.sixtofour is not None:
-            embedded, form = ip.sixtofour, "6to4"
-        if embedded is not None and (inner := address_refusal(embedded)) is not None:
+        if inner is not None:
             return f"{inner} ({form} IPv6)"
     for attribute, what in (("is_unspecified", "an unspecified"), ("is_loopback", "a loopback"),
                             ("is_link_local", "a link-local"), ("is_multicast", "a multicast"),

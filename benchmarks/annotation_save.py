@@ -166,6 +166,8 @@ def measure(ls: LabelStudioClient, suggest: HttpServer, stub: HttpServer, n: int
     out["last_save_to_pushed_seconds"] = round(time.perf_counter() - last_save, 2)
     out["versions_after_burst_start"] = sum(1 for v in m["versions"] if v["n_labels"] > n)
     out["last_train_seconds"] = m["versions"][-1].get("train_seconds")
+    out["webhooks"] = (m.get("webhooks") or "").split(":")[0]  # signed: Label Studio's events need no re-read
+    out["signed_events"] = m.get("signed_events")
     return out
 
 

@@ -51,6 +51,7 @@ SOURCES: dict[str, Source] = {
     "basic_auth_user": Source(("BASIC_AUTH_USER",)),
     "basic_auth_pass": Source(("BASIC_AUTH_PASS",)),
     "webhook_secret": Source(("SUGGEST_WEBHOOK_SECRET",)),
+    "sign_webhooks": Source(("SUGGEST_SIGN_WEBHOOKS",)),
     "max_body_mb": Source(("SUGGEST_MAX_BODY_MB",)),
     "max_tasks_per_request": Source(("SUGGEST_MAX_TASKS_PER_REQUEST",)),
     "max_text_chars": Source(("SUGGEST_MAX_TEXT_CHARS",)),
@@ -96,6 +97,7 @@ class Settings:
     basic_auth_user: str | None = None
     basic_auth_pass: str | None = field(default=None, repr=False)
     webhook_secret: str | None = field(default=None, repr=False)  # webhooks must carry it in X-Suggest-Secret
+    sign_webhooks: bool = True  # put a per-project key in suggest's webhook in Label Studio: no re-read per save
     max_body_mb: float = 50.0  # larger request bodies get a 413
     max_tasks_per_request: int = 1000  # tasks in one /predict
     max_text_chars: int = 1_000_000  # characters in one task's text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -22,7 +23,14 @@ from backends.memo import shared_memo
 from backends.pipeline import configure_classifiers
 from backends.registry import Registry, default_registry
 from suggest.config import Settings, redact_text, redact_url
-from suggest.labelstudio import LabelStudioClient, LabelStudioError, labels_from_tasks, parse_controls
+from suggest.labelstudio import (
+    KEY_HEADER,
+    LabelStudioClient,
+    LabelStudioError,
+    backend_webhook,
+    labels_from_tasks,
+    parse_controls,
+)
 from suggest.loop import LoopSettings, PoolRefresher, rank_rows
 from suggest.ls_hosts import hostname_problem
 from suggest.project import Project, open_project
@@ -73,6 +81,8 @@ WEBHOOK_GRACE = 2.0  # s after an annotation webhook in which a count difference
 
 TRUSTED = "trusted: no Label Studio access to confirm"
 CONFIRMED = "confirmed: annotation events are re-read from Label Studio before they count"
+SIGNED = ("signed: annotation events that carry this project's key (set in its webhook in Label Studio) count as "
+          "sent; any other is re-read from Label Studio before it counts")
 
 
 class Engine:
@@ -97,6 +107,8 @@ class Engine:
         self._ls_lock = threading.Lock()  # a sync and a confirmation never interleave their read and write
         self._credentials: dict[str, tuple[str | None, str | None]] = {}
         self._confirmed: dict[str, str | None] = {}  # project -> the host whose export last replaced its labels
+        self._keys: dict[str, tuple[str, str]] = {}  # project -> (key its webhook carries, the host that has it)
+        self._signed_events: dict[str, int] = {}  # project -> annotation events stored on their key, since start
         # project -> (when, Label Studio's count - stored; None when saves raced the export)
         self._full_sync: dict[str, tuple[float, int | None]] = {}
         self._reread_waiting: set[str] = set()  # projects whose periodic full re-read follows the retrain and push
@@ -197,6 +209,8 @@ class Engine:
         self.projects[record.project_id] = project
         self._credentials[record.project_id] = (record.hostname, record.access_token)
         self._confirmed[record.project_id] = record.confirmed_host
+        if record.webhook_key and record.webhook_key_host:
+            self._keys[record.project_id] = (record.webhook_key, record.webhook_key_host)
         if record.ls_checked_at is not None:
             self._ls_state[record.project_id] = (record.ls_error is None, record.ls_error, record.ls_checked_at)
         return project
@@ -319,20 +333,24 @@ class Engine:
         return self.project(project_id, label_config)
 
     def record_annotation(
-        self, project: Project, annotation_id: int, label: Label | list[Label] | None, task_id: int | None = None
+        self, project: Project, annotation_id: int, label: Label | list[Label] | None, task_id: int | None = None,
+        *, signed: bool = False, task_labelled: bool | None = None,
     ) -> None:
         """Upsert (or, for a cancelled or emptied annotation, drop) one annotation, then retrain.
 
-        With Label Studio access the event is only a hint: the confirmer re-reads the task from
+        With Label Studio access an unsigned event is only a hint: the confirmer re-reads the task from
         Label Studio in the background and stores what Label Studio holds (webhooks carry no
-        credentials, so a forged one must not be able to inject a label).
+        credentials, so a forged one must not be able to inject a label). A `signed` event carried the
+        key suggest put in its webhook's headers (`sign_webhook`): Label Studio sent it, so it is stored
+        as it is, with no re-read (issue 20: those re-reads met the slowest saves). `task_labelled`: the
+        task's state after this annotation, as the webhook says (the queue's task list follows it).
         """
         labels = [label] if isinstance(label, Label) else list(label or [])
         if self.maintainer is not None:
             self.maintainer.note_event(project.project_id)  # pruning waits for annotators to pause
         self.analyst.note_event(project.project_id)  # so does the analysis of new versions
         self._events[project.project_id] = time.monotonic()  # and a sync's count comparison
-        if self.confirms(project):
+        if self.confirms(project) and not signed:
             tasks = [t for t in (task_id, *(lb.task_id for lb in labels[:1])) if t is not None]
             self.confirmer.add(project.project_id, tasks, [annotation_id])
             return
@@ -342,7 +360,13 @@ class Engine:
             self.store.upsert_labels(project.project_id, labels)
             for lb in labels:
                 project.note_new_text(lb.text, lb.control)
+        if signed:
+            self._signed_events[project.project_id] = self._signed_events.get(project.project_id, 0) + 1
+        if signed and task_id is not None and task_labelled is not None:
+            self.store.mark_labeled(project.project_id, [task_id], task_labelled)
         self.trainer.request(project)
+        if signed and self.maintainer is not None:
+            self.maintainer.labels_changed(project)  # as after a confirmation: the head refilled before it runs out
 
     def delete_annotations(self, project: Project, annotation_ids: list[int]) -> None:
         if self.confirms(project):
@@ -399,6 +423,50 @@ class Engine:
         hostname, token = self._credentials.get(project.project_id, (None, None))
         url = self.settings.label_studio_url or hostname
         return (url, token) if url and token else None
+
+    def signed(self, project_id: str | None, presented: str | None) -> bool:
+        """Whether a webhook carried the key suggest put in this project's webhook, on the Label Studio host
+        the project uses now (a key set on another host proves nothing about this one)."""
+        project = self.projects.get(project_id or "")
+        if not presented or project is None or not self._key_current(project):
+            return False
+        return secrets.compare_digest(presented.encode(), self._keys[project.project_id][0].encode())
+
+    def _key_current(self, project: Project) -> bool:
+        """The project holds a webhook key set on the Label Studio host it uses now, a host it confirmed."""
+        held, access = self._keys.get(project.project_id), self._ls_access(project)
+        return held is not None and access is not None and _host(access[0]) == held[1] == self._confirmed.get(
+            project.project_id)
+
+    def _sign_webhook(self, client: LabelStudioClient, project: Project) -> None:
+        """Put a per-project key in the headers of the webhook Label Studio made for this backend, so that its
+        annotation events prove where they came from and need no re-read. Only when exactly one webhook of the
+        project can be ours (`backend_webhook`); otherwise events stay confirmed. Failure is not an error."""
+        pid, host = project.project_id, _host(client.url)
+        held = self._keys.get(pid)
+        try:
+            hook = backend_webhook(client.webhooks(pid), pid, self.settings.port)
+            if hook is None:
+                if held is not None:
+                    self._keys.pop(pid, None)
+                    self.store.set_webhook_key(pid, None, None)
+                log.info("project %s: no single webhook of this backend found in Label Studio; annotation events "
+                         "are re-read before they count", pid)
+                return
+            key = held[0] if held is not None and held[1] == host else secrets.token_urlsafe(32)
+            headers = {str(k): str(v) for k, v in (hook.get("headers") or {}).items()} if isinstance(
+                hook.get("headers"), dict) else {}
+            if headers.get(KEY_HEADER) != key:
+                headers[KEY_HEADER] = key
+                client.set_webhook_headers(hook, headers)
+        except LabelStudioError as exc:
+            log.warning("project %s: could not sign its webhook in Label Studio (%s); annotation events are re-read "
+                        "before they count", pid, exc)
+            return
+        self.store.set_webhook_key(pid, key, host)
+        self._keys[pid] = (key, host)
+        log.info("project %s: webhook %s carries this project's key; its annotation events count as sent", pid,
+                 hook["id"])
 
     def confirms(self, project: Project) -> bool:
         """Whether annotation webhooks for this project are checked against Label Studio."""
@@ -568,6 +636,8 @@ class Engine:
                     if config is not None and config != project.label_config:
                         self._apply_config(project, config)
                     labels = self._replace_with_label_studio(client, project)
+                    if self.settings.sign_webhooks:
+                        self._sign_webhook(client, project)
                 else:
                     held = self.store.labels(pid)
                     tasks = hints.tasks | {lb.task_id for lb in held if lb.annotation_id in hints.annotations}
@@ -722,7 +792,9 @@ class Engine:
             entry["training"] = self.trainer.is_busy(pid) or self.confirmer.is_busy(pid)
             entry["analysing"] = self.analyst.is_busy(pid)  # quality and standing, once annotators pause
             entry["maintaining"] = self.maintainer.is_busy(pid) if self.maintainer else False  # refill, prune
-            entry["webhooks"] = CONFIRMED if self.confirms(project) else TRUSTED
+            entry["webhooks"] = (SIGNED if self._key_current(project) else CONFIRMED) if self.confirms(project) \
+                else TRUSTED
+            entry["signed_events"] = self._signed_events.get(pid, 0)
             entry["unconfirmed"] = self.confirmer.count(pid)
             entry["task_list"] = {"tasks": self.store.task_count(pid),
                                   "pruned": self.maintainer.pruned.get(pid, 0) if self.maintainer else 0}

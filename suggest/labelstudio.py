@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -727,6 +728,16 @@ class LabelStudioClient:
                 return None
             raise
 
+    def webhooks(self, project_id: str) -> list[dict]:
+        """The project's webhooks (Label Studio makes one, `<backend url>/webhook`, when a backend connects)."""
+        held = self.request("GET", "/api/webhooks/", params={"project": project_id}).json()
+        return [w for w in held if isinstance(w, dict)] if isinstance(held, list) else []
+
+    def set_webhook_headers(self, hook: dict, headers: dict[str, str]) -> None:
+        """Replace one webhook's extra headers; its URL, actions and payload setting stay as they are."""
+        actions = hook.get("actions") if isinstance(hook.get("actions"), list) else []
+        self.request("PATCH", f"/api/webhooks/{int(hook['id'])}/", json={"headers": headers, "actions": actions})
+
     def update_project(self, project_id: str, **fields: Any) -> dict:
         """Change project fields; the answer holds the id and those fields, not Label Studio's counts (NO_COUNTS)."""
         return self.request("PATCH", f"/api/projects/{project_id}", params={"include": ",".join(["id", *fields])},
@@ -770,6 +781,47 @@ class LabelStudioClient:
                 return bytes(body)
         except httpx.HTTPError as exc:
             raise LabelStudioError(self._redact(f"cannot reach Label Studio at {self.url}: {exc}")) from None
+
+
+KEY_HEADER = "X-Suggest-Project-Key"  # the header of suggest's own webhook that proves Label Studio sent it
+
+
+def backend_webhook(hooks: list[dict], project_id: str, port: int | None = None) -> dict | None:
+    """The webhook that brings this project's events to a backend: Label Studio's `<backend url>/webhook`,
+    active, with payloads. When the project has several such (several backends), the one on `port`, if
+    exactly one is; else None: the key must never go to another backend."""
+    def ours(hook: dict) -> bool:
+        url = hook.get("url")
+        if not isinstance(url, str) or not hook.get("is_active", True) or not hook.get("send_payload", True):
+            return False
+        if str(hook.get("project")) != str(project_id):
+            return False
+        try:
+            return urlsplit(url).path.rstrip("/").endswith("/webhook")
+        except ValueError:
+            return False
+
+    found = [h for h in hooks if isinstance(h, dict) and isinstance(h.get("id"), int) and ours(h)]
+    if len(found) > 1 and port is not None:
+        found = [h for h in found if _port(h["url"]) == port]
+    return found[0] if len(found) == 1 else None
+
+
+def _port(url: str) -> int | None:
+    try:
+        parts = urlsplit(url)
+        return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return None
+
+
+def task_labelled(task: Any) -> bool | None:
+    """Whether the task an annotation webhook carries holds an annotation now (Label Studio counts it before
+    sending); None when the webhook carries no task."""
+    if not isinstance(task, dict):
+        return None
+    count = task.get("total_annotations")
+    return count > 0 if isinstance(count, int) and not isinstance(count, bool) else None
 
 
 def has_annotations(task: Any) -> bool:

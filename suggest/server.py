@@ -245,13 +245,14 @@ def create_app(
                   "schema": WEBHOOK_SCHEMA}}}})
     async def webhook(request: Request) -> dict:
         event = ls.parse_event(await _json_object(request))
-        if webhook_secret and not _webhook_allowed(request, event, webhook_secret, settings):
+        signed = engine_of(request).signed(event.project_id, request.headers.get(ls.KEY_HEADER))
+        if webhook_secret and not signed and not _webhook_allowed(request, event, webhook_secret, settings):
             raise HTTPException(
                 status_code=401,
                 detail=f"this webhook needs header {SECRET_HEADER} equal to {WEBHOOK_SECRET_ENV}: add it to the "
                        "webhook's headers in Label Studio",
             )
-        return await _run_sync(_handle_event, engine_of(request), event, settings)
+        return await _run_sync(_handle_event, engine_of(request), event, settings, signed)
 
     @app.get("/versions", dependencies=[Depends(guard)])
     def versions(request: Request, project: str | None = None) -> dict:
@@ -356,8 +357,9 @@ async def _run_sync(fn, *args):
     return await run_in_threadpool(fn, *args)
 
 
-def _handle_event(engine: Engine, event: ls.WebhookEvent, settings: Settings) -> dict:
+def _handle_event(engine: Engine, event: ls.WebhookEvent, settings: Settings, signed: bool = False) -> dict:
     """Dispatch one webhook event. Every action is idempotent: the same event twice changes nothing.
+    `signed`: it carried the project's webhook key (Engine.signed), so its annotation counts as sent.
 
     START_TRAINING may come without the webhook secret (Label Studio's ML client cannot send it), so
     it only ever queues a re-read and retrain of a project that exists: it never creates one and never
@@ -375,7 +377,8 @@ def _handle_event(engine: Engine, event: ls.WebhookEvent, settings: Settings) ->
         for label in labels:
             _check_text(label.text, f"task {label.task_id}: the data")
             _check_length(label.text, f"task {label.task_id}: the data", settings.max_text_chars)
-        engine.record_annotation(project, event.annotation_id, labels, event.task_id)
+        engine.record_annotation(project, event.annotation_id, labels, event.task_id, signed=signed,
+                                 task_labelled=ls.task_labelled(event.task))
     elif event.action == "ANNOTATIONS_DELETED":
         engine.delete_annotations(project, list(event.annotation_ids))
     elif event.action == "TASKS_DELETED":

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +119,8 @@ class ProjectRecord:
     confirmed_host: str | None = None
     ls_error: str | None = None
     ls_checked_at: float | None = None
+    webhook_key: str | None = field(default=None, repr=False)
+    webhook_key_host: str | None = None
 
 
 class Store(StandingStore, HistoryStore, TaskListStore):
@@ -157,7 +159,8 @@ class Store(StandingStore, HistoryStore, TaskListStore):
         if "answers" not in columns:
             self._db.execute("ALTER TABLE annotations ADD COLUMN answers TEXT")
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(projects)")}
-        for name, kind in (("confirmed_host", "TEXT"), ("ls_error", "TEXT"), ("ls_checked_at", "REAL")):
+        for name, kind in (("confirmed_host", "TEXT"), ("ls_error", "TEXT"), ("ls_checked_at", "REAL"),
+                           ("webhook_key", "TEXT"), ("webhook_key_host", "TEXT")):
             if name not in columns:
                 self._db.execute(f"ALTER TABLE projects ADD COLUMN {name} {kind}")
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(embeddings)")}
@@ -260,13 +263,19 @@ class Store(StandingStore, HistoryStore, TaskListStore):
             if confirmed_host is not None:
                 db.execute("UPDATE projects SET confirmed_host = ? WHERE project_id = ?", (confirmed_host, project_id))
 
+    def set_webhook_key(self, project_id: str, key: str | None, host: str | None) -> None:
+        """The key suggest's webhook on `host` carries (None, None: no webhook carries one)."""
+        with self._tx() as db:
+            db.execute("UPDATE projects SET webhook_key = ?, webhook_key_host = ? WHERE project_id = ?",
+                       (key, host, project_id))
+
     def project(self, project_id: str) -> ProjectRecord | None:
         found = [r for r in self.projects() if r.project_id == project_id]
         return found[0] if found else None
 
     def projects(self) -> list[ProjectRecord]:
         rows = self._query("SELECT project_id, label_config, hostname, access_token, confirmed_host, ls_error, "
-                           "ls_checked_at FROM projects ORDER BY project_id")
+                           "ls_checked_at, webhook_key, webhook_key_host FROM projects ORDER BY project_id")
         return [ProjectRecord(*row) for row in rows]
 
     # annotations ------------------------------------------------------------------------------

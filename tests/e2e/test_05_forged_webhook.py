@@ -1,11 +1,12 @@
 """A forged webhook against a real Label Studio project: it is acknowledged, and changes nothing.
 
 Label Studio's webhooks carry no credentials, so anyone who can reach `suggest` can post one.
-With Label Studio access (the URL and token `/setup` brings), `suggest` treats an annotation event
-as a hint and re-reads the task from Label Studio before anything counts. Here the forged events
-name a real task of a real project: an annotation Label Studio never had, a real annotation with
-the other label and another text, and the deletion of a real annotation. The stored labels must
-stay exactly Label Studio's.
+With Label Studio access (the URL and token `/setup` brings), `suggest` puts a per-project key in the
+headers of the webhook Label Studio made for it; an event with the key is stored as sent, and any
+other annotation event is a hint: `suggest` re-reads the task from Label Studio before anything
+counts. Here the forged events name a real task of a real project: an annotation Label Studio never
+had, a real annotation with the other label and another text (once with a guessed key), and the
+deletion of a real annotation. The stored labels must stay exactly Label Studio's.
 """
 
 from __future__ import annotations
@@ -49,10 +50,12 @@ def test_a_forged_webhook_is_not_stored(
     truth = {tasks[text]: label for text, label in rt_tasks[:8]}
     ls.connect_ml(pid, suggest_server.url, "suggest forged")
     key = str(pid)
+    # suggest puts a key in the headers of the webhook Label Studio made for it: its events need no re-read
+    _settled(suggest_server, key, "the webhook to be signed", lambda m: m["webhooks"].startswith("signed"))
 
     real = {ls.annotate(t, choice_result(truth[t]))["id"]: t for t in ids[:2]}
     before = _settled(suggest_server, key, "the two real annotations", lambda m: m["annotations"] == 2)
-    assert before["webhooks"].startswith("confirmed"), before["webhooks"]
+    assert before["signed_events"] == 2, "Label Studio's own events did not carry the key"
     expected = {a: (t, truth[t], rt_tasks[ids.index(t)][0]) for a, t in real.items()}
     assert _exported(stack, key) == expected
 
@@ -75,9 +78,12 @@ def test_a_forged_webhook_is_not_stored(
     for body in forged:
         resp = suggest_server.post("/webhook", body)
         assert resp.status_code == 200, resp.text  # acknowledged; the check runs in the background
+    resp = suggest_server.post("/webhook", forged[1], headers={"X-Suggest-Project-Key": "a-guess"})
+    assert resp.status_code == 200, resp.text  # a wrong key: a hint like any unsigned event
 
     after = _settled(suggest_server, key, "the forged events to be checked", lambda m: True)
     assert after["annotations"] == 2 and after["labels"] == 2, after
+    assert after["signed_events"] == 2, "a forged event counted as signed"
     assert after["confirm_error"] is None, after["confirm_error"]
     assert _exported(stack, key) == expected, "a forged webhook changed what suggest stores"
     print(f"\n[e2e] {len(forged)} forged webhooks acknowledged, stored labels unchanged: {sorted(expected)}")

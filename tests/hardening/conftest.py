@@ -134,6 +134,7 @@ class FakeLabelStudio:
         self.requests: list[str] = []
         self.exports: list[dict] = []  # the query of every export call (ids[] for a confirmation, none for all)
         self.auth_seen: list[str] = []  # every Authorization header that reached this host
+        self.hooks: list[dict] = []  # the project's webhooks (GET /api/webhooks/, PATCH /api/webhooks/{id}/)
         self.delay = 0.0  # seconds before each answer (a slow Label Studio)
         self.fail_with: tuple[int, str] | None = None  # (status, body) for every call; "{auth}" echoes the header
         self._lock = threading.Lock()
@@ -165,6 +166,14 @@ class FakeLabelStudio:
             anns = self.tasks[task_id]["annotations"]
             anns[:] = [a for a in anns if a["id"] != annotation_id] + [ann]
         return ann
+
+    def add_hook(self, url: str, headers: dict | None = None) -> dict:
+        """A project webhook, as Label Studio makes one when a backend at `url` minus /webhook connects."""
+        hook = {"id": len(self.hooks) + 1, "project": self.project_id, "url": url, "send_payload": True,
+                "send_for_all_actions": True, "headers": dict(headers or {}), "is_active": True, "actions": []}
+        with self._lock:
+            self.hooks.append(hook)
+        return hook
 
     def delete_annotation(self, annotation_id: int) -> None:
         with self._lock:
@@ -207,6 +216,17 @@ class FakeLabelStudio:
                     for ann in task["annotations"]:
                         if ann["id"] == int(m[1]):
                             return 200, ann
+            return 404, {"detail": "Not found."}
+        if path == "/api/webhooks/" and method == "GET":
+            with self._lock:
+                return 200, [json.loads(json.dumps(h)) for h in self.hooks
+                             if str(h["project"]) == query.get("project", [""])[0]]
+        if (m := re.fullmatch(r"/api/webhooks/(\d+)/", path)) and method == "PATCH":
+            with self._lock:
+                for hook in self.hooks:
+                    if hook["id"] == int(m[1]):
+                        hook.update({k: v for k, v in json.loads(body).items() if k in ("headers", "actions")})
+                        return 200, hook
             return 404, {"detail": "Not found."}
         if re.fullmatch(r"/api/projects/\d+/import/predictions", path):
             return 201, {"created": len(json.loads(body or b"[]"))}

@@ -89,3 +89,42 @@ def test_labels_from_exported_tasks_skip_bad_annotations():
     tasks = [{"id": 1, "data": {"text": "a"}, "annotations": [{"id": 10, "result": good}, {"id": 11, "result": bad}]},
              {"id": 2, "data": {"text": "b"}, "annotations": []}]
     assert [(lb.task_id, lb.annotation_id) for lb in ls.labels_from_tasks(tasks, schema)] == [(1, 10)]
+
+
+# the webhook suggest signs (issue 20) ------------------------------------------------------------
+
+
+def _hook(hook_id: int, url: str, **extra) -> dict:
+    return {"id": hook_id, "project": 7, "url": url, "send_payload": True, "is_active": True, "headers": {},
+            **extra}
+
+
+def test_the_one_backend_webhook_of_a_project_is_ours():
+    hooks = [_hook(1, "http://ml.internal:9090/webhook"), _hook(2, "https://chat.example/notify")]
+    assert ls.backend_webhook(hooks, "7", 9090)["id"] == 1
+    assert ls.backend_webhook(hooks, "7", 1234)["id"] == 1  # behind a proxy: one candidate is enough
+
+
+def test_no_backend_webhook_is_chosen_when_it_could_be_another_backends():
+    two = [_hook(1, "http://a.internal:9191/webhook"), _hook(2, "http://b.internal:9292/webhook/")]
+    assert ls.backend_webhook(two, "7", 9090) is None
+    assert ls.backend_webhook(two, "7", 9292)["id"] == 2  # exactly one on our port
+    same_port = [_hook(1, "http://a.internal:9090/webhook"), _hook(2, "http://b.internal:9090/webhook")]
+    assert ls.backend_webhook(same_port, "7", 9090) is None
+
+
+def test_inactive_payloadless_and_other_projects_webhooks_are_never_ours():
+    assert ls.backend_webhook([_hook(1, "http://a:9090/webhook", is_active=False)], "7") is None
+    assert ls.backend_webhook([_hook(1, "http://a:9090/webhook", send_payload=False)], "7") is None
+    assert ls.backend_webhook([_hook(1, "http://a:9090/webhook", project=8)], "7") is None
+    assert ls.backend_webhook([_hook(1, "http://a:9090/hooks")], "7") is None
+    assert ls.backend_webhook([_hook(1, "http://[bad/webhook")], "7") is None
+    assert ls.backend_webhook([{"url": "http://a:9090/webhook", "project": 7}], "7") is None  # no id
+
+
+def test_a_webhooks_task_says_whether_it_is_labelled():
+    assert ls.task_labelled({"id": 3, "total_annotations": 1}) is True
+    assert ls.task_labelled({"id": 3, "total_annotations": 0}) is False
+    assert ls.task_labelled({"id": 3}) is None
+    assert ls.task_labelled(None) is None
+    assert ls.task_labelled({"id": 3, "total_annotations": True}) is None

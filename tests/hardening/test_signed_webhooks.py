@@ -137,3 +137,23 @@ def test_a_signed_event_passes_the_operator_secret_check(tmp_path, fake_ls, rt_s
         assert stored(engine) == {1: "rotten"}
     finally:
         client.__exit__(None, None, None)
+
+
+def test_during_signed_saves_the_count_check_waits_for_the_pause(signed, fake_ls, monkeypatch):
+    """START_TRAINING's sync reads the project to compare counts; while signed events arrive it reads nothing and
+    compares once annotators pause (an annotation that came with no webhook is still found then)."""
+    import suggest.engine
+
+    client, engine = signed
+    monkeypatch.setattr(suggest.engine, "WEBHOOK_GRACE", 1.0)
+    key = fake_ls.hooks[0]["headers"][KEY_HEADER]
+    project = engine.projects["7"]
+    fake_ls.annotate(1, 1, "fresh")
+    assert client.post("/webhook", json=fake_ls.webhook(1), headers={KEY_HEADER: key}).status_code == 200
+    fake_ls.annotate(2, 2, "rotten")  # its webhook never comes
+    reads = fake_ls.requests.count("GET /api/projects/7")
+    assert engine.sync(project, defer_reread=True)
+    assert fake_ls.requests.count("GET /api/projects/7") == reads, "the project was read while signed saves came"
+    assert engine.trainer.wait_idle(30)  # the sync it queued for the pause
+    assert fake_ls.requests.count("GET /api/projects/7") > reads
+    assert stored(engine) == {1: "fresh", 2: "rotten"}, "the annotation with no webhook was not found at the pause"

@@ -61,7 +61,15 @@ def pool(n: int, cache_dir: Path) -> tuple[list[str], list[str], dict[str, np.nd
     texts, labels = rotten_tomatoes()
     cache = Store(cache_dir)
     base = cache.get_embeddings(ENCODER, [Item(t).content_hash for t in texts])
+    missing = [t for t in dict.fromkeys(texts) if Item(t).content_hash not in base]
+    if missing:  # a fresh machine: the simulate cache is empty, and the loop below would never fill the pool
+        print(f"embedding the {len(missing):,} snippets the cache at {cache_dir} lacks (once)", flush=True)
+        vectors = TextEncoder().encode(missing)
+        cache.put_embeddings(ENCODER, {Item(t).content_hash: v for t, v in zip(missing, vectors, strict=True)})
+        base = cache.get_embeddings(ENCODER, [Item(t).content_hash for t in texts])
     cache.close()
+    if not base:
+        raise SystemExit(f"no vectors for the Rotten Tomatoes snippets in {cache_dir}")
     order = list(range(len(texts)))
     random.Random(0).shuffle(order)
     rng = np.random.default_rng(0)

@@ -30,6 +30,7 @@ from suggest.labelstudio import (
     backend_webhook,
     labels_from_tasks,
     parse_controls,
+    url_port,
 )
 from suggest.loop import LoopSettings, PoolRefresher, rank_rows
 from suggest.ls_hosts import hostname_problem
@@ -64,8 +65,7 @@ def _host(url: str | None) -> str | None:
     if not url:
         return None
     parts = urlsplit(url.strip())
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
-    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{url_port(parts)}"
 
 
 def _iso(at: float | None) -> str | None:

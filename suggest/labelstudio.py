@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import httpx
 
@@ -807,10 +807,14 @@ def backend_webhook(hooks: list[dict], project_id: str, port: int | None = None)
     return found[0] if len(found) == 1 else None
 
 
+def url_port(parts: SplitResult) -> int | None:
+    """The port a URL reaches: the one written, else its scheme's default (ValueError for a bad one)."""
+    return parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+
+
 def _port(url: str) -> int | None:
     try:
-        parts = urlsplit(url)
-        return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+        return url_port(urlsplit(url))
     except ValueError:
         return None
 

@@ -158,6 +158,9 @@ def measure(ls: LabelStudioClient, suggest: HttpServer, stub: HttpServer, n: int
         {"at": time.strftime("%H:%M:%S", time.gmtime(at)) + f".{int(at % 1 * 1000):03d}", "ms": round(sec * 1000, 1)}
         for sec, at in sorted(zip(latencies["suggest"], clock["suggest"], strict=True), reverse=True)[:10]
     ]
+    # how long suggest took to answer (Label Studio waits for /webhook inside each save), server-side
+    answers = suggest.get("/metrics/requests").json()
+    out["suggest_answers"] = {"webhook": answers["routes"].get("POST /webhook"), "slowest": answers["slowest"]}
     print(json.dumps(out), flush=True)
     # every timed save in order (ms), so a later reader can bootstrap the percentiles or see where the slow ones fell
     out["latencies_ms"] = {k: [round(x * 1000, 1) for x in v] for k, v in latencies.items()}

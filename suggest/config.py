@@ -73,6 +73,7 @@ SOURCES: dict[str, Source] = {
     "background_nice": Source(("SUGGEST_BACKGROUND_NICE",)),
     "background_threads": Source(("SUGGEST_BACKGROUND_THREADS",)),
     "gil_switch_ms": Source(("SUGGEST_GIL_SWITCH_MS",)),
+    "slow_answer_ms": Source(("SUGGEST_SLOW_ANSWER_MS",)),
     "finetune_min_labels": Source(("SUGGEST_FINETUNE_MIN_LABELS",)),
     "debounce_seconds": Source(("SUGGEST_DEBOUNCE_SECONDS",)),
     "max_delay_seconds": Source(("SUGGEST_MAX_DELAY_SECONDS",)),
@@ -119,6 +120,7 @@ class Settings:
     background_nice: int = 10  # niceness added to background work (training, embedding, pushes); 0 to 19
     background_threads: int = 0  # torch threads for background work; 0: all cores but one (at least 1)
     gil_switch_ms: float = 0.5  # `suggest serve`: longest a request thread waits for the GIL (Python's default: 5)
+    slow_answer_ms: float = 250.0  # answers at least this slow are logged with when they started; 0: none
     finetune_min_labels: int = 0  # issue 16: tune the text encoder in the background from this many labels; 0: off
     debounce_seconds: float = 0.3
     max_delay_seconds: float = 3.0
@@ -228,6 +230,8 @@ def _check(s: Settings) -> None:
         raise bad("background_threads", "0 (all cores but one) or a number of threads", s.background_threads)
     if not (math.isfinite(s.gil_switch_ms) and 0.05 <= s.gil_switch_ms <= 100):
         raise bad("gil_switch_ms", "milliseconds from 0.05 to 100 (Python's default is 5)", s.gil_switch_ms)
+    if not (math.isfinite(s.slow_answer_ms) and s.slow_answer_ms >= 0):
+        raise bad("slow_answer_ms", "0 (log none) or milliseconds", s.slow_answer_ms)
     if s.finetune_min_labels < 0:
         raise bad("finetune_min_labels", "0 (no fine-tuning) or a number of labels", s.finetune_min_labels)
     for name in ("debounce_seconds", "max_delay_seconds", "push_interval_seconds", "media_deadline_seconds",

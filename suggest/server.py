@@ -38,6 +38,7 @@ from suggest import labelstudio as ls
 from suggest.config import Settings
 from suggest.dashboard.pages import REFRESH_SECONDS
 from suggest.engine import Engine, HostChangeRefused, UnknownProject
+from suggest.request_times import SPLIT_KEY, RequestTimes
 from suggest.schema import BadInput, Item, SchemaError
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ def create_app(
     )
     guard = _basic_auth(settings)
     app.add_middleware(BodyLimit, max_bytes=int(max_body_mb * 1024 * 1024), limit_mb=max_body_mb)
+    app.add_middleware(RequestTimes, slow_ms=settings.slow_answer_ms)  # outermost: times the whole answer
 
     @app.exception_handler(BadInput)
     async def bad_input(_: Request, exc: BadInput) -> JSONResponse:
@@ -252,7 +254,7 @@ def create_app(
                 detail=f"this webhook needs header {SECRET_HEADER} equal to {WEBHOOK_SECRET_ENV}: add it to the "
                        "webhook's headers in Label Studio",
             )
-        return await _run_sync(_handle_event, engine_of(request), event, settings, signed)
+        return await _run_sync(_handle_event, engine_of(request), event, settings, signed, request=request)
 
     @app.get("/versions", dependencies=[Depends(guard)])
     def versions(request: Request, project: str | None = None) -> dict:
@@ -277,6 +279,11 @@ def create_app(
     @app.get("/metrics", dependencies=[Depends(guard)])
     def metrics(request: Request, project: str | None = None) -> dict:
         return engine_of(request).metrics(ls.project_key(project) if project else None)
+
+    @app.get("/metrics/requests", dependencies=[Depends(guard)])
+    def request_times(request: Request) -> dict:
+        """How long suggest took to answer, per route (Label Studio waits for /webhook inside each save)."""
+        return _times(request.app).summary()
 
     @app.get("/ui", include_in_schema=False, dependencies=[Depends(guard)])
     @app.get("/ui/", include_in_schema=False, dependencies=[Depends(guard)])
@@ -351,10 +358,36 @@ async def _json_object(request: Request) -> dict:
     return payload
 
 
-async def _run_sync(fn, *args):
+async def _run_sync(fn, *args, request: Request | None = None):
+    """`fn` on a worker thread. With `request`, where the time went is noted for the slow-answer log:
+    waiting for a worker thread, or running."""
     from starlette.concurrency import run_in_threadpool
 
-    return await run_in_threadpool(fn, *args)
+    if request is None:
+        return await run_in_threadpool(fn, *args)
+    submitted, began = time.perf_counter(), []
+
+    def timed():
+        began.append(time.perf_counter())
+        return fn(*args)
+
+    try:
+        return await run_in_threadpool(timed)
+    finally:
+        ended = time.perf_counter()
+        if began:
+            request.state.__setattr__(SPLIT_KEY, f"{(began[0] - submitted) * 1000:.0f} ms waiting for a thread, "
+                                                 f"{(ended - began[0]) * 1000:.0f} ms running")
+
+
+def _times(app) -> RequestTimes:
+    """The RequestTimes middleware instance in the app's built stack."""
+    layer = app.middleware_stack
+    while layer is not None and not isinstance(layer, RequestTimes):
+        layer = getattr(layer, "app", None)
+    if layer is None:
+        raise RuntimeError("RequestTimes middleware is not installed")
+    return layer
 
 
 def _handle_event(engine: Engine, event: ls.WebhookEvent, settings: Settings, signed: bool = False) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -220,3 +221,30 @@ def test_without_label_studio_access_the_loop_is_off_and_metrics_say_why(client,
     client.app.state.engine.trainer.wait_idle()
     loop = client.get("/metrics").json()["projects"]["7"]["loop"]
     assert loop["enabled"] is False and "LABEL_STUDIO_URL" in loop["reason"]
+
+
+def test_answer_times_are_kept_per_route_and_slow_ones_logged_with_where_the_time_went(client, caplog):
+    """Label Studio waits for /webhook inside each annotator's save (issue 20): suggest shows how long it took."""
+    setup(client)
+    client.post("/webhook", json=annotation_event(1, 1, "great film", "positive"))
+    client.post("/webhook", content=b"not json")
+    client.get("/no/such/page")
+    times = client.get("/metrics/requests").json()
+    hook = times["routes"]["POST /webhook"]
+    assert hook["count"] == 2 and 0 < hook["p50_ms"] <= hook["p99_ms"] <= hook["max_ms"]
+    assert times["routes"]["GET (other)"]["count"] == 1  # a stranger's paths do not each become a route
+    assert {a["route"] for a in times["slowest"]} >= {"POST /setup", "POST /webhook"}
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}", a["started"]) for a in times["slowest"])
+
+
+def test_a_slow_answer_is_logged_with_the_thread_wait_and_run_time(tmp_path, caplog):
+    from fastapi.testclient import TestClient
+
+    from suggest.config import Settings
+    from suggest.server import create_app
+
+    with TestClient(create_app(Settings(model_dir=tmp_path, slow_answer_ms=0.001))) as slow_logging:
+        with caplog.at_level("WARNING", logger="suggest.request_times"):
+            slow_logging.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 4}})
+    lines = [r.getMessage() for r in caplog.records if "slow answer" in r.getMessage()]
+    assert lines and "POST /webhook" in lines[0] and "waiting for a thread" in lines[0] and "running" in lines[0]

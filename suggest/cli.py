@@ -108,7 +108,7 @@ def serve(
 
     from suggest.server import create_app
     from suggest.store import Store, StoreLocked
-    from suggest.worker import favour_requests
+    from suggest.worker import blas_on_the_caller, favour_requests
 
     try:
         load_user_models(settings)  # a model that does not load is one line and exit 2, before listening
@@ -121,6 +121,8 @@ def serve(
     except (SettingsError, StoreLocked) as exc:
         _fail(str(exc))
     favour_requests(settings.gil_switch_ms)
+    if settings.background_nice > 0:  # else background work runs at the requests' priority anyway
+        blas_on_the_caller()
     uvicorn.run(application, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
 
 

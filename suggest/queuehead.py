@@ -590,7 +590,9 @@ class HeadPusher:
         """Head tasks holding a superseded row beside the current one: one Data Manager call clears a chunk of
         them and one import gives them their current rows again (two calls, where deleting the superseded
         rows one by one took one call each: 1,100 calls in a 200-save burst on a 100-task pool). For the
-        moment between the two calls those tasks hold no prediction; Label Studio serves the rest of the head."""
+        moment between the two calls those tasks hold no prediction, so Label Studio would serve the next
+        task instead: the next batch (the first `batch_size` of the queue) keeps its current row, and its
+        superseded rows go one by one (issue 17: /next served the second choice once, mid-prune)."""
         pid = project.project_id
         chunk = sorted(work.redo)[:budget]
         olds = {t: work.redo.pop(t) for t in chunk}
@@ -600,6 +602,9 @@ class HeadPusher:
         for t in chunk:
             i = at.get(t)
             listed = work.listed.pop(t, None)
+            if i is not None and i < self.settings.batch_size:
+                work.ids += olds[t]  # served next: never without its current row
+                continue
             if i is not None and t in current and queue.preds[i]:
                 rows.append(ls.prediction_import_json(t, queue.preds[i], project.schemas))
                 continue

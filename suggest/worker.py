@@ -49,6 +49,23 @@ def lower_thread_priority(nice: int) -> bool:
         return False
 
 
+def blas_on_the_caller():
+    """One thread for each BLAS library (numpy's and scipy's OpenBLAS), for `suggest serve`. Returns the
+    threadpoolctl limiter (`restore_original_limits()` undoes it).
+
+    Why (issue 20): OpenBLAS starts its worker threads when it loads, from the main thread, so they run at
+    the requests' priority, not the background's. A niced retrain's matrix products (scoring the pool,
+    the solver's steps) ran more on those workers than on the niced thread itself (measured: 29 of 45 CPU
+    ticks of a niced thread's products), and the workers spin for a while after each job. With one
+    thread a product runs on the thread that asked for it, at its priority. A request's products are
+    small and gain nothing from BLAS threads; torch keeps its own thread budget (`set_thread_budget`).
+    """
+    import scipy.linalg  # noqa: F401  (loads scipy's OpenBLAS, which scikit-learn's solvers use)
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def favour_requests(switch_ms: float) -> None:
     """Shorten the interpreter's GIL switch interval (Python's default: 5 ms) for `suggest serve`.
 

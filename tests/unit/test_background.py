@@ -104,3 +104,49 @@ def test_syncs_are_rate_limited_during_a_burst(tmp_path):
         assert 2 <= len(syncs) <= 5 and all(g >= 0.45 for g in gaps), [round(t - started, 2) for t in syncs]
     finally:
         engine.close()
+
+
+def _cpu_ticks() -> dict[int, int]:
+    """User CPU ticks per thread of this process (Linux /proc)."""
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                out[int(tid)] = int(f.read().rsplit(") ", 1)[1].split()[11])
+        except OSError:  # a thread that ended meanwhile
+            pass
+    return out
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="per-thread CPU time is read from Linux's /proc")
+def test_a_niced_threads_matrix_products_run_on_that_thread_not_on_blas_workers_at_request_priority():
+    """OpenBLAS's workers start with numpy, from the main thread, at the requests' priority (issue 20)."""
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    from suggest.worker import blas_on_the_caller
+
+    if not any(i["user_api"] == "blas" and i["num_threads"] > 1 for i in threadpool_info()):
+        pytest.skip("BLAS runs one thread here already: nothing to move")
+    a = np.random.default_rng(0).random((500, 500))
+    own: list[int] = []
+
+    def niced_products() -> None:
+        Background(nice=5).enter()
+        start = _cpu_ticks()[threading.get_native_id()]
+        for _ in range(60):
+            a @ a
+        own.append(_cpu_ticks()[threading.get_native_id()] - start)
+
+    limiter = blas_on_the_caller()
+    try:
+        before = _cpu_ticks()
+        worker = threading.Thread(target=niced_products)
+        worker.start()
+        worker.join()
+        after = _cpu_ticks()
+    finally:
+        limiter.restore_original_limits()
+    others = sum(after[t] - before.get(t, 0) for t in after if t not in (worker.native_id,))
+    assert own[0] >= 5, "the products ran on the niced thread"
+    assert others <= max(1, own[0] // 10), f"BLAS workers at the requests' priority did {others} ticks of its work"

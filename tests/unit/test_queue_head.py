@@ -147,8 +147,9 @@ def test_a_refill_without_a_push_does_nothing(store) -> None:
 
 
 def test_superseded_predictions_are_pruned_in_chunks_and_the_current_version_stays(store, rt_sample) -> None:
+    batch = 4
     ls, project, pusher = _pushed_pool(store, [text for text, _ in rt_sample[:60]], head=12, prune_chunk=5,
-                                       batch=2, first_slice=8)
+                                       batch=batch, first_slice=8)
     cold = project.model_version
     store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment")
                               for i, (text, label) in enumerate(rt_sample[:20])])
@@ -164,6 +165,13 @@ def test_superseded_predictions_are_pruned_in_chunks_and_the_current_version_sta
     first = [t for t, _ in sorted(_pushed(ls, trained).items(), key=lambda kv: kv[1])][:8]
     kept_old = len(set(first) & cold_head)  # the first slice replaces nothing at push time
     assert kept_old >= 1, "the first slice overlaps the cold head (else the redo path is not checked)"
+    next_batch = set(first[:batch])  # what Label Studio serves next
+    front_old = len(next_batch & cold_head)
+    assert front_old >= 1, "the next batch held a cold row (else keeping it whole is not checked)"
+    assert kept_old > front_old, "a task after the next batch held one too (else the redo path is not checked)"
+    cleared: list[int] = []
+    clear = ls.delete_task_predictions
+    ls.delete_task_predictions = lambda pid, ids: (cleared.extend(ids), clear(pid, ids))[1]
     steps, more = 0, True
     while more:
         deleted, more = pusher.prune(project, ls)
@@ -173,10 +181,12 @@ def test_superseded_predictions_are_pruned_in_chunks_and_the_current_version_sta
     assert ls.model_versions(PID) == {trained: 12}
     whole = [n for name, n in ls.calls if name == "delete_task_predictions"]
     assert max(whole) <= 5, "a chunk of tasks per Data Manager call"
-    assert sum(whole) == 12, "every cold row went with its task, a chunk per call"
+    assert sum(whole) == 12 - front_old, "every other cold row went with its task, a chunk per call"
     # the first slice's tasks held a cold row beside their current one: cleared and given the current row
-    # again (one Data Manager call and one import), never one delete call per row
-    assert ls.names().count("delete_prediction") == 0
+    # again (one Data Manager call and one import), never one delete call per row; but the next batch is never
+    # cleared, not even for a moment (Label Studio would serve the task after it): its cold rows go one by one
+    assert not next_batch & set(cleared), "a task Label Studio serves next was left without its current row"
+    assert ls.names().count("delete_prediction") == front_old
     assert all(len([p for p in ls.predictions_held.values() if p["task"] == t]) == 1 for t in trained_head)
     assert _pushed(ls, trained) == pytest.approx(store.pushed(PID, trained), abs=1e-5)
     assert status["pruned_versions"] in ([], [cold]), "only the superseded version, once it is gone"

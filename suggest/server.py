@@ -376,8 +376,8 @@ async def _run_sync(fn, *args, request: Request | None = None):
     finally:
         ended = time.perf_counter()
         if began:
-            request.state.__setattr__(SPLIT_KEY, f"{(began[0] - submitted) * 1000:.0f} ms waiting for a thread, "
-                                                 f"{(ended - began[0]) * 1000:.0f} ms running")
+            setattr(request.state, SPLIT_KEY, f"{(began[0] - submitted) * 1000:.0f} ms waiting for a thread, "
+                                              f"{(ended - began[0]) * 1000:.0f} ms running")
 
 
 def _times(app) -> RequestTimes:

@@ -53,7 +53,7 @@ class RequestTimes:
             await self.app(scope, receive, noted_send)
         finally:
             ms = (time.perf_counter() - t0) * 1000
-            answer = Answer(f"{scope.get('method', '?')} {_route(scope.get('path', ''))}", wall, ms, status)
+            answer = Answer(f"{_method(scope.get('method', ''))} {_route(scope.get('path', ''))}", wall, ms, status)
             with self._lock:
                 self._answers.append(answer)
             if self.slow_ms and ms >= self.slow_ms:
@@ -88,5 +88,11 @@ def _route(path: str) -> str:
     return path if path in KNOWN else "(other)"
 
 
+def _method(method: str) -> str:
+    """HTTP methods beyond the usual few are one (a stranger may send any token as a method)."""
+    return method if method in METHODS else "OTHER"
+
+
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 KNOWN = frozenset({"/", "/health", "/setup", "/predict", "/webhook", "/versions", "/metrics", "/metrics/requests",
                    "/ui", "/docs", "/redoc", "/openapi.json"})

@@ -229,10 +229,12 @@ def test_answer_times_are_kept_per_route_and_slow_ones_logged_with_where_the_tim
     client.post("/webhook", json=annotation_event(1, 1, "great film", "positive"))
     client.post("/webhook", content=b"not json")
     client.get("/no/such/page")
+    client.request("BREW", "/webhook")
     times = client.get("/metrics/requests").json()
     hook = times["routes"]["POST /webhook"]
     assert hook["count"] == 2 and 0 < hook["p50_ms"] <= hook["p99_ms"] <= hook["max_ms"]
     assert times["routes"]["GET (other)"]["count"] == 1  # a stranger's paths do not each become a route
+    assert times["routes"]["OTHER /webhook"]["count"] == 1  # nor do a stranger's methods
     assert {a["route"] for a in times["slowest"]} >= {"POST /setup", "POST /webhook"}
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}", a["started"]) for a in times["slowest"])
 

@@ -591,8 +591,11 @@ class HeadPusher:
         them and one import gives them their current rows again (two calls, where deleting the superseded
         rows one by one took one call each: 1,100 calls in a 200-save burst on a 100-task pool). For the
         moment between the two calls those tasks hold no prediction, so Label Studio would serve the next
-        task instead: the next batch (the first `batch_size` of the queue) keeps its current row, and its
-        superseded rows go one by one (issue 17: /next served the second choice once, mid-prune)."""
+        task instead (issue 17: /next served the second choice once, mid-prune). So the next batch (the first
+        `batch_size` of the queue) is left alone: its superseded rows stay beside the current one, harmless
+        (Label Studio's queue reads only the current version's), until a later prune finds those tasks
+        labelled or further back. Deleting them one by one instead cost a call per row, dozens per prune on a
+        small pool, many of them 404 for rows a push had already replaced."""
         pid = project.project_id
         chunk = sorted(work.redo)[:budget]
         olds = {t: work.redo.pop(t) for t in chunk}
@@ -603,8 +606,7 @@ class HeadPusher:
             i = at.get(t)
             listed = work.listed.pop(t, None)
             if i is not None and i < self.settings.batch_size:
-                work.ids += olds[t]  # served next: never without its current row
-                continue
+                continue  # served next: never without its current row, not even for a moment
             if i is not None and t in current and queue.preds[i]:
                 rows.append(ls.prediction_import_json(t, queue.preds[i], project.schemas))
                 continue

@@ -40,6 +40,7 @@ from suggest.dashboard.pages import REFRESH_SECONDS
 from suggest.engine import Engine, HostChangeRefused, UnknownProject
 from suggest.request_times import SPLIT_KEY, RequestTimes
 from suggest.schema import BadInput, Item, SchemaError
+from suggest.store import store_times, store_times_reset
 
 log = logging.getLogger(__name__)
 
@@ -365,19 +366,25 @@ async def _run_sync(fn, *args, request: Request | None = None):
 
     if request is None:
         return await run_in_threadpool(fn, *args)
-    submitted, began = time.perf_counter(), []
+    submitted, began, waits = time.perf_counter(), [], []
 
     def timed():
         began.append(time.perf_counter())
-        return fn(*args)
+        store_times_reset()
+        try:
+            return fn(*args)
+        finally:
+            waits.extend(store_times())
 
     try:
         return await run_in_threadpool(timed)
     finally:
         ended = time.perf_counter()
         if began:
+            store = f" (the store: {waits[0] * 1000:.0f} ms waiting for its lock, {waits[1] * 1000:.0f} ms " \
+                    "committing)" if waits else ""
             setattr(request.state, SPLIT_KEY, f"{(began[0] - submitted) * 1000:.0f} ms waiting for a thread, "
-                                              f"{(ended - began[0]) * 1000:.0f} ms running")
+                                              f"{(ended - began[0]) * 1000:.0f} ms running{store}")
 
 
 def _times(app) -> RequestTimes:

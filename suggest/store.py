@@ -123,6 +123,25 @@ class ProjectRecord:
     webhook_key_host: str | None = None
 
 
+
+_store_times = threading.local()  # per thread: what this thread's store calls waited for (issue 20)
+
+
+def store_times_reset() -> None:
+    """Start counting the calling thread's store waits afresh (a request's handler calls this first)."""
+    _store_times.lock = _store_times.commit = 0.0
+
+
+def store_times() -> tuple[float, float]:
+    """Seconds the calling thread spent, since `store_times_reset`, waiting for the store's lock (held by
+    another thread: a background read or write) and committing (WAL append, fsync, automatic checkpoint)."""
+    return getattr(_store_times, "lock", 0.0), getattr(_store_times, "commit", 0.0)
+
+
+def _note_store_time(lock_wait: float, commit: float) -> None:
+    _store_times.lock = getattr(_store_times, "lock", 0.0) + lock_wait
+    _store_times.commit = getattr(_store_times, "commit", 0.0) + commit
+
 class Store(StandingStore, HistoryStore, TaskListStore):
     """One SQLite database and the version folders under a model directory."""
 
@@ -227,17 +246,23 @@ class Store(StandingStore, HistoryStore, TaskListStore):
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        asked = time.perf_counter()
         with self._lock:
+            got = time.perf_counter()
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            committing = time.perf_counter()
+            self._db.execute("COMMIT")  # with WAL: may run an automatic checkpoint, fsyncs (synchronous=FULL)
+            _note_store_time(got - asked, time.perf_counter() - committing)
 
     def _query(self, sql: str, params: Iterable = ()) -> list[tuple]:
+        asked = time.perf_counter()
         with self._lock:
+            _note_store_time(time.perf_counter() - asked, 0.0)
             return self._db.execute(sql, tuple(params)).fetchall()
 
     # projects ---------------------------------------------------------------------------------

@@ -250,3 +250,32 @@ def test_a_slow_answer_is_logged_with_the_thread_wait_and_run_time(tmp_path, cap
             slow_logging.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 4}})
     lines = [r.getMessage() for r in caplog.records if "slow answer" in r.getMessage()]
     assert lines and "POST /webhook" in lines[0] and "waiting for a thread" in lines[0] and "running" in lines[0]
+    assert "ms waiting for its lock" in lines[0] and "ms committing" in lines[0]  # what the store took of it
+
+
+def test_the_store_counts_a_threads_wait_for_its_lock_held_by_another_thread(tmp_path):
+    """A background thread holding the store (a retrain's big read) shows as the request's lock wait."""
+    import threading
+
+    from suggest.store import Store, store_times, store_times_reset
+
+    store = Store(tmp_path)
+    held = threading.Event()
+
+    def background() -> None:
+        with store._lock:
+            held.set()
+            time.sleep(0.3)
+
+    worker = threading.Thread(target=background)
+    worker.start()
+    held.wait(5)
+    store_times_reset()
+    store.upsert_labels("1", [])
+    store.task_count("1")
+    waited, committed = store_times()
+    worker.join()
+    assert waited >= 0.2 and committed >= 0
+    store_times_reset()
+    assert store_times() == (0.0, 0.0)
+    store.close()

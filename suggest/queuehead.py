@@ -103,6 +103,8 @@ def pool_rows(project: Project, tasks: list[tuple[int, dict]]) -> list[dict[str,
     return rows
 
 
+NEXT_GUARD = 5  # unlabelled tasks at the front of the queue a prune never clears, not even for a moment
+
 class HeadPusher:
     """Pushes, refills and prunes the queue head of each project (see the module docstring)."""
 
@@ -591,22 +593,25 @@ class HeadPusher:
         them and one import gives them their current rows again (two calls, where deleting the superseded
         rows one by one took one call each: 1,100 calls in a 200-save burst on a 100-task pool). For the
         moment between the two calls those tasks hold no prediction, so Label Studio would serve the next
-        task instead (issue 17: /next served the second choice once, mid-prune). So the next batch (the first
-        `batch_size` of the queue) is left alone: its superseded rows stay beside the current one, harmless
-        (Label Studio's queue reads only the current version's), until a later prune finds those tasks
-        labelled or further back. Deleting them one by one instead cost a call per row, dozens per prune on a
-        small pool, many of them 404 for rows a push had already replaced."""
+        task instead (issue 17: /next served the second choice once, mid-prune). So the first `NEXT_GUARD`
+        unlabelled tasks of the queue (what /next serves now, one per concurrent annotator) are never
+        cleared: their superseded rows go one call per row, a handful at most. (Guarding the whole next
+        batch cost dozens of calls per prune on a small pool, or, left for later, never pruned a pool no
+        bigger than a batch.)"""
         pid = project.project_id
         chunk = sorted(work.redo)[:budget]
         olds = {t: work.redo.pop(t) for t in chunk}
         at = {t: i for i, t in enumerate(queue.task_ids)} if queue is not None else {}
         current = self.store.pushed(pid, queue.version) if queue is not None else {}
         rows, missing = [], {"queue": 0, "pushed": 0, "prediction": 0}
+        waiting = self.store.unlabeled_pushed(pid, queue.version) if queue is not None else []
+        guarded = set(sorted(waiting, key=lambda t: at.get(t, len(at)))[:NEXT_GUARD])
         for t in chunk:
             i = at.get(t)
             listed = work.listed.pop(t, None)
-            if i is not None and i < self.settings.batch_size:
-                continue  # served next: never without its current row, not even for a moment
+            if t in guarded:
+                work.ids += olds[t]  # served next: never without its current row, not even for a moment
+                continue
             if i is not None and t in current and queue.preds[i]:
                 rows.append(ls.prediction_import_json(t, queue.preds[i], project.schemas))
                 continue

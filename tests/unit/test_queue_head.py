@@ -12,7 +12,7 @@ import pytest
 from suggest.labelstudio import parse_controls
 from suggest.loop import LoopSettings, rank_rows
 from suggest.project import open_project
-from suggest.queuehead import FIRST_SLICE_MIN, IMPORT_CHUNK, HeadPusher, HeadSettings, Maintainer
+from suggest.queuehead import FIRST_SLICE_MIN, IMPORT_CHUNK, NEXT_GUARD, HeadPusher, HeadSettings, Maintainer
 from suggest.schema import Label
 from suggest.store import ProjectRecord, Store
 from suggest.tasksync import TaskSync
@@ -165,10 +165,10 @@ def test_superseded_predictions_are_pruned_in_chunks_and_the_current_version_sta
     first = [t for t, _ in sorted(_pushed(ls, trained).items(), key=lambda kv: kv[1])][:8]
     kept_old = len(set(first) & cold_head)  # the first slice replaces nothing at push time
     assert kept_old >= 1, "the first slice overlaps the cold head (else the redo path is not checked)"
-    next_batch = set(first[:batch])  # what Label Studio serves next
-    front_old = len(next_batch & cold_head)
-    assert front_old >= 1, "the next batch held a cold row (else keeping it whole is not checked)"
-    assert kept_old > front_old, "a task after the next batch held one too (else the redo path is not checked)"
+    served_next = set(first[:NEXT_GUARD])  # what Label Studio serves now (one per concurrent annotator)
+    front_old = len(served_next & cold_head)
+    assert front_old >= 1, "a task served next held a cold row (else keeping it whole is not checked)"
+    assert kept_old > front_old, "a task after those held one too (else the redo path is not checked)"
     cleared: list[int] = []
     clear = ls.delete_task_predictions
     ls.delete_task_predictions = lambda pid, ids: (cleared.extend(ids), clear(pid, ids))[1]
@@ -178,18 +178,17 @@ def test_superseded_predictions_are_pruned_in_chunks_and_the_current_version_sta
         assert deleted <= 5, "at most a chunk per step"
         steps += 1
         assert set(_pushed(ls, trained)) == trained_head, "the current version's predictions are never touched"
-    # the next batch is never cleared, not even for a moment (Label Studio would serve the task after it):
-    # its cold rows stay beside the current ones until a later prune finds those tasks labelled or further back
-    assert ls.model_versions(PID) == {trained: 12, cold: front_old}
+    assert ls.model_versions(PID) == {trained: 12}
     whole = [n for name, n in ls.calls if name == "delete_task_predictions"]
     assert max(whole) <= 5, "a chunk of tasks per Data Manager call"
     assert sum(whole) == 12 - front_old, "every other cold row went with its task, a chunk per call"
     # the rest of the first slice held a cold row beside its current one: cleared and given the current row
-    # again (one Data Manager call and one import), never one delete call per row
-    assert not next_batch & set(cleared), "a task Label Studio serves next was left without its current row"
-    assert ls.names().count("delete_prediction") == 0
-    assert all(len([p for p in ls.predictions_held.values() if p["task"] == t]) == 1 + (t in next_batch & cold_head)
-               for t in trained_head)
+    # again (one Data Manager call and one import), never one delete call per row; but the tasks Label Studio
+    # serves next are never cleared, not even for a moment (it would serve the task after them): their cold
+    # rows go one call per row
+    assert not served_next & set(cleared), "a task Label Studio serves next was left without its current row"
+    assert ls.names().count("delete_prediction") == front_old
+    assert all(len([p for p in ls.predictions_held.values() if p["task"] == t]) == 1 for t in trained_head)
     assert _pushed(ls, trained) == pytest.approx(store.pushed(PID, trained), abs=1e-5)
     assert status["pruned_versions"] in ([], [cold]), "only the superseded version, once it is gone"
     assert pusher.prune(project, ls) == (0, False)
@@ -285,7 +284,8 @@ def test_a_new_push_drops_the_prune_plan_made_against_the_last_version(store, rt
     ls.calls.clear()
     while pusher.prune(project, ls)[1]:
         pass
-    assert ls.names().count("delete_prediction") == 0
+    # only the tasks served next go row by row (never cleared, not even for a moment), never the whole plan
+    assert ls.names().count("delete_prediction") <= NEXT_GUARD
     assert set(ls.model_versions(PID)) == {latest}
 
 

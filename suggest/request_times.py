@@ -37,6 +37,7 @@ class RequestTimes:
         self.app, self.slow_ms = app, slow_ms
         self._answers: deque[Answer] = deque(maxlen=keep)
         self._lock = threading.Lock()
+        self._known: frozenset[str] | None = None
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -53,13 +54,21 @@ class RequestTimes:
             await self.app(scope, receive, noted_send)
         finally:
             ms = (time.perf_counter() - t0) * 1000
-            answer = Answer(f"{_method(scope.get('method', ''))} {_route(scope.get('path', ''))}", wall, ms, status)
+            route = _route(scope.get("path", ""), self._paths(scope))
+            answer = Answer(f"{_method(scope.get('method', ''))} {route}", wall, ms, status)
             with self._lock:
                 self._answers.append(answer)
             if self.slow_ms and ms >= self.slow_ms:
                 split = (scope.get("state") or {}).get(SPLIT_KEY)
                 log.warning("slow answer: %s took %.0f ms (started %s, status %d%s)", answer.route, ms, _clock(wall),
                             status, f"; {split}" if split else "")
+
+    def _paths(self, scope) -> frozenset[str]:
+        """The app's own route paths, read once from the app (so a new route is never "(other)")."""
+        if self._known is None:
+            app = scope.get("app")
+            self._known = frozenset(getattr(r, "path", "") for r in getattr(app, "routes", ()))
+        return self._known
 
     def summary(self, slowest: int = 10) -> dict:
         """Per route: count and p50/p90/p99/max in ms over the remembered answers; the slowest few overall."""
@@ -81,11 +90,11 @@ def _clock(unix: float, day: bool = False) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S" if day else "%H:%M:%S", time.gmtime(unix)) + f".{int(unix % 1 * 1000):03d}"
 
 
-def _route(path: str) -> str:
+def _route(path: str, known: frozenset[str]) -> str:
     """The route, not the full path: a dashboard page per project is one route (and a stranger's paths stay bounded)."""
     if path.startswith("/ui/"):
         return "/ui/..."
-    return path if path in KNOWN else "(other)"
+    return path if path in known else "(other)"
 
 
 def _method(method: str) -> str:
@@ -94,5 +103,3 @@ def _method(method: str) -> str:
 
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
-KNOWN = frozenset({"/", "/health", "/setup", "/predict", "/webhook", "/versions", "/metrics", "/metrics/requests",
-                   "/ui", "/docs", "/redoc", "/openapi.json"})

@@ -105,6 +105,7 @@ def pool_rows(project: Project, tasks: list[tuple[int, dict]]) -> list[dict[str,
 
 NEXT_GUARD = 5  # unlabelled tasks at the front of the queue a prune never clears, not even for a moment
 
+
 class HeadPusher:
     """Pushes, refills and prunes the queue head of each project (see the module docstring)."""
 

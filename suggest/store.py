@@ -123,7 +123,6 @@ class ProjectRecord:
     webhook_key_host: str | None = None
 
 
-
 _store_times = threading.local()  # per thread: what this thread's store calls waited for (issue 20)
 
 
@@ -141,6 +140,7 @@ def store_times() -> tuple[float, float]:
 def _note_store_time(lock_wait: float, commit: float) -> None:
     _store_times.lock = getattr(_store_times, "lock", 0.0) + lock_wait
     _store_times.commit = getattr(_store_times, "commit", 0.0) + commit
+
 
 class Store(StandingStore, HistoryStore, TaskListStore):
     """One SQLite database and the version folders under a model directory."""

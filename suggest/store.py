@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 ANSWERS_TAGGED = 2  # PRAGMA user_version from which every stored answer carries its kind's tag
 ANNOTATORS_KEPT = 3  # PRAGMA user_version from which annotations keep annotator, created_at and lead time
 DEFAULT_MAX_EMBEDDINGS = 2_000_000  # ~3 GB of 384-d float32 vectors; oldest dropped beyond it
+MAX_IDLE_READERS = 8  # read connections kept open between reads (more are opened when more threads read at once)
+WAL_CHECKPOINT_BYTES = 4 << 20  # uncopied WAL (SQLite's own default: 1,000 pages) that wakes the checkpointer
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -157,11 +159,22 @@ class Store(StandingStore, HistoryStore, TaskListStore):
         self.memo_key = uuid.uuid4().hex  # names this store's part of the process's vector memo (backends.memo)
         self._puts_since_prune = 0
         self._lock_file: int | None = None
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the one writer connection's; readers never take it
         self._db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
+        self._on_thread = threading.local()  # .conn: the connection this thread's reads go to while it writes or pins
+        self._readers: list[sqlite3.Connection] = []  # idle read connections, reused by any thread
+        self._readers_lock = threading.Lock()
+        self._closed = False
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
+        # Issue 20: SQLite's automatic checkpoint copies the WAL into the database inside whichever commit
+        # crosses 1,000 pages, often a webhook's (one took 56 ms committing at 10,000 labels). Checkpoints run
+        # on their own thread instead; with the WAL truncated at each restart, its size says what is uncopied.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._db.execute("PRAGMA journal_size_limit=0")
+        self._wal_path = Path(f"{self.db_path}-wal")
+        self._checkpointer: Checkpointer | None = None
         self._db.executescript(SCHEMA_SQL)
         self._migrate()
         for part in (store_standing, store_history, store_tasks):  # each part's tables (suggest/store_*.py)
@@ -240,30 +253,99 @@ class Store(StandingStore, HistoryStore, TaskListStore):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        with self._readers_lock:
+            self._closed = True
+            idle, self._readers = self._readers, []
+            checkpointer, self._checkpointer = self._checkpointer, None
+        for conn in idle:
+            conn.close()
+        if checkpointer is not None:
+            checkpointer.stop()
         if self._lock_file is not None:
             os.close(self._lock_file)  # releases the flock
             self._lock_file = None
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the writer connection; reads on this thread inside it see its writes."""
         asked = time.perf_counter()
         with self._lock:
             got = time.perf_counter()
+            outer = getattr(self._on_thread, "conn", None)
+            self._on_thread.conn = self._db
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            finally:
+                self._on_thread.conn = outer
             committing = time.perf_counter()
-            self._db.execute("COMMIT")  # with WAL: may run an automatic checkpoint, fsyncs (synchronous=FULL)
+            self._db.execute("COMMIT")  # appends to the WAL and fsyncs it (synchronous=FULL); never checkpoints
             _note_store_time(got - asked, time.perf_counter() - committing)
+        self._checkpoint_when_due()
+
+    def _checkpoint_when_due(self) -> None:
+        """Wake the checkpointer once the WAL holds WAL_CHECKPOINT_BYTES not yet copied (a stat: microseconds)."""
+        try:
+            if self._wal_path.stat().st_size < WAL_CHECKPOINT_BYTES:
+                return
+        except OSError:
+            return
+        with self._readers_lock:
+            if self._closed:
+                return
+            if self._checkpointer is None:
+                self._checkpointer = Checkpointer(self.db_path)
+            checkpointer = self._checkpointer
+        checkpointer.wake()
 
     def _query(self, sql: str, params: Iterable = ()) -> list[tuple]:
-        asked = time.perf_counter()
-        with self._lock:
-            _note_store_time(time.perf_counter() - asked, 0.0)
-            return self._db.execute(sql, tuple(params)).fetchall()
+        """Read without the writer's lock (issue 20): a niced retrain reading 10,000 labels must never make
+        a webhook's write wait for it. WAL lets each read connection see the last commit while one writes."""
+        pinned = getattr(self._on_thread, "conn", None)
+        if pinned is not None:  # inside this thread's write or pinned read: the same connection
+            return pinned.execute(sql, tuple(params)).fetchall()
+        conn = self._reader()
+        try:
+            return conn.execute(sql, tuple(params)).fetchall()
+        finally:
+            self._put_reader(conn)
+
+    @contextmanager
+    def _pinned_read(self) -> Iterator[sqlite3.Connection]:
+        """Reads on this thread, until the block ends, see one committed state (what a retrain pins)."""
+        if getattr(self._on_thread, "conn", None) is not None:  # already writing or pinned on this thread
+            yield self._on_thread.conn
+            return
+        conn = self._reader()
+        conn.execute("BEGIN")  # deferred: the snapshot is taken by the first read and held to COMMIT
+        self._on_thread.conn = conn
+        try:
+            yield conn
+        finally:
+            self._on_thread.conn = None
+            conn.execute("COMMIT")
+            self._put_reader(conn)
+
+    def _reader(self) -> sqlite3.Connection:
+        with self._readers_lock:
+            if self._closed:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+            if self._readers:
+                return self._readers.pop()
+        conn = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA query_only=1")  # reads only: every write goes through `_tx` and its lock
+        return conn
+
+    def _put_reader(self, conn: sqlite3.Connection) -> None:
+        with self._readers_lock:
+            if not self._closed and len(self._readers) < MAX_IDLE_READERS:
+                self._readers.append(conn)
+                return
+        conn.close()
 
     # projects ---------------------------------------------------------------------------------
 
@@ -547,6 +629,49 @@ class Store(StandingStore, HistoryStore, TaskListStore):
     def put_digests(self, digests: dict[str, str]) -> None:
         with self._tx() as db:
             db.executemany("INSERT OR REPLACE INTO media_digests VALUES (?, ?)", list(digests.items()))
+
+
+class Checkpointer:
+    """Copies a store's WAL into its database on a thread of its own, so no request's commit does it.
+
+    A PASSIVE checkpoint never blocks the writer or the readers; it copies what no reader still needs, and
+    the next write restarts (and truncates) the WAL once all of it is copied. At most one a second.
+    """
+
+    def __init__(self, db_path: Path, min_interval: float = 1.0):
+        self.db_path = db_path
+        self.min_interval = min_interval
+        self.runs = 0
+        self._due = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="suggest-wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._due.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._due.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        conn = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
+        try:
+            while True:
+                self._due.wait()
+                if self._stopping.is_set():
+                    return
+                self._due.clear()
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.runs += 1
+                except sqlite3.Error as exc:  # a full disk, say: the WAL keeps the data; the next wake retries
+                    log.warning("store: WAL checkpoint failed: %s", exc)
+                if self._stopping.wait(self.min_interval):
+                    return
+        finally:
+            conn.close()
 
 
 class StoreLocked(RuntimeError):

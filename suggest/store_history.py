@@ -1,7 +1,7 @@
 """Annotation history (issue 18): append-only annotation events and the snapshot each version trained on.
 
 A mixin of `suggest.store.Store`: its tables are created by SCHEMA_SQL when the store opens, and its
-methods use the store's one connection (`self._tx()`, `self._query()`), so SQL stays in the store.
+methods use the store's connections (`self._tx()`, `self._query()`), so SQL stays in the store.
 
 Every change to the `annotations` table (an upsert that changes a row, a deletion, a reconciliation
 with Label Studio) appends one event per annotation to `annotation_history`, in the same transaction;
@@ -139,13 +139,13 @@ class HistoryStore:
 
     def history_head(self, project_id: str) -> int:
         """The project's latest history position (0 before any event)."""
-        with self._lock:  # type: ignore[attr-defined]
-            return _head(self._db, project_id)  # type: ignore[attr-defined]
+        with self._pinned_read() as db:  # type: ignore[attr-defined]
+            return _head(db, project_id)
 
     def labels_with_head(self, project_id: str) -> tuple[list[Label], int]:
         """The stored annotations and the history position they are at, read together (what a retrain pins)."""
-        with self._lock:  # type: ignore[attr-defined]
-            return self.labels(project_id), _head(self._db, project_id)  # type: ignore[attr-defined]
+        with self._pinned_read() as db:  # type: ignore[attr-defined]
+            return self.labels(project_id), _head(db, project_id)  # type: ignore[attr-defined]
 
     def history(self, project_id: str) -> list[dict]:
         """Every event of a project, oldest first: seq, annotation_id, op, task_id, answers (JSON), who, when."""

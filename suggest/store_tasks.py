@@ -1,7 +1,7 @@
 """Task list (issue 17): the tasks Label Studio holds, what was last pushed to each, incremental sync state.
 
 A mixin of `suggest.store.Store`: its tables are created by SCHEMA_SQL when the store opens, and its
-methods use the store's one connection (`self._tx()`, `self._query()`), so SQL stays in the store.
+methods use the store's connections (`self._tx()`, `self._query()`), so SQL stays in the store.
 
 - `ls_tasks`: one row per task of a Label Studio project: its `data` (JSON, so the pool is read
   from here and not from an export per version), whether Label Studio listed it with annotations,

@@ -12,7 +12,84 @@ from suggest.store import ProjectRecord, Store
 def test_wal_and_full_sync(tmp_path):
     store = Store(tmp_path)
     assert store._query("PRAGMA journal_mode")[0][0] == "wal"
-    assert store._query("PRAGMA synchronous")[0][0] == 2  # FULL
+    assert store._db.execute("PRAGMA synchronous").fetchall()[0][0] == 2  # FULL, on the connection that writes
+
+
+def _label(task: int) -> Label:
+    return Label(task, task, "pos", f"t{task}")
+
+
+def test_reads_never_wait_for_a_write_in_progress_on_another_thread(tmp_path):
+    """Issue 20: a webhook's read must not queue behind a niced retrain holding the store."""
+    import threading
+    import time
+
+    store = Store(tmp_path)
+    store.upsert_labels("1", [_label(1)])
+    writing, done = threading.Event(), threading.Event()
+
+    def slow_writer() -> None:
+        with store._tx() as db:
+            db.execute("DELETE FROM annotations WHERE project_id = '1'")
+            writing.set()
+            done.wait(5)
+
+    worker = threading.Thread(target=slow_writer)
+    worker.start()
+    writing.wait(5)
+    started = time.perf_counter()
+    assert store.annotation_count("1") == 1  # the last commit, not the write still in progress
+    assert [lab.task_id for lab in store.labels("1")] == [1]
+    took = time.perf_counter() - started
+    done.set()
+    worker.join()
+    assert took < 1.0
+    assert store.annotation_count("1") == 0  # and the write, once committed, is what the next read sees
+    store.close()
+
+
+def test_a_read_inside_a_write_sees_that_write(tmp_path):
+    store = Store(tmp_path)
+    with store._tx() as db:
+        db.execute("INSERT INTO annotations (project_id, annotation_id, task_id, label, text, answers) VALUES "
+                   "('1', 7, 7, 'pos', 't', '{}')")
+        assert store.annotation_count("1") == 1
+    assert store.annotation_count("1") == 1
+
+
+def test_a_pinned_read_sees_one_state_while_another_thread_writes(tmp_path):
+    """What a retrain pins (its labels and their history position) is read at one commit."""
+    import threading
+
+    store = Store(tmp_path)
+    store.upsert_labels("1", [_label(1)])
+    with store._pinned_read():
+        before = store.history_head("1")
+        assert store.annotation_count("1") == 1
+        writer = threading.Thread(target=store.upsert_labels, args=("1", [_label(2)]))
+        writer.start()
+        writer.join(5)
+        assert not writer.is_alive()  # the writer did not wait for the pinned read
+        assert store.annotation_count("1") == 1 and store.history_head("1") == before
+    assert store.annotation_count("1") == 2 and store.history_head("1") > before
+    labels, head = store.labels_with_head("1")
+    assert len(labels) == 2 and head == store.history_head("1")
+    store.close()
+
+
+def test_closing_closes_the_read_connections_too(tmp_path):
+    import sqlite3
+
+    store = Store(tmp_path)
+    store.annotation_count("1")
+    idle = list(store._readers)
+    assert idle
+    store.close()
+    for conn in idle:
+        with pytest.raises(sqlite3.ProgrammingError):
+            conn.execute("SELECT 1")
+    with pytest.raises(sqlite3.ProgrammingError):
+        store.annotation_count("1")
 
 
 def test_a_failed_write_publishes_nothing(tmp_path):
@@ -106,3 +183,28 @@ def test_a_store_written_before_multi_control_projects_still_reads(tmp_path):
     assert store.labels("7") == [Label(5, 1, "fresh", "a fine film", True, "2026-01-01", "")]
     store.upsert_labels("7", [Label(6, 2, "rotten", "dull", control="sentiment")])
     assert [lb.control for lb in store.labels("7")] == ["", "sentiment"]
+
+
+def test_the_wal_is_checkpointed_off_the_committing_thread_and_then_truncated(tmp_path):
+    """Issue 20: no commit copies the WAL into the database (a webhook's commit once took 56 ms doing it);
+    the checkpointer thread does, and the next write starts the WAL afresh."""
+    import time
+
+    from suggest.store import WAL_CHECKPOINT_BYTES
+
+    store = Store(tmp_path)
+    assert store._db.execute("PRAGMA wal_autocheckpoint").fetchall()[0][0] == 0
+    rng = np.random.default_rng(0)
+    store.put_embeddings("enc", {f"h{i}": rng.random(384, dtype=np.float32) for i in range(5_000)})  # ~8 MB
+    wal = tmp_path / "suggest.sqlite3-wal"
+    assert wal.stat().st_size >= WAL_CHECKPOINT_BYTES  # the commit itself copied nothing
+    deadline = time.monotonic() + 10
+    while (store._checkpointer is None or store._checkpointer.runs == 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store._checkpointer is not None and store._checkpointer.runs >= 1
+    store.upsert_labels("1", [_label(1)])  # the first write after a full checkpoint restarts the WAL
+    assert wal.stat().st_size < 1 << 20
+    assert len(store.get_embeddings("enc", ["h0", "h4999"])) == 2  # nothing lost on the way
+    checkpointer = store._checkpointer
+    store.close()
+    assert not checkpointer._thread.is_alive()  # closing the store stops its checkpointer

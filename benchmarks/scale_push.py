@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from backends.encoders import TextEncoder  # noqa: E402
+from benchmarks.annotation_save_pool import summary as bootstrap_ratios  # noqa: E402
 from suggest.datasets import rotten_tomatoes  # noqa: E402
 from suggest.schema import Item  # noqa: E402
 from suggest.store import Store  # noqa: E402
@@ -164,6 +165,8 @@ def main() -> None:
     parser.add_argument("--versions", type=int, default=20)
     parser.add_argument("--per-version", type=int, default=5)
     parser.add_argument("--head", type=int, default=1000)
+    parser.add_argument("--idle-seconds", type=float, default=8.0,
+                        help="idle stretch before the first and after the last version: the saves' baseline")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "suggest")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--ls-env", action="append", default=[], metavar="KEY=VALUE",
@@ -239,7 +242,7 @@ def main() -> None:
         time.sleep(8)  # an idle stretch for the save baseline (no push; pruning of nothing)
         saver = Saver(ls.client(), side_ids)
         saver.start()
-        time.sleep(8)
+        time.sleep(args.idle_seconds)
         for _ in range(args.versions):
             # read without Label Studio's counts: with them each poll cost 0.35 s+ of its CPU at 100,000 tasks
             ls_before = client.request("GET", f"/api/projects/{pid}", params={"include": "id,model_version"},
@@ -286,7 +289,7 @@ def main() -> None:
             result["versions"].append(entry)
             print(json.dumps(entry), flush=True)
             time.sleep(4)  # annotators pause: pruning runs
-        time.sleep(10)
+        time.sleep(max(10.0, args.idle_seconds))
         saver.stop_flag.set()
         saver.join(30)
         watcher.stop_flag.set()
@@ -312,6 +315,12 @@ def main() -> None:
             if e["p50"] and i["p50"]:
                 e["p50_vs_idle"] = round(e["p50"] / i["p50"], 2)
                 e["p99_vs_idle"] = round(e["p99"] / i["p99"], 2)
+        result["saves_raw_ms"] = {k: [round(x * 1000, 1) for x in v] for k, v in
+                                  (("idle", idle), ("during_push", during_push), ("during_prune", during_prune))}
+        if len(idle) >= 20 and len(during_push) >= 20:  # how far the ratios can be trusted (bootstrap, 90%)
+            boot = bootstrap_ratios(result["saves_raw_ms"]["during_push"], result["saves_raw_ms"]["idle"], 2000)
+            for q in ("p50", "p99"):
+                result["saves_ms"]["during_push"][f"{q}_vs_idle_90pct"] = boot[q]["ratio_90pct"]
         vs = result["versions"]
         result["summary"] = {
             "publish_to_next_first_choice_s": {

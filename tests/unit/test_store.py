@@ -77,6 +77,42 @@ def test_a_pinned_read_sees_one_state_while_another_thread_writes(tmp_path):
     store.close()
 
 
+def test_many_threads_reading_at_once_share_a_bounded_set_of_connections(tmp_path):
+    """Connections are kept, never opened and closed per read: SQLite holds a closed connection's file open
+    while others lock it, so churn grew the open files with each burst of readers."""
+    import os
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from suggest.store import MAX_READERS
+
+    store = Store(tmp_path)
+    store.upsert_labels("1", [_label(1)])
+
+    def open_files() -> int:
+        names = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                names.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:  # the listing's own descriptor, gone already
+                continue
+        return sum(1 for name in names if "suggest.sqlite3" in name)
+
+    def read(start: threading.Barrier) -> int:
+        start.wait()
+        return sum(store.annotation_count("1") for _ in range(10))
+
+    counts = []
+    for _ in range(4):
+        start = threading.Barrier(40)
+        with ThreadPoolExecutor(40) as pool:
+            assert set(pool.map(read, [start] * 40)) == {10}
+        counts.append(open_files())
+    assert len(store._readers) <= MAX_READERS
+    assert counts[-1] == counts[0]  # a burst of readers leaves no more files open than the first did
+    store.close()
+
+
 def test_closing_closes_the_read_connections_too(tmp_path):
     import sqlite3
 

@@ -169,6 +169,8 @@ def main() -> None:
                         help="idle stretch before the first and after the last version: the saves' baseline")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "suggest")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="suggest's environment, e.g. SUGGEST_PUSH_DUTY=0.1 (repeatable)")
     parser.add_argument("--ls-env", action="append", default=[], metavar="KEY=VALUE",
                         help="Label Studio's environment, e.g. one of its feature flags (repeatable)")
     args = parser.parse_args()
@@ -188,10 +190,11 @@ def main() -> None:
     store.close()
     port = free_port()
     env = {**os.environ, "LOG_LEVEL": "INFO", "SUGGEST_QUEUE_HEAD": str(args.head),
-           "SUGGEST_PUSH_INTERVAL_SECONDS": "1", "SUGGEST_MEMORY_MB": "2048"}
+           "SUGGEST_PUSH_INTERVAL_SECONDS": "1", "SUGGEST_MEMORY_MB": "2048",
+           **dict(entry.split("=", 1) for entry in args.env)}
     sg = HttpServer("suggest", suggest_argv("127.0.0.1", port, model_dir), port, work / "suggest.log", env)
     sg.launch()
-    result: dict = {"tasks": args.tasks, "head": args.head, "versions": [], "workdir": str(work),
+    result: dict = {"tasks": args.tasks, "head": args.head, "versions": [], "workdir": str(work), "env": args.env,
                     "ls_env": args.ls_env}
     try:
         ls.wait_ready()

@@ -128,7 +128,7 @@ class Settings:
     consensus: str = "majority"  # which label a task with several annotations trains on (suggest.quality.consensus)
     audit_fraction: float = 0.05  # issue 14: share of each batch drawn at random from the pool (0: no audit slice)
     queue_head: int = 1000  # predictions pushed per version: the queue's head (0: every unlabelled task)
-    push_duty: float = 0.25  # after a head's first slice: most of the time its writes may keep Label Studio busy
+    push_duty: float = 0.1  # after a head's first slice: most of the time its writes may keep Label Studio busy
     prune_chunk: int = 50  # superseded predictions deleted per step (one call each) while annotators pause; 0: off
     reconcile_seconds: float = 300.0  # task list checked for deletions, annotations re-read in full (START_TRAINING)
     ray_address: str | None = None  # a Ray cluster for pool embedding ("auto", "ray://host:10001", host:port)

@@ -421,12 +421,13 @@ class HeadPusher:
                     for i in part_at if queue.task_ids[i] not in covered]
             if not part:
                 continue
+            now = self.pace(pid, queue.version, duty)
             try:
                 if replacing:
                     began = time.perf_counter()
                     if self._replace_old(client, project, queue.version, [r["task"] for r in part]):
-                        ls.rest_after(time.perf_counter() - began, duty, superseded)
-                ls.send_predictions(client, pid, part, duty=duty, stop=superseded)
+                        ls.rest_after(time.perf_counter() - began, now, superseded)
+                ls.send_predictions(client, pid, part, duty=now, stop=superseded)
             except Exception:
                 project.release_claims(queue.version, [r["task"] for r in part], "push")
                 raise
@@ -437,6 +438,16 @@ class HeadPusher:
             if isinstance(status, dict) and status.get("pushing") and status.get("version") == queue.version:
                 status["head"]["written"] = queue.written  # /metrics follows a paced head as it grows
         return written
+
+    def pace(self, pid: str, version: str, duty: float) -> float:
+        """The duty for the next paced write: `duty`, or 1 (no rest) while fewer than a batch of the version's
+        rows wait unlabelled in Label Studio. Why: a slow pace (0.1) keeps annotators' saves near their idle
+        latency (benchmarks/push_save_cost.py), but a head written at ~1 row/s could run dry under a team
+        labelling faster than that, and then Label Studio serves random tasks; so the pace never holds back
+        the rows annotators are about to reach, only the ones beyond the next batch."""
+        if duty >= 1.0:
+            return 1.0
+        return duty if len(self.store.unlabeled_pushed(pid, version)) >= self.settings.batch_size else 1.0
 
     def _only_ours(self, client: ls.LabelStudioClient, project: Project, version: str) -> bool:
         """Whether every prediction in the project is one of suggest's versions (then `_replace_old` may delete

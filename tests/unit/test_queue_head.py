@@ -12,7 +12,15 @@ import pytest
 from suggest.labelstudio import parse_controls
 from suggest.loop import LoopSettings, rank_rows
 from suggest.project import open_project
-from suggest.queuehead import FIRST_SLICE_MIN, IMPORT_CHUNK, NEXT_GUARD, HeadPusher, HeadSettings, Maintainer
+from suggest.queuehead import (
+    FIRST_SLICE_MIN,
+    IMPORT_CHUNK,
+    NEXT_GUARD,
+    ROW_GROUP,
+    HeadPusher,
+    HeadSettings,
+    Maintainer,
+)
 from suggest.schema import Label
 from suggest.store import ProjectRecord, Store
 from suggest.tasksync import TaskSync
@@ -74,6 +82,16 @@ def _paced_rows(tmp_path, texts: list[str], hold: float):
     pusher = HeadPusher(HeadSettings(60, 2, True, 1, 5, first_slice=2, push_duty=0.25), TaskSync(store),
                         lambda project, rows: rank_rows(project, rows, LoopSettings(2)))
     return store, ls, _project(store), pusher
+
+
+def _paced_pusher(store: Store, ls: FakeLabelStudio, *, rows: bool, head: int, batch: int, first_slice: int):
+    """A zero-shot project and a pusher pacing its head at push_duty 0.25, Label Studio in row or bulk mode."""
+    import suggest.labelstudio
+
+    suggest.labelstudio.prediction_pace(ls, PID).rows = rows
+    pusher = HeadPusher(HeadSettings(head, batch, True, 1, 5, first_slice=first_slice, push_duty=0.25),
+                        TaskSync(store), lambda project, rows_: rank_rows(project, rows_, LoopSettings(batch)))
+    return _project(store), pusher
 
 
 def _pushed(ls: FakeLabelStudio, version: str) -> dict[int, float]:
@@ -478,10 +496,7 @@ def test_after_the_first_slice_the_heads_writes_rest_to_keep_label_studio_mostly
     for rows in (True, False):
         store = Store(tmp_path / ("rows" if rows else "bulk"))
         ls = Timed(texts)
-        suggest.labelstudio.prediction_pace(ls, PID).rows = rows
-        project = _project(store)
-        pusher = HeadPusher(HeadSettings(60, 2, True, 1, 5, first_slice=2 if rows else 20, push_duty=0.25),
-                            TaskSync(store), lambda project, rows_: rank_rows(project, rows_, LoopSettings(2)))
+        project, pusher = _paced_pusher(store, ls, rows=rows, head=60, batch=2, first_slice=2 if rows else 20)
         seen: list[tuple] = []
         ls.watch = lambda seen=seen, project=project: seen.append(
             (project.loop_status.get("version"), project.loop_status.get("pushing"),
@@ -641,3 +656,50 @@ def test_a_rest_ends_as_soon_as_it_is_told_to() -> None:
     began = time.perf_counter()
     rest_after(0.1, 0.25)  # no stop: the whole 0.3 s
     assert time.perf_counter() - began >= 0.29
+
+
+def test_the_pace_never_holds_back_the_rows_annotators_are_about_to_reach(tmp_path, rt_sample, monkeypatch) -> None:
+    """A head paced at a low duty writes ~1 row/s on a busy Label Studio; a team labelling faster would run it
+    dry and get random tasks. So while fewer than a batch of the version's rows wait unlabelled, writes go at
+    once; with a batch or more waiting they rest."""
+    import suggest.labelstudio
+
+    rests: list[float] = []  # the duty of every rest after a write (1: none), recorded around the real one
+    real_rest = suggest.labelstudio.rest_after
+    monkeypatch.setattr(suggest.labelstudio, "rest_after",
+                        lambda took, duty, stop=None: rests.append(duty) or real_rest(took, duty, stop))
+
+    class Rows(FakeLabelStudio):
+        def __init__(self, texts):
+            super().__init__(texts)
+            self.after_row = lambda: None
+
+        def create_prediction(self, project_id, row):
+            super().create_prediction(project_id, row)
+            self.after_row()
+
+    texts = [text for text, _ in rt_sample[:120]]
+    for team in (False, True):
+        store = Store(tmp_path / ("team" if team else "alone"))
+        ls = Rows(texts)
+        project, pusher = _paced_pusher(store, ls, rows=True, head=40, batch=10, first_slice=10)
+        labels = iter(range(10_000, 20_000))
+
+        def keep_up(project=project, store=store, labels=labels) -> None:  # label all but two of what waits
+            waiting = store.unlabeled_pushed(PID, project.model_version)
+            store.upsert_labels(PID, [Label(t, next(labels), "fresh", "x", control="sentiment") for t in waiting[2:]])
+
+        if team:
+            ls.after_row = keep_up
+        assert pusher.pace(PID, "none yet", 0.25) == 1.0, "nothing waiting: no rest"
+        rests.clear()
+        pusher.push(project, ls)
+        paced = rests[10:]  # after the first slice's ten rows, which never rest
+        assert len(paced) == 30 and set(rests[:10]) == {1.0}, rests
+        if team:  # only the first part, planned before the team labelled, may rest
+            assert paced.count(0.25) <= round(ROW_GROUP * 0.25) and paced[-1] == 1.0, \
+                f"the head ran low and still rested: {paced}"
+        else:
+            assert set(paced) == {0.25}, f"a batch or more waiting: every write rests: {paced}"
+            assert pusher.pace(PID, project.model_version, 0.25) == 0.25
+        store.close()

@@ -1,0 +1,181 @@
+"""What a paced head push costs an annotator saving into another project of the same Label Studio, by pace.
+
+Why (issue 17): `scale_push.py` classes each save by whether suggest was pushing, but its pushes follow
+the annotator of the pushed project, its retrains and its `/next` polls, so "during a push" also means
+"while another annotator works and a model trains" on a 2-core machine, and its idle stretch is the only
+time none of that runs. This isolates the push: nothing but the writes a head's paced rest makes (per group
+of rows one Data Manager delete of the tasks' older rows, then one `POST /api/predictions/` per row, each
+call followed by `labelstudio.rest_after(took, duty)`, the code path `HeadPusher._push_slice` runs once
+Label Studio's bulk imports are slow), against idle stretches of the same length, in rotating order so
+drift falls on every phase alike.
+
+Per round, one phase each: idle, and a push at every `--duties` value, `--phase-seconds` long. A second
+client saves an annotation into project B every `--think` s throughout; a save is classed by the phase it
+started and ended in (saves across a phase change are dropped).
+
+Reports per phase: saves n, p50 / p90 / p99, their ratio to idle with a 90% bootstrap interval, rows
+written per second, and the share of the phase Label Studio spent on the writes (the duty achieved).
+
+Run: nice -n 10 .venv/bin/python benchmarks/push_save_cost.py --tasks 10000 [--duties 1,0.25,0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.annotation_save_pool import summary as bootstrap_ratios  # noqa: E402
+from suggest import labelstudio as ls  # noqa: E402
+from suggest.queuehead import ROW_GROUP  # noqa: E402
+from tests.conftest import CONFIG  # noqa: E402
+from tests.e2e.labelstudio_server import LabelStudioServer, choice_result, ensure_ls_venv, ls_venv_path  # noqa: E402
+
+HEAD = 1000  # tasks whose rows the pushes replace, version after version (a head's worth)
+
+
+class Saver(threading.Thread):
+    """Saves an annotation into project B every `think` s; keeps (start, end, ms) per save."""
+
+    def __init__(self, client: ls.LabelStudioClient, task_ids: list[int], think: float):
+        super().__init__(daemon=True)
+        self.client, self.task_ids, self.think = client, task_ids, think
+        self.saves: list[tuple[float, float, float]] = []
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        i = 0
+        while not self.stop_flag.is_set():
+            began = time.monotonic()
+            self.client.request("POST", f"/api/tasks/{self.task_ids[i % len(self.task_ids)]}/annotations",
+                                json={"result": choice_result("fresh")})
+            ended = time.monotonic()
+            self.saves.append((began, ended, (ended - began) * 1000))
+            i += 1
+            self.stop_flag.wait(self.think)
+
+
+def push_for(client: ls.LabelStudioClient, pid: str, tasks: list[int], version: str, duty: float,
+             seconds: float, cursor: int) -> tuple[int, float, int]:
+    """Write `version`'s rows over `tasks` from `cursor` as a paced head does, for `seconds`; returns
+    (rows written, seconds Label Studio spent on the calls, the next cursor)."""
+    group = max(1, round(ROW_GROUP * min(duty, 1.0)))
+    until = time.monotonic() + seconds
+    rows, busy = 0, 0.0
+    while time.monotonic() < until:
+        part = [tasks[(cursor + k) % len(tasks)] for k in range(group)]
+        cursor += group
+        began = time.perf_counter()
+        client.delete_task_predictions(pid, part)  # the older rows of these tasks (`_replace_old`)
+        took = time.perf_counter() - began
+        busy += took
+        ls.rest_after(took, duty, lambda: time.monotonic() >= until)
+        for task in part:
+            if time.monotonic() >= until:
+                break
+            began = time.perf_counter()
+            client.create_prediction(pid, {"task": task, "model_version": version, "score": 0.5,
+                                           "result": choice_result("fresh")})
+            took = time.perf_counter() - began
+            busy += took
+            rows += 1
+            ls.rest_after(took, duty, lambda: time.monotonic() >= until)
+    return rows, busy, cursor
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=10_000, help="tasks in the pushed project")
+    parser.add_argument("--duties", default="1,0.25,0.1", help="paces to measure (share of the time writing)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--phase-seconds", type=float, default=40.0)
+    parser.add_argument("--think", type=float, default=0.2, help="seconds between one save and the next")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    duties = [float(d) for d in args.duties.split(",")]
+    out = args.out or ROOT / "benchmarks" / "results" / f"push_save_cost_{args.tasks}.json"
+    work = Path(tempfile.mkdtemp(prefix="suggest-push-cost-"))
+    ensure_ls_venv(ls_venv_path())
+    server = LabelStudioServer(ls_venv_path(), work / "ls")
+    server.start()
+    admin = server.client()
+    try:
+        pid = str(admin.create_project("pushed", CONFIG)["id"])
+        side = str(admin.create_project("saves alongside", CONFIG)["id"])
+        for start in range(0, args.tasks, 5000):
+            admin.import_tasks(pid, [{"text": f"task {i}"} for i in range(start, min(args.tasks, start + 5000))])
+        admin.import_tasks(side, [{"text": f"side {i}"} for i in range(500)])
+        writer = ls.LabelStudioClient(server.url, server.token)
+        head = [t["id"] for t in writer.list_tasks(pid, include="id")][:HEAD]
+        for start in range(0, len(head), 100):  # the last version's head, which the first push replaces
+            writer.import_predictions(pid, [{"task": t, "model_version": "v0", "score": 0.5,
+                                             "result": choice_result("fresh")} for t in head[start : start + 100]])
+        side_ids = [t["id"] for t in writer.list_tasks(side, include="id")]
+        saver = Saver(ls.LabelStudioClient(server.url, server.token), side_ids, args.think)
+        saver.start()
+        time.sleep(5)
+        names = ["idle", *(f"duty {d:g}" for d in duties)]
+        phases: list[tuple[str, float, float]] = []
+        written: dict[str, list[tuple[int, float, float]]] = {n: [] for n in names}
+        cursor, version = 0, 0
+        for r in range(args.rounds):
+            order = names[r % len(names):] + names[: r % len(names)]
+            for name in order:
+                began = time.monotonic()
+                if name == "idle":
+                    time.sleep(args.phase_seconds)
+                    rows, busy = 0, 0.0
+                else:
+                    version += 1
+                    rows, busy, cursor = push_for(writer, pid, head, f"v{version}", float(name.split()[1]),
+                                                  args.phase_seconds, cursor)
+                ended = time.monotonic()
+                phases.append((name, began, ended))
+                written[name].append((rows, busy, ended - began))
+                print(json.dumps({"round": r, "phase": name, "rows": rows, "busy_s": round(busy, 2),
+                                  "seconds": round(ended - began, 1), "saves_so_far": len(saver.saves)}), flush=True)
+        saver.stop_flag.set()
+        saver.join(30)
+        by_phase: dict[str, list[float]] = {n: [] for n in names}
+        for began, ended, ms in saver.saves:
+            for name, p0, p1 in phases:
+                if p0 <= began and ended <= p1:
+                    by_phase[name].append(ms)
+                    break
+        result: dict = {"tasks": args.tasks, "rounds": args.rounds, "phase_seconds": args.phase_seconds,
+                        "think_s": args.think, "row_group": ROW_GROUP, "phases": {}}
+        idle = by_phase["idle"]
+        for name in names:
+            ms = by_phase[name]
+            rows = sum(w[0] for w in written[name])
+            busy = sum(w[1] for w in written[name])
+            span = sum(w[2] for w in written[name])
+            entry = {"saves": len(ms), **{f"p{q}_ms": round(float(np.percentile(ms, q)), 1) for q in (50, 90, 99)},
+                     "max_ms": round(max(ms), 1), "rows_per_s": round(rows / span, 2) if span else 0.0,
+                     "busy_share": round(busy / span, 3) if span else 0.0,
+                     "s_per_row": round(busy / rows, 4) if rows else None}
+            if name != "idle":
+                boot = bootstrap_ratios(ms, idle, 2000)
+                for q in (50, 90, 99):
+                    entry[f"p{q}_vs_idle"] = boot[f"p{q}"]["ratio"]
+                    entry[f"p{q}_vs_idle_90pct"] = boot[f"p{q}"]["ratio_90pct"]
+            result["phases"][name] = entry
+        result["saves_raw_ms"] = {n: [round(v, 1) for v in by_phase[n]] for n in names}
+        print(json.dumps(result["phases"], indent=2))
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {out}")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

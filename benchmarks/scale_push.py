@@ -12,7 +12,9 @@ Reports:
   `/next` serving the engine's first choice; the loop's own timings (task-list sync, rank, first slice);
 - prediction rows written per version (Label Studio's model-versions counts);
 - the predictions table after each version (all versions together);
-- save latency p50 / p99 during pushes, during pruning, and idle.
+- save latency p50 / p99 during pushes, during pruning, and idle; and "push only": saves during a push
+  while A's annotator, its retrain and the first slice were not running (a push follows them, so "during
+  pushes" also holds their cost), with every save's time and the windows in `timeline`.
 
 Embeddings are pre-seeded so the figures measure the loop, not the encoder: Rotten Tomatoes vectors
 from the simulate cache, and above 10,662 tasks numbered variants of those snippets whose vectors are
@@ -245,11 +247,13 @@ def main() -> None:
         time.sleep(8)  # an idle stretch for the save baseline (no push; pruning of nothing)
         saver = Saver(ls.client(), side_ids)
         saver.start()
+        a_windows: list[tuple[float, float]] = []
         time.sleep(args.idle_seconds)
         for _ in range(args.versions):
             # read without Label Studio's counts: with them each poll cost 0.35 s+ of its CPU at 100,000 tasks
             ls_before = client.request("GET", f"/api/projects/{pid}", params={"include": "id,model_version"},
                                        timeout=60).get("model_version")
+            working = time.time()  # A's annotator, its retrain and the first slice: until Label Studio points
             for _ in range(args.per_version):
                 task = client.request("GET", f"/api/projects/{pid}/next")
                 if task["id"] not in truth:
@@ -263,6 +267,7 @@ def main() -> None:
                     raise RuntimeError("Label Studio never pointed at a new version")
                 time.sleep(0.1)
             pointed = time.time()
+            a_windows.append((working, pointed))
             nxt = client.request("GET", f"/api/projects/{pid}/next")
             served = time.time()
             # its push done: the engine's first choice. A version Label Studio pointed at may be superseded before
@@ -320,10 +325,24 @@ def main() -> None:
                 e["p99_vs_idle"] = round(e["p99"] / i["p99"], 2)
         result["saves_raw_ms"] = {k: [round(x * 1000, 1) for x in v] for k, v in
                                   (("idle", idle), ("during_push", during_push), ("during_prune", during_prune))}
-        if len(idle) >= 20 and len(during_push) >= 20:  # how far the ratios can be trusted (bootstrap, 90%)
-            boot = bootstrap_ratios(result["saves_raw_ms"]["during_push"], result["saves_raw_ms"]["idle"], 2000)
-            for q in ("p50", "p99"):
-                result["saves_ms"]["during_push"][f"{q}_vs_idle_90pct"] = boot[q]["ratio_90pct"]
+        # A push follows A's annotator, its retrain and the first slice; only the paced rest of a head runs alone.
+        # "push only": saves during a push while nothing else ran in A (what the pace is for)
+        push_only = [s[2] * 1000 for s in saver.saves if overlaps(s, pushes) and not overlaps(s, a_windows)]
+        result["saves_raw_ms"]["push_only"] = [round(x, 1) for x in push_only]
+        result["saves_ms"]["push_only"] = {"n": len(push_only), "p50": _pct([x / 1000 for x in push_only], 50),
+                                           "p99": _pct([x / 1000 for x in push_only], 99)}
+        begun = saver.saves[0][0] if saver.saves else 0.0
+        result["timeline"] = {  # seconds from the first save: to re-class saves offline
+            "saves": [[round(a - begun, 3), round(c * 1000, 1)] for a, _, c in saver.saves],
+            "pushes": [[round(a - begun, 3), round(b - begun, 3)] for a, b in pushes],
+            "prunes": [[round(a - begun, 3), round(b - begun, 3)] for a, b in prunes],
+            "annotating_in_a": [[round(a - begun, 3), round(b - begun, 3)] for a, b in a_windows]}
+        for key in ("during_push", "push_only"):  # how far the ratios can be trusted (bootstrap, 90%)
+            if len(idle) >= 20 and len(result["saves_raw_ms"][key]) >= 20:
+                boot = bootstrap_ratios(result["saves_raw_ms"][key], result["saves_raw_ms"]["idle"], 2000)
+                for q in ("p50", "p99"):
+                    result["saves_ms"][key][f"{q}_vs_idle"] = boot[q]["ratio"]
+                    result["saves_ms"][key][f"{q}_vs_idle_90pct"] = boot[q]["ratio_90pct"]
         vs = result["versions"]
         result["summary"] = {
             "publish_to_next_first_choice_s": {

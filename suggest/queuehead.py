@@ -347,6 +347,12 @@ class HeadPusher:
         pid = project.project_id
         if self.settings.prune_chunk <= 0:
             return []
+        lock = self._lock(pid)
+        if not lock.acquire(blocking=False):
+            # a paced fill or refill holds the project (minutes at a low duty): this runs on the trainer's thread,
+            # which must never wait behind it (a run at duty 0.1 stalled every retrain for the whole fill); the
+            # Maintainer prunes once annotators pause
+            return self._gone.get(pid, [])[-20:]
         try:
             held = client.model_versions(pid)
             stale = [v for v in self.stale_versions(project) if v in held]
@@ -354,7 +360,7 @@ class HeadPusher:
                 return self._gone.get(pid, [])[-20:]
             more, steps = True, 0
             while more and steps < 4:  # bounded: the Maintainer carries on with the rest
-                _, more = self.prune(project, client)
+                _, more = self._prune(project, client, None)
                 steps += 1
             still = client.model_versions(pid) if not more else {}
             gone = self._gone.setdefault(pid, [])
@@ -363,6 +369,8 @@ class HeadPusher:
         except ls.LabelStudioError as exc:
             log.warning("project %s: pruning after the push failed: %s", pid, exc)
             return []
+        finally:
+            lock.release()
 
     def _point(self, client: ls.LabelStudioClient, pid: str, version: str) -> None:
         fields: dict = {"model_version": version}
@@ -664,6 +672,7 @@ class Maintainer(ProjectWorker):
         self._client_for = client_for
         self.pruned: dict[str, int] = {}
         self._events: dict[str, float] = {}
+        self._prune_rest: dict[str, float] = {}  # the next prune step of a project waits until then (monotonic)
         if head.settings.push_duty < 1.0:  # paced: the rest of each head is written here (`fill`)
             head.on_fill = lambda project: self._add(project, "fill")
         super().__init__("suggest-queue-head", background)
@@ -695,7 +704,8 @@ class Maintainer(ProjectWorker):
                 if job in jobs:
                     return project, job
         for project, _ in self._pending.values():
-            due = self._events.get(project.project_id, 0.0) + self.quiet
+            due = max(self._events.get(project.project_id, 0.0) + self.quiet,
+                      self._prune_rest.get(project.project_id, 0.0))
             if due <= now:
                 return project, "prune"
             wait = min(wait, due - now)
@@ -728,8 +738,14 @@ class Maintainer(ProjectWorker):
                         elif job == "refill":
                             self.head.refill(project, client)
                         else:
+                            began = time.monotonic()
                             deleted, more = self.head.prune(project, client)
                             self.pruned[pid] = self.pruned.get(pid, 0) + deleted
+                            # paced as a head's writes are: a prune is never urgent, and each step is a
+                            # Label Studio write other projects' annotators may wait behind
+                            duty = self.head.settings.push_duty
+                            took = time.monotonic() - began
+                            self._prune_rest[pid] = time.monotonic() + (took * (1 - duty) / duty if duty < 1 else 0)
                     finally:
                         client.close()
             except Exception as exc:

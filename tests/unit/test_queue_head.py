@@ -703,3 +703,81 @@ def test_the_pace_never_holds_back_the_rows_annotators_are_about_to_reach(tmp_pa
             assert set(paced) == {0.25}, f"a batch or more waiting: every write rests: {paced}"
             assert pusher.pace(PID, project.model_version, 0.25) == 0.25
         store.close()
+
+
+def test_pruning_is_paced_as_the_heads_writes_are(tmp_path, rt_sample) -> None:
+    """A prune is never urgent, and each of its steps is a Label Studio write that other projects' annotators wait
+    behind: after a step the Maintainer rests as a paced head does (push_duty 0.25: three times the step)."""
+    import time
+
+    class Timed(FakeLabelStudio):
+        hold = 0.05
+
+        def __init__(self, texts):
+            super().__init__(texts)
+            self.spans: list[tuple[float, float]] = []
+
+        def _timed(self, call, *args):
+            began = time.perf_counter()
+            time.sleep(self.hold)
+            out = call(*args)
+            self.spans.append((began, time.perf_counter()))
+            return out
+
+        def delete_task_predictions(self, project_id, task_ids):
+            return self._timed(super().delete_task_predictions, project_id, task_ids)
+
+        def delete_prediction(self, prediction_id):
+            return self._timed(super().delete_prediction, prediction_id)
+
+    store = Store(tmp_path)
+    ls = Timed([text for text, _ in rt_sample[:60]])
+    project, pusher = _paced_pusher(store, ls, rows=False, head=30, batch=4, first_slice=30)
+    try:
+        pusher.push(project, ls)  # the whole head in its first slice: no fill job
+        store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment")
+                                  for i, (text, label) in enumerate(rt_sample[:20])])
+        assert project.retrain(force=True) is not None
+        pusher.push(project, ls)
+        assert len(ls.model_versions(PID)) == 2, "superseded rows to prune (else this test checks nothing)"
+        ls.spans.clear()
+        maintainer = Maintainer(pusher, lambda project: ls, quiet=0.0)
+        maintainer.pushed(project)
+        deadline = time.monotonic() + 60
+        while len(ls.model_versions(PID)) > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        maintainer.stop()
+        assert ls.model_versions(PID) == {project.model_version: 30}
+        busy = sum(end - began for began, end in ls.spans)
+        elapsed = ls.spans[-1][1] - ls.spans[0][0]
+        assert len(ls.spans) >= 3, ls.spans
+        assert elapsed >= 2 * busy, f"prune steps went back to back: {elapsed:.2f} s for {busy:.2f} s of writes"
+    finally:
+        store.close()
+
+
+def test_the_prune_after_a_push_never_waits_behind_a_paced_fill(store, rt_sample) -> None:
+    """The push runs on the trainer's thread and prunes one step after it. A stale "fill" job could start writing
+    the new version's paced rest first (at duty 0.1: ~15 minutes of rows at 10,000 tasks); the prune then waited
+    for the project's lock, and with it every retrain (a benchmark run stalled for minutes). Now it skips."""
+    import threading
+
+    ls, project, pusher = _pushed_pool(store, [text for text, _ in rt_sample[:60]], head=12, prune_chunk=5,
+                                       batch=4, first_slice=8)
+    store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment")
+                              for i, (text, label) in enumerate(rt_sample[:20])])
+    assert project.retrain(force=True) is not None
+    pusher.settings.prune_chunk = 0
+    pusher.push(project, ls)  # the new head, nothing pruned yet
+    pusher.settings.prune_chunk = 5
+    assert len(ls.model_versions(PID)) == 2, "superseded rows to prune (else this test checks nothing)"
+    done: list[list[str]] = []
+    with pusher._lock(PID):  # what a paced fill or refill holds while it writes
+        worker = threading.Thread(target=lambda: done.append(pusher._prune_after_push(project, ls)), daemon=True)
+        worker.start()
+        worker.join(5)
+        assert done, "the prune after a push waited for the project's lock"
+    assert len(ls.model_versions(PID)) == 2, "nothing was pruned without the lock"
+    before = sum(ls.model_versions(PID).values())
+    pusher._prune_after_push(project, ls)
+    assert sum(ls.model_versions(PID).values()) < before, "with the project free, the step prunes"

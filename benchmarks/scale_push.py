@@ -298,21 +298,27 @@ def main() -> None:
             print(json.dumps(entry), flush=True)
             time.sleep(4)  # annotators pause: pruning runs
         time.sleep(max(10.0, args.idle_seconds))
-        saver.stop_flag.set()
-        saver.join(30)
         watcher.stop_flag.set()
         watcher.join(5)
         final = client.request("GET", f"/api/projects/{pid}/model-versions/")
         result["predictions_table_final"] = {"total": sum(final.values()), "by_version": final}
-        pushes = [(a, b if b is not None else time.time()) for a, b in watcher.pushes.values()]
+        # the clean baseline: Label Studio alone, suggest stopped (at a low duty a paced head is still being
+        # written through the idle stretches above, so they hold few saves, and odd ones)
+        sg.stop()
+        stopped = time.time()
+        time.sleep(args.idle_seconds)
+        saver.stop_flag.set()
+        saver.join(30)
+        pushes = [(a, b if b is not None else stopped) for a, b in watcher.pushes.values()]
         prunes = watcher.pruning_windows()
 
         def overlaps(s, windows):
             return any(s[0] < b and s[1] > a for a, b in windows)
 
-        during_push = [s[2] for s in saver.saves if overlaps(s, pushes)]
-        during_prune = [s[2] for s in saver.saves if overlaps(s, prunes) and not overlaps(s, pushes)]
-        idle = [s[2] for s in saver.saves if not overlaps(s, pushes) and not overlaps(s, prunes)]
+        running = [s for s in saver.saves if s[1] <= stopped]  # saves while suggest ran
+        during_push = [s[2] for s in running if overlaps(s, pushes)]
+        during_prune = [s[2] for s in running if overlaps(s, prunes) and not overlaps(s, pushes)]
+        idle = [s[2] for s in running if not overlaps(s, pushes) and not overlaps(s, prunes)]
         result["saves_ms"] = {
             "idle": {"n": len(idle), "p50": _pct(idle, 50), "p99": _pct(idle, 99)},
             "during_push": {"n": len(during_push), "p50": _pct(during_push, 50), "p99": _pct(during_push, 99)},
@@ -327,16 +333,27 @@ def main() -> None:
                                   (("idle", idle), ("during_push", during_push), ("during_prune", during_prune))}
         # A push follows A's annotator, its retrain and the first slice; only the paced rest of a head runs alone.
         # "push only": saves during a push while nothing else ran in A (what the pace is for)
-        push_only = [s[2] * 1000 for s in saver.saves if overlaps(s, pushes) and not overlaps(s, a_windows)]
+        push_only = [s[2] * 1000 for s in running if overlaps(s, pushes) and not overlaps(s, a_windows)]
         result["saves_raw_ms"]["push_only"] = [round(x, 1) for x in push_only]
         result["saves_ms"]["push_only"] = {"n": len(push_only), "p50": _pct([x / 1000 for x in push_only], 50),
                                            "p99": _pct([x / 1000 for x in push_only], 99)}
+        alone = [s[2] * 1000 for s in saver.saves if s[0] >= stopped]
+        result["saves_raw_ms"]["suggest_stopped"] = [round(x, 1) for x in alone]
+        result["saves_ms"]["suggest_stopped"] = {"n": len(alone), "p50": _pct([x / 1000 for x in alone], 50),
+                                                 "p99": _pct([x / 1000 for x in alone], 99)}
+        for key in ("during_push", "push_only"):  # against Label Studio alone (bootstrap, 90%)
+            if len(alone) >= 20 and len(result["saves_raw_ms"][key]) >= 20:
+                boot = bootstrap_ratios(result["saves_raw_ms"][key], alone, 2000)
+                for q in ("p50", "p90", "p99"):
+                    result["saves_ms"][key][f"{q}_vs_stopped"] = boot[q]["ratio"]
+                    result["saves_ms"][key][f"{q}_vs_stopped_90pct"] = boot[q]["ratio_90pct"]
         begun = saver.saves[0][0] if saver.saves else 0.0
         result["timeline"] = {  # seconds from the first save: to re-class saves offline
             "saves": [[round(a - begun, 3), round(c * 1000, 1)] for a, _, c in saver.saves],
             "pushes": [[round(a - begun, 3), round(b - begun, 3)] for a, b in pushes],
             "prunes": [[round(a - begun, 3), round(b - begun, 3)] for a, b in prunes],
-            "annotating_in_a": [[round(a - begun, 3), round(b - begun, 3)] for a, b in a_windows]}
+            "annotating_in_a": [[round(a - begun, 3), round(b - begun, 3)] for a, b in a_windows],
+            "suggest_stopped_at": round(stopped - begun, 3)}
         for key in ("during_push", "push_only"):  # how far the ratios can be trusted (bootstrap, 90%)
             if len(idle) >= 20 and len(result["saves_raw_ms"][key]) >= 20:
                 boot = bootstrap_ratios(result["saves_raw_ms"][key], result["saves_raw_ms"]["idle"], 2000)

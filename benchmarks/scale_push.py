@@ -14,7 +14,9 @@ Reports:
 - the predictions table after each version (all versions together);
 - save latency p50 / p99 during pushes, during pruning, and idle; and "push only": saves during a push
   while A's annotator, its retrain and the first slice were not running (a push follows them, so "during
-  pushes" also holds their cost), with every save's time and the windows in `timeline`.
+  pushes" also holds their cost), with every save's time and the windows in `timeline`; all against
+  `suggest_stopped`, a last stretch of `--idle-seconds` with suggest stopped (Label Studio alone: at a low
+  push duty a paced head is still written through the idle stretches, so they hold few saves, and odd ones).
 
 Embeddings are pre-seeded so the figures measure the loop, not the encoder: Rotten Tomatoes vectors
 from the simulate cache, and above 10,662 tasks numbered variants of those snippets whose vectors are

@@ -900,8 +900,10 @@ NO_COUNTS = {"include": "id,model_version"}
 # SLOW_IN_A_ROW bulk prediction imports in a row slower than BULK_HOLD_MAX seconds switch a project to rows. With
 # two over 0.5 s, then two over 1 s, a 1,100-task project switched on calls slowed by Label Studio's own load at
 # set-up, and its saves got slower, not faster (p99 1.24x the stub's): a row per call costs Label Studio ~0.09 s a
-# row in all, and those calls compete with every save
-BULK_HOLD_MAX = 1.0
+# row in all, and those calls compete with every save. Lowered from 1 s to 0.5 s once ROWS_MIN_TASKS kept small
+# projects out: at 10,000 tasks 100-row calls of 0.8-1 s never switched, and while they ran another project's saves
+# had p99 569 ms, against 106 ms while the same head went one row per call (benchmarks/scale_push.py, session 15)
+BULK_HOLD_MAX = 0.5
 SLOW_IN_A_ROW = 3
 RETRY_BULK_AFTER = 20  # versions pushed one row per call before one bulk import is tried again
 # Three calls over 1 s in a row still switched a 1,300-task project at set-up (Label Studio busy with its import

@@ -70,6 +70,7 @@ def push_for(client: ls.LabelStudioClient, pid: str, tasks: list[int], version: 
     (rows written, seconds Label Studio spent on the calls, the next cursor)."""
     group = max(1, round(ROW_GROUP * min(duty, 1.0)))
     until = time.monotonic() + seconds
+    over = lambda: time.monotonic() >= until  # noqa: E731  (a rest ends with the phase)
     rows, busy = 0, 0.0
     while time.monotonic() < until:
         part = [tasks[(cursor + k) % len(tasks)] for k in range(group)]
@@ -78,9 +79,9 @@ def push_for(client: ls.LabelStudioClient, pid: str, tasks: list[int], version: 
         client.delete_task_predictions(pid, part)  # the older rows of these tasks (`_replace_old`)
         took = time.perf_counter() - began
         busy += took
-        ls.rest_after(took, duty, lambda: time.monotonic() >= until)
+        ls.rest_after(took, duty, over)
         for task in part:
-            if time.monotonic() >= until:
+            if over():
                 break
             began = time.perf_counter()
             client.create_prediction(pid, {"task": task, "model_version": version, "score": 0.5,
@@ -88,7 +89,7 @@ def push_for(client: ls.LabelStudioClient, pid: str, tasks: list[int], version: 
             took = time.perf_counter() - began
             busy += took
             rows += 1
-            ls.rest_after(took, duty, lambda: time.monotonic() >= until)
+            ls.rest_after(took, duty, over)
     return rows, busy, cursor
 
 

@@ -318,37 +318,33 @@ def main() -> None:
             return any(s[0] < b and s[1] > a for a, b in windows)
 
         running = [s for s in saver.saves if s[1] <= stopped]  # saves while suggest ran
-        during_push = [s[2] for s in running if overlaps(s, pushes)]
-        during_prune = [s[2] for s in running if overlaps(s, prunes) and not overlaps(s, pushes)]
-        idle = [s[2] for s in running if not overlaps(s, pushes) and not overlaps(s, prunes)]
-        result["saves_ms"] = {
-            "idle": {"n": len(idle), "p50": _pct(idle, 50), "p99": _pct(idle, 99)},
-            "during_push": {"n": len(during_push), "p50": _pct(during_push, 50), "p99": _pct(during_push, 99)},
-            "during_prune": {"n": len(during_prune), "p50": _pct(during_prune, 50), "p99": _pct(during_prune, 99)},
+        # A push follows A's annotator, its retrain and the first slice; only the paced rest of a head runs alone.
+        # "push only": saves during a push while nothing else ran in A (what the pace is for); "suggest_stopped":
+        # Label Studio alone. Seconds per save, by class
+        classes = {
+            "idle": [s[2] for s in running if not overlaps(s, pushes) and not overlaps(s, prunes)],
+            "during_push": [s[2] for s in running if overlaps(s, pushes)],
+            "during_prune": [s[2] for s in running if overlaps(s, prunes) and not overlaps(s, pushes)],
+            "push_only": [s[2] for s in running if overlaps(s, pushes) and not overlaps(s, a_windows)],
+            "suggest_stopped": [s[2] for s in saver.saves if s[0] >= stopped],
         }
+        result["saves_ms"] = {k: {"n": len(v), "p50": _pct(v, 50), "p99": _pct(v, 99)} for k, v in classes.items()}
         for key in ("during_push", "during_prune"):
             e, i = result["saves_ms"][key], result["saves_ms"]["idle"]
             if e["p50"] and i["p50"]:
                 e["p50_vs_idle"] = round(e["p50"] / i["p50"], 2)
                 e["p99_vs_idle"] = round(e["p99"] / i["p99"], 2)
-        result["saves_raw_ms"] = {k: [round(x * 1000, 1) for x in v] for k, v in
-                                  (("idle", idle), ("during_push", during_push), ("during_prune", during_prune))}
-        # A push follows A's annotator, its retrain and the first slice; only the paced rest of a head runs alone.
-        # "push only": saves during a push while nothing else ran in A (what the pace is for)
-        push_only = [s[2] * 1000 for s in running if overlaps(s, pushes) and not overlaps(s, a_windows)]
-        result["saves_raw_ms"]["push_only"] = [round(x, 1) for x in push_only]
-        result["saves_ms"]["push_only"] = {"n": len(push_only), "p50": _pct([x / 1000 for x in push_only], 50),
-                                           "p99": _pct([x / 1000 for x in push_only], 99)}
-        alone = [s[2] * 1000 for s in saver.saves if s[0] >= stopped]
-        result["saves_raw_ms"]["suggest_stopped"] = [round(x, 1) for x in alone]
-        result["saves_ms"]["suggest_stopped"] = {"n": len(alone), "p50": _pct([x / 1000 for x in alone], 50),
-                                                 "p99": _pct([x / 1000 for x in alone], 99)}
-        for key in ("during_push", "push_only"):  # against Label Studio alone (bootstrap, 90%)
-            if len(alone) >= 20 and len(result["saves_raw_ms"][key]) >= 20:
-                boot = bootstrap_ratios(result["saves_raw_ms"][key], alone, 2000)
-                for q in ("p50", "p90", "p99"):
-                    result["saves_ms"][key][f"{q}_vs_stopped"] = boot[q]["ratio"]
-                    result["saves_ms"][key][f"{q}_vs_stopped_90pct"] = boot[q]["ratio_90pct"]
+        result["saves_raw_ms"] = {k: [round(x * 1000, 1) for x in v] for k, v in classes.items()}
+        raw = result["saves_raw_ms"]
+        # how far the ratios can be trusted (bootstrap, 90%): against Label Studio alone, and against idle
+        for base, name, quantiles in (("suggest_stopped", "stopped", ("p50", "p90", "p99")),
+                                      ("idle", "idle", ("p50", "p99"))):
+            for key in ("during_push", "push_only"):
+                if len(raw[base]) >= 20 and len(raw[key]) >= 20:
+                    boot = bootstrap_ratios(raw[key], raw[base], 2000)
+                    for q in quantiles:
+                        result["saves_ms"][key][f"{q}_vs_{name}"] = boot[q]["ratio"]
+                        result["saves_ms"][key][f"{q}_vs_{name}_90pct"] = boot[q]["ratio_90pct"]
         begun = saver.saves[0][0] if saver.saves else 0.0
         result["timeline"] = {  # seconds from the first save: to re-class saves offline
             "saves": [[round(a - begun, 3), round(c * 1000, 1)] for a, _, c in saver.saves],
@@ -356,12 +352,6 @@ def main() -> None:
             "prunes": [[round(a - begun, 3), round(b - begun, 3)] for a, b in prunes],
             "annotating_in_a": [[round(a - begun, 3), round(b - begun, 3)] for a, b in a_windows],
             "suggest_stopped_at": round(stopped - begun, 3)}
-        for key in ("during_push", "push_only"):  # how far the ratios can be trusted (bootstrap, 90%)
-            if len(idle) >= 20 and len(result["saves_raw_ms"][key]) >= 20:
-                boot = bootstrap_ratios(result["saves_raw_ms"][key], result["saves_raw_ms"]["idle"], 2000)
-                for q in ("p50", "p99"):
-                    result["saves_ms"][key][f"{q}_vs_idle"] = boot[q]["ratio"]
-                    result["saves_ms"][key][f"{q}_vs_idle_90pct"] = boot[q]["ratio_90pct"]
         vs = result["versions"]
         result["summary"] = {
             "publish_to_next_first_choice_s": {

@@ -980,15 +980,21 @@ def send_predictions(client: LabelStudioClient, project_id: str, rows: list[dict
 REST_POLL = 0.05  # seconds between checks of a rest's `stop`
 
 
+def rest_seconds(took: float, duty: float) -> float:
+    """How long to rest after a Label Studio call of `took` seconds to keep it busy `duty` of the time."""
+    return took * (1.0 - duty) / duty if 0.0 < duty < 1.0 and took > 0 else 0.0
+
+
 def rest_after(took: float, duty: float, stop: Callable[[], bool] | None = None) -> None:
     """Sleep so that a Label Studio call that took `took` seconds keeps it busy `duty` of the time (1: no rest).
 
     `stop`: the rest ends as soon as it returns True. Why: at 10,000 tasks a bulk import of a paced head takes
     ~1 s and rests ~3 s, and the next version's push, waiting for the project, waited out the whole rest
     (publish to /next serving the first choice: up to 9 s, the target 5 s)."""
-    if not (0.0 < duty < 1.0 and took > 0):
+    seconds = rest_seconds(took, duty)
+    if seconds <= 0:
         return
-    until = time.monotonic() + took * (1.0 - duty) / duty
+    until = time.monotonic() + seconds
     if stop is None:
         time.sleep(until - time.monotonic())
         return

@@ -743,9 +743,8 @@ class Maintainer(ProjectWorker):
                             self.pruned[pid] = self.pruned.get(pid, 0) + deleted
                             # paced as a head's writes are: a prune is never urgent, and each step is a
                             # Label Studio write other projects' annotators may wait behind
-                            duty = self.head.settings.push_duty
-                            took = time.monotonic() - began
-                            self._prune_rest[pid] = time.monotonic() + (took * (1 - duty) / duty if duty < 1 else 0)
+                            rest = ls.rest_seconds(time.monotonic() - began, self.head.settings.push_duty)
+                            self._prune_rest[pid] = time.monotonic() + rest
                     finally:
                         client.close()
             except Exception as exc:

@@ -90,6 +90,7 @@ class _Prune:
     tasks: dict[int, list[int]] = field(default_factory=dict)  # task -> its superseded prediction ids
     redo: dict[int, list[int]] = field(default_factory=dict)  # task -> superseded ids; its other row is current
     listed: dict[int, list[dict]] = field(default_factory=dict)  # redo task -> its current rows as listed
+    versions: list[str] = field(default_factory=list)  # the superseded versions this plan removes
 
 
 def pool_rows(project: Project, tasks: list[tuple[int, dict]]) -> list[dict[str, Item]]:
@@ -354,18 +355,11 @@ class HeadPusher:
             # Maintainer prunes once annotators pause
             return self._gone.get(pid, [])[-20:]
         try:
-            held = client.model_versions(pid)
-            stale = [v for v in self.stale_versions(project) if v in held]
-            if not stale:
-                return self._gone.get(pid, [])[-20:]
             more, steps = True, 0
             while more and steps < 4:  # bounded: the Maintainer carries on with the rest
                 _, more = self._prune(project, client, None)
                 steps += 1
-            still = client.model_versions(pid) if not more else {}
-            gone = self._gone.setdefault(pid, [])
-            gone += [v for v in stale if not more and v not in still and v not in gone]
-            return gone[-20:]  # every superseded version removed so far (the newest 20), as /metrics has said
+            return self._gone.get(pid, [])[-20:]  # every superseded version removed so far (the newest 20)
         except ls.LabelStudioError as exc:
             log.warning("project %s: pruning after the push failed: %s", pid, exc)
             return []
@@ -558,18 +552,27 @@ class HeadPusher:
         budget = self.settings.prune_chunk if budget is None else budget
         if budget <= 0:
             return 0, False
-        stale = set(self.stale_versions(project))
+        order = self.stale_versions(project)
+        stale = set(order)
+        gone = self._gone.setdefault(pid, [])
         work = self._prunes.get(pid)
         if work is None or not (work.ids or work.tasks or work.redo):
-            held = client.model_versions(pid)
-            if not stale & set(held):
-                self._prunes.pop(pid, None)
+            self._prunes.pop(pid, None)
+            if not stale - set(gone):
+                return 0, False  # no read: every superseded version is known gone (a new one comes with a push)
+            # One read plans the prune and says which versions Label Studio holds (a model-versions read before
+            # it, and another after, cost ~55 ms of Label Studio each at 10,000 tasks, as much as this listing of
+            # a pruned table). The listing holds every row, so a late row of a version known gone is found too.
+            listing = client.predictions(pid)
+            held = {p["model_version"] for p in listing}
+            gone += [v for v in order if v not in held and v not in gone]
+            if not stale & held:
                 return 0, False
             by_task: dict[int, list[dict]] = {}
-            for p in client.predictions(pid):
+            for p in listing:
                 if p["id"] is not None and p["task"] is not None:
                     by_task.setdefault(p["task"], []).append(p)
-            work = self._prunes[pid] = _Prune()
+            work = self._prunes[pid] = _Prune(versions=[v for v in order if v in held])
             queue = self._queues.get(pid)
             ours = {*stale, *(r.version for r in self.store.versions(pid)), project.zero_shot_version()}
             only_ours = set(held) <= ours | ({queue.version} if queue else set())
@@ -598,14 +601,16 @@ class HeadPusher:
                     work.redo[t] = ids
             if whole:
                 deleted += client.delete_task_predictions(pid, whole)
-            return deleted, bool(work.ids or work.tasks or work.redo)
-        if work.redo:
+        elif work.redo:
             deleted += self._redo(project, client, queue, work, budget)
-            return deleted, bool(work.ids or work.tasks or work.redo)
-        while work.ids and deleted < budget:
-            if client.delete_prediction(work.ids.pop()):
-                deleted += 1
-        return deleted, bool(work.ids or work.tasks or work.redo)
+        else:
+            while work.ids and deleted < budget:
+                if client.delete_prediction(work.ids.pop()):
+                    deleted += 1
+        more = bool(work.ids or work.tasks or work.redo)
+        if not more:  # the plan held every row of its versions: they are gone (no read to confirm it)
+            gone += [v for v in work.versions if v not in gone]
+        return deleted, more
 
     def _redo(self, project: Project, client: ls.LabelStudioClient, queue: _Queue | None, work: _Prune,
               budget: int) -> int:

@@ -106,7 +106,9 @@ def test_a_version_writes_only_the_head_the_lowest_scores_first(store, rt_sample
     version = project.model_version
     assert status["tasks_scored"] == 200 and status["head"]["written"] == 150
     # the first slice lands, the project points at the version (now /next is right), then the rest of the head
-    assert ls.calls[1:4] == [("import", FIRST_SLICE_MIN), ("update_project", version), ("import", 50)]
+    # (the rest first reads which versions are held: whether older rows may go per task)
+    assert ls.calls[1:5] == [("import", FIRST_SLICE_MIN), ("update_project", version), ("model_versions", None),
+                             ("import", 50)]
     pushed = _pushed(ls, version)
     assert len(pushed) == 150
     scores = np.array(list(project._queue_scores[1].values()))
@@ -176,6 +178,9 @@ def test_superseded_predictions_are_pruned_in_chunks_and_the_current_version_sta
     cold_head = set(_pushed(ls, cold))
     ls.calls.clear()
     status = pusher.push(project, ls)  # replaces older rows of head tasks, then one prune step
+    assert ls.names().count("predictions") == 1, "one listing plans the prune and says which versions are held"
+    assert ls.names().count("model_versions") == 1, "one aggregate read: whether the rest of the head may replace " \
+        "older rows per task (none for the prune: its listing says which versions are held)"
     trained_head = set(_pushed(ls, trained))
     assert len(trained_head) == 12
     cold_only = cold_head - trained_head
@@ -209,7 +214,9 @@ def test_superseded_predictions_are_pruned_in_chunks_and_the_current_version_sta
     assert all(len([p for p in ls.predictions_held.values() if p["task"] == t]) == 1 for t in trained_head)
     assert _pushed(ls, trained) == pytest.approx(store.pushed(PID, trained), abs=1e-5)
     assert status["pruned_versions"] in ([], [cold]), "only the superseded version, once it is gone"
+    ls.calls.clear()
     assert pusher.prune(project, ls) == (0, False)
+    assert not ls.calls, "every superseded version is known gone: the Maintainer's next prune reads nothing"
 
 
 def test_the_strategy_ranks_only_the_least_certain_candidates(store, rt_sample) -> None:
@@ -781,3 +788,27 @@ def test_the_prune_after_a_push_never_waits_behind_a_paced_fill(store, rt_sample
     before = sum(ls.model_versions(PID).values())
     pusher._prune_after_push(project, ls)
     assert sum(ls.model_versions(PID).values()) < before, "with the project free, the step prunes"
+
+
+def test_a_late_row_of_a_version_known_gone_goes_with_the_next_versions_prune(store, rt_sample) -> None:
+    """Pruning reads nothing once every superseded version is known gone, so a row of such a version that
+    arrives late (a "Retrieve predictions" answer in flight while the version was superseded) waits for the
+    next version's listing, which sees every row, and goes then: the table stays bounded."""
+    ls, project, pusher = _pushed_pool(store, [text for text, _ in rt_sample[:60]], head=12, prune_chunk=50,
+                                       batch=4, first_slice=8)
+    cold = project.model_version
+    for n in (20, 30):
+        store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment")
+                                  for i, (text, label) in enumerate(rt_sample[:n])])
+        assert project.retrain(force=True) is not None
+        pusher.push(project, ls)
+        while pusher.prune(project, ls)[1]:
+            pass
+        if n == 20:
+            assert set(ls.model_versions(PID)) == {project.model_version}
+            unpushed = next(t for t in ls.tasks if t not in {p["task"] for p in ls.predictions_held.values()})
+            ls._hold({"task": unpushed, "model_version": cold, "score": 0.5, "result": []})  # the late row
+            ls.calls.clear()
+            assert pusher.prune(project, ls) == (0, False)
+            assert not ls.calls, "known gone: no read until a new version is superseded"
+    assert set(ls.model_versions(PID)) == {project.model_version}, "the late row went with the next prune"

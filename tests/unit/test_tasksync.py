@@ -69,6 +69,7 @@ class FakeLabelStudio:
         return self.project
 
     def model_versions(self, project_id):
+        self.calls.append(("model_versions", None))
         held: dict[str, int] = {}
         for p in self.predictions_held.values():
             held[p["model_version"]] = held.get(p["model_version"], 0) + 1

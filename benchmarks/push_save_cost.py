@@ -3,11 +3,12 @@
 Why (issue 17): `scale_push.py` classes each save by whether suggest was pushing, but its pushes follow
 the annotator of the pushed project, its retrains and its `/next` polls, so "during a push" also means
 "while another annotator works and a model trains" on a 2-core machine, and its idle stretch is the only
-time none of that runs. This isolates the push: nothing but the writes a head's paced rest makes (per group
-of rows one Data Manager delete of the tasks' older rows, then one `POST /api/predictions/` per row, each
-call followed by `labelstudio.rest_after(took, duty)`, the code path `HeadPusher._push_slice` runs once
-Label Studio's bulk imports are slow), against idle stretches of the same length, in rotating order so
-drift falls on every phase alike.
+time none of that runs. This isolates the push: nothing but the writes a head's paced rest makes once Label
+Studio's bulk imports are slow (row mode): per task one `DELETE /api/predictions/ID` of its older row (the
+prune's path) and one `POST /api/predictions/`, each call followed by `labelstudio.rest_after(took, duty)`;
+or, for a duty written "0.1dm", what the code did before session 16 (per group of tasks one Data Manager delete
+of their older rows, `_replace_old`, then the rows). Against idle stretches of the same length, in rotating
+order so drift falls on every phase alike.
 
 Per round, one phase each: idle, and a push at every `--duties` value, `--phase-seconds` long. A second
 client saves an annotation into project B every `--think` s throughout; a save is classed by the phase it
@@ -16,7 +17,7 @@ started and ended in (saves across a phase change are dropped).
 Reports per phase: saves n, p50 / p90 / p99, their ratio to idle with a 90% bootstrap interval, rows
 written per second, and the share of the phase Label Studio spent on the writes (the duty achieved).
 
-Run: nice -n 10 .venv/bin/python benchmarks/push_save_cost.py --tasks 10000 [--duties 1,0.25,0.1]
+Run: nice -n 10 .venv/bin/python benchmarks/push_save_cost.py --tasks 10000 [--duties 1,0.25,0.1,0.1dm]
 """
 
 from __future__ import annotations
@@ -65,44 +66,59 @@ class Saver(threading.Thread):
 
 
 def push_for(client: ls.LabelStudioClient, pid: str, tasks: list[int], version: str, duty: float,
-             seconds: float, cursor: int) -> tuple[int, float, int]:
+             seconds: float, cursor: int, held: dict[int, int], data_manager: bool) -> tuple[int, float, int]:
     """Write `version`'s rows over `tasks` from `cursor` as a paced head does, for `seconds`; returns
-    (rows written, seconds Label Studio spent on the calls, the next cursor)."""
+    (rows written, seconds Label Studio spent on the calls, the next cursor). The older row of each task goes
+    as the code does in row mode (`data_manager` False: one `DELETE /api/predictions/ID` per row, paced like
+    the writes; the prune's path since session 16), or as it did before (one Data Manager delete per group of
+    tasks, `_replace_old`). `held`: task -> the id of its row, kept up to date."""
     group = max(1, round(ROW_GROUP * min(duty, 1.0)))
     until = time.monotonic() + seconds
     over = lambda: time.monotonic() >= until  # noqa: E731  (a rest ends with the phase)
     rows, busy = 0, 0.0
-    while time.monotonic() < until:
-        part = [tasks[(cursor + k) % len(tasks)] for k in range(group)]
-        cursor += group
+
+    def timed(call, *args):
+        nonlocal busy
         began = time.perf_counter()
-        client.delete_task_predictions(pid, part)  # the older rows of these tasks (`_replace_old`)
+        out = call(*args)
         took = time.perf_counter() - began
         busy += took
         ls.rest_after(took, duty, over)
+        return out
+
+    while time.monotonic() < until:
+        part = [tasks[(cursor + k) % len(tasks)] for k in range(group)]
+        cursor += group
+        if data_manager:
+            timed(client.delete_task_predictions, pid, part)
+            for task in part:
+                held.pop(task, None)
         for task in part:
             if over():
                 break
-            began = time.perf_counter()
-            client.create_prediction(pid, {"task": task, "model_version": version, "score": 0.5,
-                                           "result": choice_result("fresh")})
-            took = time.perf_counter() - began
-            busy += took
+            if task in held:
+                timed(client.delete_prediction, held.pop(task))
+                if over():
+                    break
+            made = timed(lambda t: client.request("POST", "/api/predictions/", json={
+                "task": t, "model_version": version, "score": 0.5, "result": choice_result("fresh"),
+                "project": int(pid)}).json(), task)
+            held[task] = int(made["id"])
             rows += 1
-            ls.rest_after(took, duty, over)
     return rows, busy, cursor
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=10_000, help="tasks in the pushed project")
-    parser.add_argument("--duties", default="1,0.25,0.1", help="paces to measure (share of the time writing)")
+    parser.add_argument("--duties", default="1,0.25,0.1",
+                        help="paces to measure (share of the time writing); 0.1dm: older rows by Data Manager deletes")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--phase-seconds", type=float, default=40.0)
     parser.add_argument("--think", type=float, default=0.2, help="seconds between one save and the next")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    duties = [float(d) for d in args.duties.split(",")]
+    duties = [d.strip() for d in args.duties.split(",")]  # "0.1": rows deleted one per call; "0.1dm": Data Manager
     out = args.out or ROOT / "benchmarks" / "results" / f"push_save_cost_{args.tasks}.json"
     work = Path(tempfile.mkdtemp(prefix="suggest-push-cost-"))
     ensure_ls_venv(ls_venv_path())
@@ -120,11 +136,13 @@ def main() -> None:
         for start in range(0, len(head), 100):  # the last version's head, which the first push replaces
             writer.import_predictions(pid, [{"task": t, "model_version": "v0", "score": 0.5,
                                              "result": choice_result("fresh")} for t in head[start : start + 100]])
+        held = {p["task"]: p["id"] for p in writer.predictions(pid)}
         side_ids = [t["id"] for t in writer.list_tasks(side, include="id")]
         saver = Saver(ls.LabelStudioClient(server.url, server.token), side_ids, args.think)
         saver.start()
         time.sleep(5)
-        names = ["idle", *(f"duty {d:g}" for d in duties)]
+        names = ["idle", *(f"duty {float(d.removesuffix('dm')):g}" + (" dm" if d.endswith("dm") else "")
+                           for d in duties)]
         phases: list[tuple[str, float, float]] = []
         written: dict[str, list[tuple[int, float, float]]] = {n: [] for n in names}
         cursor, version = 0, 0
@@ -138,7 +156,7 @@ def main() -> None:
                 else:
                     version += 1
                     rows, busy, cursor = push_for(writer, pid, head, f"v{version}", float(name.split()[1]),
-                                                  args.phase_seconds, cursor)
+                                                  args.phase_seconds, cursor, held, name.endswith(" dm"))
                 ended = time.monotonic()
                 phases.append((name, began, ended))
                 written[name].append((rows, busy, ended - began))

@@ -84,6 +84,31 @@ def _paced_rows(tmp_path, texts: list[str], hold: float):
     return store, ls, _project(store), pusher
 
 
+class TimedDeletes(FakeLabelStudio):
+    """A stand-in whose deletes take `hold` s each and are timed (`spans`)."""
+
+    hold = 0.05
+
+    def __init__(self, texts):
+        super().__init__(texts)
+        self.spans: list[tuple[float, float]] = []
+
+    def _timed(self, call, *args):
+        import time
+
+        began = time.perf_counter()
+        time.sleep(self.hold)
+        out = call(*args)
+        self.spans.append((began, time.perf_counter()))
+        return out
+
+    def delete_task_predictions(self, project_id, task_ids):
+        return self._timed(super().delete_task_predictions, project_id, task_ids)
+
+    def delete_prediction(self, prediction_id):
+        return self._timed(super().delete_prediction, prediction_id)
+
+
 def _paced_pusher(store: Store, ls: FakeLabelStudio, *, rows: bool, head: int, batch: int, first_slice: int):
     """A zero-shot project and a pusher pacing its head at push_duty 0.25, Label Studio in row or bulk mode."""
     import suggest.labelstudio
@@ -717,28 +742,8 @@ def test_pruning_is_paced_as_the_heads_writes_are(tmp_path, rt_sample) -> None:
     behind: after a step the Maintainer rests as a paced head does (push_duty 0.25: three times the step)."""
     import time
 
-    class Timed(FakeLabelStudio):
-        hold = 0.05
-
-        def __init__(self, texts):
-            super().__init__(texts)
-            self.spans: list[tuple[float, float]] = []
-
-        def _timed(self, call, *args):
-            began = time.perf_counter()
-            time.sleep(self.hold)
-            out = call(*args)
-            self.spans.append((began, time.perf_counter()))
-            return out
-
-        def delete_task_predictions(self, project_id, task_ids):
-            return self._timed(super().delete_task_predictions, project_id, task_ids)
-
-        def delete_prediction(self, prediction_id):
-            return self._timed(super().delete_prediction, prediction_id)
-
     store = Store(tmp_path)
-    ls = Timed([text for text, _ in rt_sample[:60]])
+    ls = TimedDeletes([text for text, _ in rt_sample[:60]])
     project, pusher = _paced_pusher(store, ls, rows=False, head=30, batch=4, first_slice=30)
     try:
         pusher.push(project, ls)  # the whole head in its first slice: no fill job
@@ -812,3 +817,53 @@ def test_a_late_row_of_a_version_known_gone_goes_with_the_next_versions_prune(st
             assert pusher.prune(project, ls) == (0, False)
             assert not ls.calls, "known gone: no read until a new version is superseded"
     assert set(ls.model_versions(PID)) == {project.model_version}, "the late row went with the next prune"
+
+
+def test_in_row_mode_superseded_rows_go_one_per_call_paced_never_in_a_data_manager_delete(tmp_path, rt_sample) -> None:
+    """Where Label Studio's bulk writes are slow (row mode), a Data Manager delete is the longest write we make: it
+    holds the write lock ~85 ms + ~16 ms a task (580 ms for 30 tasks, measured at 10,000 tasks), where a one-row
+    delete takes 68 ms, and an annotator's save in any project waits it out. So in row mode a new head never clears
+    its tasks' older rows first, the push prunes nothing on the trainer's thread right as Label Studio starts
+    serving the version, and the Maintainer deletes the superseded rows one per call, a paced group per step."""
+    import time
+
+    store = Store(tmp_path)
+    ls = TimedDeletes([text for text, _ in rt_sample[:60]])
+    project, pusher = _paced_pusher(store, ls, rows=True, head=30, batch=4, first_slice=30)
+    try:
+        pusher.push(project, ls)
+        cold = project.model_version
+        store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment")
+                                  for i, (text, label) in enumerate(rt_sample[:20])])
+        assert project.retrain(force=True) is not None
+        ls.calls.clear()
+        pusher.push(project, ls)
+        assert not ls.spans, f"the push deleted: {ls.names()}"
+        assert "model_versions" not in ls.names(), "row mode: no aggregate read to decide on per-task deletes"
+        stale = ls.model_versions(PID)[cold]
+        assert ls.model_versions(PID)[project.model_version] == 30 and stale > 0
+        both = {p["task"] for p in ls.predictions_held.values() if p["model_version"] == cold} & set(
+            _pushed(ls, project.model_version))
+        assert both, "head tasks hold the older row beside the new one (else replacement is not checked)"
+        maintainer = Maintainer(pusher, lambda project: ls, quiet=0.0)
+        maintainer.pushed(project)
+        deadline = time.monotonic() + 60
+        while len(ls.model_versions(PID)) > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        maintainer.stop()
+        assert ls.model_versions(PID) == {project.model_version: 30}, "the current version's rows all stay"
+        assert "delete_task_predictions" not in ls.names()
+        assert ls.names().count("delete_prediction") == stale, "one call per superseded row"
+        busy = sum(end - began for began, end in ls.spans)
+        elapsed = ls.spans[-1][1] - ls.spans[0][0]
+        assert elapsed >= 2 * busy, f"deletes went back to back: {elapsed:.2f} s for {busy:.2f} s of writes"
+        group = round(ROW_GROUP * 0.25)
+        steps, last = [], -1.0
+        for began, end in ls.spans:  # a step: deletes less than a rest apart
+            if began - last > ls.hold:
+                steps.append(0)
+            steps[-1] += 1
+            last = end
+        assert max(steps) <= group, f"a step deleted more than a paced group: {steps}"
+    finally:
+        store.close()

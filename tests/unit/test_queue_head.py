@@ -823,8 +823,10 @@ def test_in_row_mode_superseded_rows_go_one_per_call_paced_never_in_a_data_manag
     """Where Label Studio's bulk writes are slow (row mode), a Data Manager delete is the longest write we make: it
     holds the write lock ~85 ms + ~16 ms a task (580 ms for 30 tasks, measured at 10,000 tasks), where a one-row
     delete takes 68 ms, and an annotator's save in any project waits it out. So in row mode a new head never clears
-    its tasks' older rows first, the push prunes nothing on the trainer's thread right as Label Studio starts
-    serving the version, and the Maintainer deletes the superseded rows one per call, a paced group per step."""
+    its tasks' older rows first, nothing is deleted before Label Studio serves the version, and the superseded rows
+    go one per call: beside the paced rest of the head (a fill runs nearly all the time when versions come every
+    few minutes, so the Maintainer alone never caught up: the table grew by ~70 rows a version), then by the
+    Maintainer, a paced group per step."""
     import time
 
     store = Store(tmp_path)
@@ -833,18 +835,21 @@ def test_in_row_mode_superseded_rows_go_one_per_call_paced_never_in_a_data_manag
     try:
         pusher.push(project, ls)
         cold = project.model_version
+        stale = ls.model_versions(PID)[cold]
         store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment")
                                   for i, (text, label) in enumerate(rt_sample[:20])])
         assert project.retrain(force=True) is not None
         ls.calls.clear()
-        pusher.push(project, ls)
-        assert not ls.spans, f"the push deleted: {ls.names()}"
-        assert "model_versions" not in ls.names(), "row mode: no aggregate read to decide on per-task deletes"
-        stale = ls.model_versions(PID)[cold]
-        assert ls.model_versions(PID)[project.model_version] == 30 and stale > 0
-        both = {p["task"] for p in ls.predictions_held.values() if p["model_version"] == cold} & set(
-            _pushed(ls, project.model_version))
-        assert both, "head tasks hold the older row beside the new one (else replacement is not checked)"
+        pusher.push(project, ls)  # first slice, point, then the paced rest (inline: no Maintainer yet)
+        names = ls.names()
+        assert "delete_task_predictions" not in names
+        assert "model_versions" not in names, "row mode: no aggregate read to decide on per-task deletes"
+        pointed = names.index("update_project")
+        assert "delete_prediction" not in names[:pointed], "a delete before Label Studio serves the version"
+        writes = [i for i, n in enumerate(names) if n == "create_prediction"]
+        assert any(writes[0] < i < writes[-1] for i, n in enumerate(names) if n == "delete_prediction"), \
+            "superseded rows go beside the head's paced rest, not only after it"
+        assert ls.model_versions(PID)[project.model_version] == 30
         maintainer = Maintainer(pusher, lambda project: ls, quiet=0.0)
         maintainer.pushed(project)
         deadline = time.monotonic() + 60

@@ -91,6 +91,7 @@ class _Prune:
     redo: dict[int, list[int]] = field(default_factory=dict)  # task -> superseded ids; its other row is current
     listed: dict[int, list[dict]] = field(default_factory=dict)  # redo task -> its current rows as listed
     versions: list[str] = field(default_factory=list)  # the superseded versions this plan removes
+    per_row: bool = False  # every row one call (row mode, a short backlog)
 
 
 def pool_rows(project: Project, tasks: list[tuple[int, dict]]) -> list[dict[str, Item]]:
@@ -104,6 +105,7 @@ def pool_rows(project: Project, tasks: list[tuple[int, dict]]) -> list[dict[str,
     return rows
 
 
+ROWS_PRUNE_MAX = 500  # in row mode: superseded rows pruned one per call; more than this, whole tasks per call
 NEXT_GUARD = 5  # unlabelled tasks at the front of the queue a prune never clears, not even for a moment
 
 
@@ -453,16 +455,16 @@ class HeadPusher:
             if isinstance(status, dict) and status.get("pushing") and status.get("version") == queue.version:
                 status["head"]["written"] = queue.written  # /metrics follows a paced head as it grows
             if prune_along and now < 1.0 and not superseded():  # rows annotators are about to reach come first
-                self._prune_along(project, client, len(part), now, superseded)
+                self._prune_along(project, client, now, superseded)
         return written
 
-    def _prune_along(self, project: Project, client: ls.LabelStudioClient, n: int, duty: float,
+    def _prune_along(self, project: Project, client: ls.LabelStudioClient, duty: float,
                      stop: Callable[[], bool]) -> None:
-        """Up to `n` superseded rows deleted one per call inside a paced fill (the project's lock held), then the
-        rest those deletes earn. A failure is logged: it never stops the head."""
+        """One prune step inside a paced fill (the project's lock held), then the rest its deletes earn. A failure
+        is logged: it never stops the head."""
         began = time.perf_counter()
         try:
-            deleted, _ = self._prune(project, client, n)
+            deleted, _ = self._prune(project, client, None)
         except ls.LabelStudioError as exc:
             log.warning("project %s: pruning beside the head failed: %s", project.project_id, exc)
             deleted = 0
@@ -581,8 +583,6 @@ class HeadPusher:
         if budget <= 0:
             return 0, False
         rows_mode = ls.prediction_pace(client, pid).rows
-        if rows_mode:  # one row per call, a paced write's group per step (the Maintainer rests after each step)
-            budget = min(budget, max(1, round(ROW_GROUP * min(self.settings.push_duty, 1.0))))
         order = self.stale_versions(project)
         stale = set(order)
         gone = self._gone.setdefault(pid, [])
@@ -603,17 +603,22 @@ class HeadPusher:
             for p in listing:
                 if p["id"] is not None and p["task"] is not None:
                     by_task.setdefault(p["task"], []).append(p)
-            work = self._prunes[pid] = _Prune(versions=[v for v in order if v in held])
+            # Row mode: one row per call (a Data Manager delete holds the write lock several times longer), unless
+            # more superseded rows wait than that could keep up with: at a version every 10 s a scale run's table
+            # grew by ~60 rows a version one row per call; then whole tasks go by Data Manager deletes, paced
+            rows = sum(p["model_version"] in stale for p in listing)
+            work = self._prunes[pid] = _Prune(versions=[v for v in order if v in held],
+                                              per_row=rows_mode and rows <= ROWS_PRUNE_MAX)
             queue = self._queues.get(pid)
             ours = {*stale, *(r.version for r in self.store.versions(pid)), project.zero_shot_version()}
             only_ours = set(held) <= ours | ({queue.version} if queue else set())
             for task, preds in by_task.items():
                 old = [p["id"] for p in preds if p["model_version"] in stale]
-                if rows_mode:
-                    work.ids += old  # no Data Manager delete: it holds the write lock several times longer
+                if work.per_row:
+                    work.ids += old
                 elif old and len(old) == len(preds):
                     work.tasks[task] = old
-                elif old and queue is not None and only_ours and all(
+                elif old and queue is not None and only_ours and not rows_mode and all(
                         p["model_version"] in stale or p["model_version"] == queue.version for p in preds):
                     work.redo[task] = old  # a head task: cleared and given its current row again
                     work.listed[task] = [_reimport(p) for p in preds if p["model_version"] not in stale]
@@ -622,6 +627,8 @@ class HeadPusher:
             log.info("project %s: superseded predictions to prune: %d task(s) cleared whole, %d head task(s) "
                      "cleared and re-given their current row, %d row(s) one by one (versions held: %s)", pid,
                      len(work.tasks), len(work.redo), len(work.ids), ", ".join(sorted(held))[:300])
+        if work.per_row:  # a paced write's group per step (the Maintainer or the fill rests after each step)
+            budget = min(budget, max(1, round(ROW_GROUP * min(self.settings.push_duty, 1.0))))
         deleted = 0
         queue = self._queues.get(pid)
         current = set(self.store.pushed(pid, queue.version)) if queue is not None else set()

@@ -872,3 +872,37 @@ def test_in_row_mode_superseded_rows_go_one_per_call_paced_never_in_a_data_manag
         assert max(steps) <= group, f"a step deleted more than a paced group: {steps}"
     finally:
         store.close()
+
+
+def test_in_row_mode_a_backlog_one_row_per_call_cannot_clear_goes_by_whole_tasks(tmp_path, rt_sample,
+                                                                                monkeypatch) -> None:
+    """One row per call at a low duty deletes ~1 row/s; with a version every few seconds the table grew without
+    bound (1,162 rows after 10 versions at 10,000 tasks). Past `ROWS_PRUNE_MAX` superseded rows, tasks holding
+    nothing else go by Data Manager deletes again (a chunk per call, paced); the current rows are never touched."""
+    import time
+
+    import suggest.queuehead
+
+    monkeypatch.setattr(suggest.queuehead, "ROWS_PRUNE_MAX", 5)
+    store = Store(tmp_path)
+    ls = TimedDeletes([text for text, _ in rt_sample[:60]])
+    project, pusher = _paced_pusher(store, ls, rows=True, head=30, batch=4, first_slice=30)
+    try:
+        pusher.push(project, ls)
+        store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment")
+                                  for i, (text, label) in enumerate(rt_sample[:20])])
+        assert project.retrain(force=True) is not None
+        ls.calls.clear()
+        pusher.push(project, ls)
+        maintainer = Maintainer(pusher, lambda project: ls, quiet=0.0)
+        maintainer.pushed(project)
+        deadline = time.monotonic() + 60
+        while len(ls.model_versions(PID)) > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        maintainer.stop()
+        assert ls.model_versions(PID) == {project.model_version: 30}, "the current version's rows all stay"
+        chunks = [n for name, n in ls.calls if name == "delete_task_predictions"]
+        assert chunks and max(chunks) <= 5, f"whole tasks by Data Manager deletes, a chunk per call: {chunks}"
+        assert "delete_task_predictions" not in ls.names()[:ls.names().index("update_project")]
+    finally:
+        store.close()

@@ -91,7 +91,6 @@ class _Prune:
     redo: dict[int, list[int]] = field(default_factory=dict)  # task -> superseded ids; its other row is current
     listed: dict[int, list[dict]] = field(default_factory=dict)  # redo task -> its current rows as listed
     versions: list[str] = field(default_factory=list)  # the superseded versions this plan removes
-    per_row: bool = False  # every row one call (row mode, a short backlog)
 
 
 def pool_rows(project: Project, tasks: list[tuple[int, dict]]) -> list[dict[str, Item]]:
@@ -105,7 +104,7 @@ def pool_rows(project: Project, tasks: list[tuple[int, dict]]) -> list[dict[str,
     return rows
 
 
-ROWS_PRUNE_MAX = 500  # in row mode: superseded rows pruned one per call; more than this, whole tasks per call
+ROWS_DM_CHUNK = 10  # in row mode: tasks per Data Manager delete (~85 ms + ~16 ms a task of Label Studio's write lock)
 NEXT_GUARD = 5  # unlabelled tasks at the front of the queue a prune never clears, not even for a moment
 
 
@@ -603,20 +602,13 @@ class HeadPusher:
             for p in listing:
                 if p["id"] is not None and p["task"] is not None:
                     by_task.setdefault(p["task"], []).append(p)
-            # Row mode: one row per call (a Data Manager delete holds the write lock several times longer), unless
-            # more superseded rows wait than that could keep up with: at a version every 10 s a scale run's table
-            # grew by ~60 rows a version one row per call; then whole tasks go by Data Manager deletes, paced
-            rows = sum(p["model_version"] in stale for p in listing)
-            work = self._prunes[pid] = _Prune(versions=[v for v in order if v in held],
-                                              per_row=rows_mode and rows <= ROWS_PRUNE_MAX)
+            work = self._prunes[pid] = _Prune(versions=[v for v in order if v in held])
             queue = self._queues.get(pid)
             ours = {*stale, *(r.version for r in self.store.versions(pid)), project.zero_shot_version()}
             only_ours = set(held) <= ours | ({queue.version} if queue else set())
             for task, preds in by_task.items():
                 old = [p["id"] for p in preds if p["model_version"] in stale]
-                if work.per_row:
-                    work.ids += old
-                elif old and len(old) == len(preds):
+                if old and len(old) == len(preds):
                     work.tasks[task] = old
                 elif old and queue is not None and only_ours and not rows_mode and all(
                         p["model_version"] in stale or p["model_version"] == queue.version for p in preds):
@@ -627,8 +619,13 @@ class HeadPusher:
             log.info("project %s: superseded predictions to prune: %d task(s) cleared whole, %d head task(s) "
                      "cleared and re-given their current row, %d row(s) one by one (versions held: %s)", pid,
                      len(work.tasks), len(work.redo), len(work.ids), ", ".join(sorted(held))[:300])
-        if work.per_row:  # a paced write's group per step (the Maintainer or the fill rests after each step)
-            budget = min(budget, max(1, round(ROW_GROUP * min(self.settings.push_duty, 1.0))))
+        if rows_mode:
+            # Short holds of Label Studio's write lock, each step followed by a rest (Maintainer or fill): tasks
+            # holding nothing else ROWS_DM_CHUNK per Data Manager delete (~245 ms; 50 per call held it ~900 ms),
+            # other rows one per call, a paced write's group per step. One row per call throughout could not keep
+            # up: at a version every 10 s a scale run's table grew by ~60 rows a version (1,162 after 10)
+            budget = min(budget, ROWS_DM_CHUNK if work.tasks else
+                         max(1, round(ROW_GROUP * min(self.settings.push_duty, 1.0))))
         deleted = 0
         queue = self._queues.get(pid)
         current = set(self.store.pushed(pid, queue.version)) if queue is not None else set()
@@ -637,7 +634,9 @@ class HeadPusher:
             whole = [t for t in chunk if t not in current]  # pushed again since the listing: rows only
             for t in chunk:
                 ids = work.tasks.pop(t)
-                if t in current:  # pushed again since the listing: cleared and given its current row again
+                if t in current and rows_mode:  # pushed again since the listing: its older rows one by one
+                    work.ids += ids
+                elif t in current:  # pushed again since the listing: cleared and given its current row again
                     work.redo[t] = ids
             if whole:
                 deleted += client.delete_task_predictions(pid, whole)

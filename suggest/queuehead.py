@@ -453,7 +453,9 @@ class HeadPusher:
             status = project.loop_status
             if isinstance(status, dict) and status.get("pushing") and status.get("version") == queue.version:
                 status["head"]["written"] = queue.written  # /metrics follows a paced head as it grows
-            if prune_along and now < 1.0 and not superseded():  # rows annotators are about to reach come first
+            # rows annotators are about to reach come first, and a refill of a version already superseded (served
+            # until the new one's push points) leaves the prune to that push's fill: the push waits for this lock
+            if prune_along and now < 1.0 and not superseded() and project.model_version == queue.version:
                 self._prune_along(project, client, now, superseded)
         return written
 

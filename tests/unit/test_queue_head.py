@@ -868,3 +868,33 @@ def test_in_row_mode_prune_writes_are_short_paced_and_never_before_label_studio_
         assert elapsed >= 2 * busy, f"deletes went back to back: {elapsed:.2f} s for {busy:.2f} s of writes"
     finally:
         store.close()
+
+
+def test_a_refill_of_a_superseded_version_leaves_the_prune_to_the_next_push(tmp_path, rt_sample) -> None:
+    """Label Studio serves the last version until the new one's push points at it, so that version's head is still
+    refilled; but the new push waits for the project's lock, so the refill prunes nothing beside its writes (a
+    scale run's first choice came 2 s later: a refill of the old version was deleting superseded rows)."""
+    store = Store(tmp_path)
+    ls = TimedDeletes([text for text, _ in rt_sample[:80]])
+    project, pusher = _paced_pusher(store, ls, rows=True, head=30, batch=4, first_slice=30)
+    try:
+        pusher.push(project, ls)  # the zero-shot head
+        labels = iter(range(1, 1000))
+
+        def label(tasks: list[int]) -> None:
+            store.upsert_labels(PID, [Label(t, next(labels), rt_sample[t - 1][1], rt_sample[t - 1][0],
+                                            control="sentiment") for t in tasks])
+
+        label(list(range(1, 21)))
+        assert project.retrain(force=True) is not None
+        pusher.push(project, ls)  # v1's head; the zero-shot rows are superseded and wait for the prune
+        served = project.model_version
+        label(list(range(21, 25)))
+        assert project.retrain(force=True) is not None and project.model_version != served  # v2: not pushed yet
+        label(store.unlabeled_pushed(PID, served)[2:])  # v1's head runs low
+        assert pusher.needs_refill(project)
+        ls.spans.clear()
+        assert pusher.refill(project, ls) > 0, "the served version's head is refilled"
+        assert not ls.spans, "the refill of a superseded version deleted rows while the next push waits"
+    finally:
+        store.close()

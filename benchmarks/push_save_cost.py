@@ -4,11 +4,11 @@ Why (issue 17): `scale_push.py` classes each save by whether suggest was pushing
 the annotator of the pushed project, its retrains and its `/next` polls, so "during a push" also means
 "while another annotator works and a model trains" on a 2-core machine, and its idle stretch is the only
 time none of that runs. This isolates the push: nothing but the writes a head's paced rest makes once Label
-Studio's bulk imports are slow (row mode): per task one `DELETE /api/predictions/ID` of its older row (the
-prune's path) and one `POST /api/predictions/`, each call followed by `labelstudio.rest_after(took, duty)`;
-or, for a duty written "0.1dm", what the code did before session 16 (per group of tasks one Data Manager delete
-of their older rows, `_replace_old`, then the rows). Against idle stretches of the same length, in rotating
-order so drift falls on every phase alike.
+Studio's bulk imports are slow (row mode): per group of tasks one Data Manager delete of their older rows
+(`_replace_old`), then one `POST /api/predictions/` per row, each call followed by
+`labelstudio.rest_after(took, duty)`; or, for a duty written "0.1rows", the alternative measured in session 16:
+per task one `DELETE /api/predictions/ID` of its older row, then its row. Against idle stretches of the same
+length, in rotating order so drift falls on every phase alike.
 
 Per round, one phase each: idle, and a push at every `--duties` value, `--phase-seconds` long. A second
 client saves an annotation into project B every `--think` s throughout; a save is classed by the phase it
@@ -17,7 +17,7 @@ started and ended in (saves across a phase change are dropped).
 Reports per phase: saves n, p50 / p90 / p99, their ratio to idle with a 90% bootstrap interval, rows
 written per second, and the share of the phase Label Studio spent on the writes (the duty achieved).
 
-Run: nice -n 10 .venv/bin/python benchmarks/push_save_cost.py --tasks 10000 [--duties 1,0.25,0.1,0.1dm]
+Run: nice -n 10 .venv/bin/python benchmarks/push_save_cost.py --tasks 10000 [--duties 1,0.25,0.1,0.1rows]
 """
 
 from __future__ import annotations
@@ -69,9 +69,8 @@ def push_for(client: ls.LabelStudioClient, pid: str, tasks: list[int], version: 
              seconds: float, cursor: int, held: dict[int, int], data_manager: bool) -> tuple[int, float, int]:
     """Write `version`'s rows over `tasks` from `cursor` as a paced head does, for `seconds`; returns
     (rows written, seconds Label Studio spent on the calls, the next cursor). The older row of each task goes
-    as the code does in row mode (`data_manager` False: one `DELETE /api/predictions/ID` per row, paced like
-    the writes; the prune's path since session 16), or as it did before (one Data Manager delete per group of
-    tasks, `_replace_old`). `held`: task -> the id of its row, kept up to date."""
+    as the code does in row mode (`data_manager`: one Data Manager delete per group of tasks, `_replace_old`) or
+    one `DELETE /api/predictions/ID` per row, paced like the writes. `held`: task -> the id of its row."""
     group = max(1, round(ROW_GROUP * min(duty, 1.0)))
     until = time.monotonic() + seconds
     over = lambda: time.monotonic() >= until  # noqa: E731  (a rest ends with the phase)
@@ -112,13 +111,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=10_000, help="tasks in the pushed project")
     parser.add_argument("--duties", default="1,0.25,0.1",
-                        help="paces to measure (share of the time writing); 0.1dm: older rows by Data Manager deletes")
+                        help="paces to measure (share of the time writing); 0.1rows: older rows deleted one per call")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--phase-seconds", type=float, default=40.0)
     parser.add_argument("--think", type=float, default=0.2, help="seconds between one save and the next")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    duties = [d.strip() for d in args.duties.split(",")]  # "0.1": rows deleted one per call; "0.1dm": Data Manager
+    duties = [d.strip() for d in args.duties.split(",")]  # "0.1rows": older rows deleted one per call
     out = args.out or ROOT / "benchmarks" / "results" / f"push_save_cost_{args.tasks}.json"
     work = Path(tempfile.mkdtemp(prefix="suggest-push-cost-"))
     ensure_ls_venv(ls_venv_path())
@@ -141,7 +140,7 @@ def main() -> None:
         saver = Saver(ls.LabelStudioClient(server.url, server.token), side_ids, args.think)
         saver.start()
         time.sleep(5)
-        names = ["idle", *(f"duty {float(d.removesuffix('dm')):g}" + (" dm" if d.endswith("dm") else "")
+        names = ["idle", *(f"duty {float(d.removesuffix('rows')):g}" + (" rows" if d.endswith("rows") else "")
                            for d in duties)]
         phases: list[tuple[str, float, float]] = []
         written: dict[str, list[tuple[int, float, float]]] = {n: [] for n in names}
@@ -156,7 +155,7 @@ def main() -> None:
                 else:
                     version += 1
                     rows, busy, cursor = push_for(writer, pid, head, f"v{version}", float(name.split()[1]),
-                                                  args.phase_seconds, cursor, held, name.endswith(" dm"))
+                                                  args.phase_seconds, cursor, held, not name.endswith(" rows"))
                 ended = time.monotonic()
                 phases.append((name, began, ended))
                 written[name].append((rows, busy, ended - began))

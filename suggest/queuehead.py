@@ -104,7 +104,6 @@ def pool_rows(project: Project, tasks: list[tuple[int, dict]]) -> list[dict[str,
     return rows
 
 
-ROWS_DM_CHUNK = 10  # in row mode: tasks per Data Manager delete (~85 ms + ~16 ms a task of Label Studio's write lock)
 NEXT_GUARD = 5  # unlabelled tasks at the front of the queue a prune never clears, not even for a moment
 
 
@@ -207,8 +206,6 @@ class HeadPusher:
                         {"fetch": fetched - started, "rank": ranked - fetched, "first_choice": first_at - started},
                         pushing=True)
                 queue.started = started
-                self._queues[pid] = queue  # the version's queue from here: the last one's version is superseded
-                self._prunes.pop(pid, None)  # planned against the last version's rows: listed again when due
                 if self.on_fill is not None and written and queue.cursor < len(queue.task_ids) and (
                         written < self.settings.queue_head):
                     queue.filling = True  # the Maintainer writes the rest, paced, off the trainer's thread
@@ -216,6 +213,8 @@ class HeadPusher:
                     written += self._push_slice(project, client, queue, self.settings.queue_head - written,
                                                 superseded=lambda: project.model_version != published,
                                                 duty=self.settings.push_duty)
+                self._queues[pid] = queue
+                self._prunes.pop(pid, None)  # planned against the last version's rows: listed again when due
             else:
                 ranked = fetched
             pushed = time.perf_counter()
@@ -349,10 +348,6 @@ class HeadPusher:
         pid = project.project_id
         if self.settings.prune_chunk <= 0:
             return []
-        if ls.prediction_pace(client, pid).rows:
-            # row mode: the Maintainer prunes one row per call, paced (these steps would run unpaced, right as
-            # Label Studio starts serving the version)
-            return self._gone.get(pid, [])[-20:]
         lock = self._lock(pid)
         if not lock.acquire(blocking=False):
             # a paced fill or refill holds the project (minutes at a low duty): this runs on the trainer's thread,
@@ -405,17 +400,8 @@ class HeadPusher:
         pace = ls.prediction_pace(client, pid)
         group = max(1, round(ROW_GROUP * min(duty, 1.0)))  # paced rows: the check for a newer version stays ~2 s apart
         # whether older suggest rows may go per task: checked once per slice, not per part (Label Studio's
-        # model-versions read aggregates the whole predictions table: ~1 s at 100,000 tasks). Never in row mode:
-        # a Data Manager delete holds Label Studio's write lock for ~85 ms + ~16 ms a task (116 ms for 2 tasks,
-        # 580 ms for 30, at 1,000 and 10,000 tasks alike), longer than the 68 ms of a one-row write, and a save
-        # that meets it waits it out; the older rows stay beside the new ones (Label Studio's queue reads only the
-        # current version's) until the prune deletes them one row per call, paced
-        replacing = (replace and self.settings.prune_chunk > 0 and not pace.rows
-                     and self._only_ours(client, project, queue.version))
-        # ...and each part of a paced rest is followed by as many of those deletes, paced alike: the Maintainer
-        # prunes only between fills, and with a version every few minutes a fill is nearly always running (a scale
-        # run's table grew by ~70 rows a version, 1,162 after 10)
-        prune_along = replace and pace.rows and self.settings.prune_chunk > 0
+        # model-versions read aggregates the whole predictions table: ~1 s at 100,000 tasks)
+        replacing = replace and self.settings.prune_chunk > 0 and self._only_ours(client, project, queue.version)
         written = 0
         start = 0
         while start < len(picked):
@@ -453,24 +439,7 @@ class HeadPusher:
             status = project.loop_status
             if isinstance(status, dict) and status.get("pushing") and status.get("version") == queue.version:
                 status["head"]["written"] = queue.written  # /metrics follows a paced head as it grows
-            # rows annotators are about to reach come first, and a refill of a version already superseded (served
-            # until the new one's push points) leaves the prune to that push's fill: the push waits for this lock
-            if prune_along and now < 1.0 and not superseded() and project.model_version == queue.version:
-                self._prune_along(project, client, now, superseded)
         return written
-
-    def _prune_along(self, project: Project, client: ls.LabelStudioClient, duty: float,
-                     stop: Callable[[], bool]) -> None:
-        """One prune step inside a paced fill (the project's lock held), then the rest its deletes earn. A failure
-        is logged: it never stops the head."""
-        began = time.perf_counter()
-        try:
-            deleted, _ = self._prune(project, client, None)
-        except ls.LabelStudioError as exc:
-            log.warning("project %s: pruning beside the head failed: %s", project.project_id, exc)
-            deleted = 0
-        if deleted:
-            ls.rest_after(time.perf_counter() - began, duty, stop)
 
     def pace(self, pid: str, version: str, duty: float) -> float:
         """The duty for the next paced write: `duty`, or 1 (no rest) while fewer than a batch of the version's
@@ -583,7 +552,6 @@ class HeadPusher:
         budget = self.settings.prune_chunk if budget is None else budget
         if budget <= 0:
             return 0, False
-        rows_mode = ls.prediction_pace(client, pid).rows
         order = self.stale_versions(project)
         stale = set(order)
         gone = self._gone.setdefault(pid, [])
@@ -612,7 +580,7 @@ class HeadPusher:
                 old = [p["id"] for p in preds if p["model_version"] in stale]
                 if old and len(old) == len(preds):
                     work.tasks[task] = old
-                elif old and queue is not None and only_ours and not rows_mode and all(
+                elif old and queue is not None and only_ours and all(
                         p["model_version"] in stale or p["model_version"] == queue.version for p in preds):
                     work.redo[task] = old  # a head task: cleared and given its current row again
                     work.listed[task] = [_reimport(p) for p in preds if p["model_version"] not in stale]
@@ -621,13 +589,6 @@ class HeadPusher:
             log.info("project %s: superseded predictions to prune: %d task(s) cleared whole, %d head task(s) "
                      "cleared and re-given their current row, %d row(s) one by one (versions held: %s)", pid,
                      len(work.tasks), len(work.redo), len(work.ids), ", ".join(sorted(held))[:300])
-        if rows_mode:
-            # Short holds of Label Studio's write lock, each step followed by a rest (Maintainer or fill): tasks
-            # holding nothing else ROWS_DM_CHUNK per Data Manager delete (~245 ms; 50 per call held it ~900 ms),
-            # other rows one per call, a paced write's group per step. One row per call throughout could not keep
-            # up: at a version every 10 s a scale run's table grew by ~60 rows a version (1,162 after 10)
-            budget = min(budget, ROWS_DM_CHUNK if work.tasks else
-                         max(1, round(ROW_GROUP * min(self.settings.push_duty, 1.0))))
         deleted = 0
         queue = self._queues.get(pid)
         current = set(self.store.pushed(pid, queue.version)) if queue is not None else set()
@@ -636,9 +597,7 @@ class HeadPusher:
             whole = [t for t in chunk if t not in current]  # pushed again since the listing: rows only
             for t in chunk:
                 ids = work.tasks.pop(t)
-                if t in current and rows_mode:  # pushed again since the listing: its older rows one by one
-                    work.ids += ids
-                elif t in current:  # pushed again since the listing: cleared and given its current row again
+                if t in current:  # pushed again since the listing: cleared and given its current row again
                     work.redo[t] = ids
             if whole:
                 deleted += client.delete_task_predictions(pid, whole)

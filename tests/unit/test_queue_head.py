@@ -84,43 +84,6 @@ def _paced_rows(tmp_path, texts: list[str], hold: float):
     return store, ls, _project(store), pusher
 
 
-class TimedDeletes(FakeLabelStudio):
-    """A stand-in whose deletes take `hold` s each and are timed (`spans`)."""
-
-    hold = 0.05
-
-    def __init__(self, texts):
-        super().__init__(texts)
-        self.spans: list[tuple[float, float]] = []
-
-    def _timed(self, call, *args):
-        import time
-
-        began = time.perf_counter()
-        time.sleep(self.hold)
-        out = call(*args)
-        self.spans.append((began, time.perf_counter()))
-        return out
-
-    def delete_task_predictions(self, project_id, task_ids):
-        return self._timed(super().delete_task_predictions, project_id, task_ids)
-
-    def delete_prediction(self, prediction_id):
-        return self._timed(super().delete_prediction, prediction_id)
-
-
-def _maintainer_prunes(pusher: HeadPusher, project, ls: FakeLabelStudio, timeout: float = 60.0) -> None:
-    """A Maintainer told of the push prunes (no quiet wait) until one version is left or `timeout` s pass."""
-    import time
-
-    maintainer = Maintainer(pusher, lambda project: ls, quiet=0.0)
-    maintainer.pushed(project)
-    deadline = time.monotonic() + timeout
-    while len(ls.model_versions(PID)) > 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    maintainer.stop()
-
-
 def _paced_pusher(store: Store, ls: FakeLabelStudio, *, rows: bool, head: int, batch: int, first_slice: int):
     """A zero-shot project and a pusher pacing its head at push_duty 0.25, Label Studio in row or bulk mode."""
     import suggest.labelstudio
@@ -752,9 +715,30 @@ def test_the_pace_never_holds_back_the_rows_annotators_are_about_to_reach(tmp_pa
 def test_pruning_is_paced_as_the_heads_writes_are(tmp_path, rt_sample) -> None:
     """A prune is never urgent, and each of its steps is a Label Studio write that other projects' annotators wait
     behind: after a step the Maintainer rests as a paced head does (push_duty 0.25: three times the step)."""
+    import time
+
+    class Timed(FakeLabelStudio):
+        hold = 0.05
+
+        def __init__(self, texts):
+            super().__init__(texts)
+            self.spans: list[tuple[float, float]] = []
+
+        def _timed(self, call, *args):
+            began = time.perf_counter()
+            time.sleep(self.hold)
+            out = call(*args)
+            self.spans.append((began, time.perf_counter()))
+            return out
+
+        def delete_task_predictions(self, project_id, task_ids):
+            return self._timed(super().delete_task_predictions, project_id, task_ids)
+
+        def delete_prediction(self, prediction_id):
+            return self._timed(super().delete_prediction, prediction_id)
 
     store = Store(tmp_path)
-    ls = TimedDeletes([text for text, _ in rt_sample[:60]])
+    ls = Timed([text for text, _ in rt_sample[:60]])
     project, pusher = _paced_pusher(store, ls, rows=False, head=30, batch=4, first_slice=30)
     try:
         pusher.push(project, ls)  # the whole head in its first slice: no fill job
@@ -764,7 +748,12 @@ def test_pruning_is_paced_as_the_heads_writes_are(tmp_path, rt_sample) -> None:
         pusher.push(project, ls)
         assert len(ls.model_versions(PID)) == 2, "superseded rows to prune (else this test checks nothing)"
         ls.spans.clear()
-        _maintainer_prunes(pusher, project, ls)
+        maintainer = Maintainer(pusher, lambda project: ls, quiet=0.0)
+        maintainer.pushed(project)
+        deadline = time.monotonic() + 60
+        while len(ls.model_versions(PID)) > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        maintainer.stop()
         assert ls.model_versions(PID) == {project.model_version: 30}
         busy = sum(end - began for began, end in ls.spans)
         elapsed = ls.spans[-1][1] - ls.spans[0][0]
@@ -823,78 +812,3 @@ def test_a_late_row_of_a_version_known_gone_goes_with_the_next_versions_prune(st
             assert pusher.prune(project, ls) == (0, False)
             assert not ls.calls, "known gone: no read until a new version is superseded"
     assert set(ls.model_versions(PID)) == {project.model_version}, "the late row went with the next prune"
-
-
-def test_in_row_mode_prune_writes_are_short_paced_and_never_before_label_studio_serves_the_version(
-        tmp_path, rt_sample) -> None:
-    """Where Label Studio's bulk writes are slow (row mode), a long write is what an annotator's save waits out, in
-    any project: a Data Manager delete holds the write lock ~85 ms + ~16 ms a task (580 ms for 30 tasks at 10,000
-    tasks; a one-row delete 68 ms). So in row mode a new head never clears its tasks' older rows first (they stay
-    beside the new rows), nothing is deleted on the trainer's thread as Label Studio starts serving the version,
-    and the prune makes short writes only: tasks holding nothing else at most `ROWS_DM_CHUNK` per Data Manager
-    delete, rows beside a current one one per call, every step followed by a rest; beside the head's paced rest
-    too (with a version every few minutes a fill is nearly always running, and the Maintainer prunes only between
-    fills: a scale run's table grew by ~60 rows a version)."""
-    from suggest.queuehead import ROWS_DM_CHUNK
-
-    store = Store(tmp_path)
-    ls = TimedDeletes([text for text, _ in rt_sample[:60]])
-    project, pusher = _paced_pusher(store, ls, rows=True, head=30, batch=4, first_slice=30)
-    try:
-        pusher.push(project, ls)
-        cold = project.model_version
-        stale = ls.model_versions(PID)[cold]
-        store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment")
-                                  for i, (text, label) in enumerate(rt_sample[:20])])
-        assert project.retrain(force=True) is not None
-        ls.calls.clear()
-        pusher.push(project, ls)  # first slice, point, then the paced rest (inline: no Maintainer yet)
-        names = ls.names()
-        assert "model_versions" not in names, "row mode: no aggregate read to decide on per-task deletes"
-        pointed = names.index("update_project")
-        assert not {"delete_prediction", "delete_task_predictions"} & set(names[:pointed]), \
-            "a delete before Label Studio serves the version"
-        writes = [i for i, n in enumerate(names) if n == "create_prediction"]
-        assert any(writes[0] < i < writes[-1] for i, n in enumerate(names) if n.startswith("delete")), \
-            "superseded rows go beside the head's paced rest, not only after it"
-        _maintainer_prunes(pusher, project, ls)
-        assert ls.model_versions(PID) == {project.model_version: 30}, "the current version's rows all stay"
-        chunks = [n for name, n in ls.calls if name == "delete_task_predictions"]
-        assert chunks and max(chunks) <= min(ROWS_DM_CHUNK, 5), f"short Data Manager deletes: {chunks}"
-        assert "delete_prediction" in ls.names(), "rows beside a current one go one per call (else not checked)"
-        assert sum(chunks) + ls.names().count("delete_prediction") == stale, "each superseded row deleted once"
-        busy = sum(end - began for began, end in ls.spans)
-        elapsed = ls.spans[-1][1] - ls.spans[0][0]
-        assert elapsed >= 2 * busy, f"deletes went back to back: {elapsed:.2f} s for {busy:.2f} s of writes"
-    finally:
-        store.close()
-
-
-def test_a_refill_of_a_superseded_version_leaves_the_prune_to_the_next_push(tmp_path, rt_sample) -> None:
-    """Label Studio serves the last version until the new one's push points at it, so that version's head is still
-    refilled; but the new push waits for the project's lock, so the refill prunes nothing beside its writes (a
-    scale run's first choice came 2 s later: a refill of the old version was deleting superseded rows)."""
-    store = Store(tmp_path)
-    ls = TimedDeletes([text for text, _ in rt_sample[:80]])
-    project, pusher = _paced_pusher(store, ls, rows=True, head=30, batch=4, first_slice=30)
-    try:
-        pusher.push(project, ls)  # the zero-shot head
-        labels = iter(range(1, 1000))
-
-        def label(tasks: list[int]) -> None:
-            store.upsert_labels(PID, [Label(t, next(labels), rt_sample[t - 1][1], rt_sample[t - 1][0],
-                                            control="sentiment") for t in tasks])
-
-        label(list(range(1, 21)))
-        assert project.retrain(force=True) is not None
-        pusher.push(project, ls)  # v1's head; the zero-shot rows are superseded and wait for the prune
-        served = project.model_version
-        label(list(range(21, 25)))
-        assert project.retrain(force=True) is not None and project.model_version != served  # v2: not pushed yet
-        label(store.unlabeled_pushed(PID, served)[2:])  # v1's head runs low
-        assert pusher.needs_refill(project)
-        ls.spans.clear()
-        assert pusher.refill(project, ls) > 0, "the served version's head is refilled"
-        assert not ls.spans, "the refill of a superseded version deleted rows while the next push waits"
-    finally:
-        store.close()

@@ -43,11 +43,12 @@ def texts_for(n: int, salt: str) -> list[str]:
 
 
 class RssSampler(threading.Thread):
-    """Peak RSS (MiB) of each `ray::MapWorker` process while it runs."""
+    """Peak RSS (MiB) of each `ray::MapWorker` process while it runs, and of this driver process."""
 
     def __init__(self):
         super().__init__(daemon=True)
         self.peak: dict[int, float] = {}
+        self.driver_peak = 0.0
         self.stop_flag = threading.Event()
 
     def run(self) -> None:
@@ -59,7 +60,15 @@ class RssSampler(threading.Thread):
                 if "MapWorker" in cmd and p.info["memory_info"] is not None:
                     self.peak[p.info["pid"]] = max(self.peak.get(p.info["pid"], 0.0),
                                                    p.info["memory_info"].rss / 2**20)
+            self.driver_peak = max(self.driver_peak, psutil.Process().memory_info().rss / 2**20)
             time.sleep(0.5)
+
+
+def steady_rate(timeline: list[tuple[float, int]]) -> float | None:
+    """Texts per second between the first and the last progress line: the rate without the actors' start-up."""
+    if len(timeline) < 2 or timeline[-1][0] <= timeline[0][0]:
+        return None
+    return round((timeline[-1][1] - timeline[0][1]) / (timeline[-1][0] - timeline[0][0]), 1)
 
 
 def main() -> None:
@@ -67,6 +76,7 @@ def main() -> None:
     parser.add_argument("--throughput", type=int, default=2000, help="texts per throughput run")
     parser.add_argument("--large", type=int, default=20000, help="the end-to-end pool")
     parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--chunk", type=int, default=10_000, help="vectors per cache write (and progress line)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ray_embed.json")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="suggest-ray-"))
@@ -112,21 +122,32 @@ def run(args, address: str, work: Path, encoder, result: dict) -> None:
     sampler.start()
     t0 = time.perf_counter()
     cache = Store(work / "large")
-    report = embed_into_cache(big, cache, address=address, workers=args.cpus)
+    timeline: list[tuple[float, int]] = []
+
+    def progress(done: int) -> None:
+        timeline.append((round(time.perf_counter() - t0, 1), done))
+        rate = done / timeline[-1][0] if timeline[-1][0] else 0.0
+        print(f"  {timeline[-1][0]:8.1f} s  {done:>9,} embedded  ({rate:.1f} texts/s so far)", flush=True)
+
+    report = embed_into_cache(big, cache, address=address, workers=args.cpus, chunk=args.chunk,
+                              progress=progress)
     cache.close()
     embed_s = time.perf_counter() - t0
-    sampler.stop_flag.set()
     pool = work / "large.jsonl"
     pool.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(big)))
     t1 = time.perf_counter()
     ranked = rank_file(pool, None, batch=50, strategy="margin", text_field="text", label_field="label",
                        cache_dir=work / "large")
     rank_s = time.perf_counter() - t1
+    sampler.stop_flag.set()
     rate = report.embedded / embed_s
     result["large"] = {
         "texts": len(big), "embed": report.as_dict(), "rank_seconds": round(rank_s, 1),
         "end_to_end_seconds": round(embed_s + rank_s, 1), "ranked": len(ranked),
         "peak_rss_mib_per_worker": [round(v) for v in sampler.peak.values()],
+        "driver_peak_rss_mib": round(sampler.driver_peak),  # embedding and ranking
+        "progress_seconds_embedded": timeline,
+        "steady_texts_per_second": steady_rate(timeline),
         "extrapolated_1m_hours_at_this_rate": round(1_000_000 / rate / 3600, 1),
     }
     result["load_average_end"] = os.getloadavg()[0]

@@ -105,7 +105,9 @@ class _Encode:
 
     def __call__(self, batch: dict) -> dict:
         texts = [str(t) for t in batch["text"]]
-        return {"hash": batch["hash"], "vector": list(self.encoder.encode(texts))}
+        # one 2-D float32 column (a fixed-shape tensor in Arrow): a list of arrays is an object column, which the
+        # driver then unpacks row by row
+        return {"hash": batch["hash"], "vector": np.asarray(self.encoder.encode(texts), dtype=np.float32)}
 
 
 @dataclass(frozen=True)

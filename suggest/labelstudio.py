@@ -524,6 +524,12 @@ class LabelStudioError(RuntimeError):
     """Label Studio could not be reached or refused a call; the message says which and why."""
 
 
+def _prediction_id(body: object) -> int | None:
+    """The id in Label Studio's answer to a prediction write (None when it names none)."""
+    pid = body.get("id") if isinstance(body, dict) else None
+    return pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+
+
 def _error_detail(resp: httpx.Response) -> str:
     """What an error answer says, for logs and /metrics: only the `detail` of Label Studio's JSON errors.
     Why: with auth off a stranger's /setup can point suggest at another host on the network, and what that
@@ -637,10 +643,23 @@ class LabelStudioClient:
             created += int(resp.json().get("created", 0)) if resp.content else 0
         return created
 
-    def create_prediction(self, project_id: str, row: dict) -> None:
-        """Create one prediction (an import row) in its own request. Why: Label Studio's bulk import recounts
-        every task of the project per call, this one only its task (see PredictionPace)."""
-        self.request("POST", "/api/predictions/", json={**row, "project": int(project_id)})
+    def create_prediction(self, project_id: str, row: dict) -> int | None:
+        """Create one prediction (an import row) in its own request; returns its id. Why: Label Studio's bulk
+        import recounts every task of the project per call, this one only its task (see PredictionPace)."""
+        body = self.request("POST", "/api/predictions/", json={**row, "project": int(project_id)}).json()
+        return _prediction_id(body)
+
+    def update_prediction(self, project_id: str, prediction_id: int, row: dict) -> bool:
+        """Overwrite one prediction with an import row of the same task (its result, score and version), in
+        place; False when Label Studio no longer has it (404). Why: a new version's row for a task that holds
+        the last one's replaces it at the cost of one write, where a new row costs that write and a delete."""
+        try:
+            self.request("PATCH", f"/api/predictions/{int(prediction_id)}", json={**row, "project": int(project_id)})
+        except LabelStudioError as exc:
+            if " 404 " in str(exc):
+                return False
+            raise
+        return True
 
     def model_versions(self, project_id: str) -> dict[str, int]:
         """Model versions that have predictions in the project, with their prediction counts."""
@@ -949,21 +968,31 @@ def prediction_pace(client: LabelStudioClient, project_id: str) -> PredictionPac
 
 
 def send_predictions(client: LabelStudioClient, project_id: str, rows: list[dict], *, duty: float = 1.0,
-                     stop: Callable[[], bool] | None = None) -> None:
+                     stop: Callable[[], bool] | None = None, reuse: dict[int, int] | None = None) -> dict[int, int]:
     """Write prediction rows: one timed bulk import (SLOW_IN_A_ROW slow ones switch the project to rows), or
-    one call per row (see PredictionPace).
+    one call per row (see PredictionPace). Returns task -> prediction id for the rows written one per call
+    (a bulk import answers no ids).
+
+    `reuse` (task -> id of a superseded prediction of suggest's on that task): in row mode that row is
+    overwritten in place instead (`update_prediction`), so nothing is left to prune; a row gone meanwhile
+    is created anew.
 
     `duty` below 1 rests after each call for as long as keeps Label Studio busy with these writes at most that
     share of the time (a call of t seconds rests t * (1 - duty) / duty): every write holds Label Studio's
     database and its Python process, so an annotator's save that arrives meanwhile waits. A rest ends early
     once `stop()` (see rest_after)."""
     pace = prediction_pace(client, project_id)
+    ids: dict[int, int] = {}
     if pace.rows:
         for row in rows:
             began = time.perf_counter()
-            client.create_prediction(project_id, row)
+            old = (reuse or {}).get(row["task"])
+            if old is not None and client.update_prediction(project_id, old, row):
+                ids[row["task"]] = old
+            elif (made := client.create_prediction(project_id, row)) is not None:
+                ids[row["task"]] = made
             rest_after(time.perf_counter() - began, duty, stop)
-        return
+        return ids
     began = time.perf_counter()
     client.import_predictions(project_id, rows)
     took = time.perf_counter() - began
@@ -975,6 +1004,7 @@ def send_predictions(client: LabelStudioClient, project_id: str, rows: list[dict
                  "annotators' saves fast. Label Studio's setting fflag_fix_back_4620_memory_efficient_predictions_"
                  "import_08012025_short=true makes bulk imports cheap again.", project_id, took, len(rows))
     rest_after(took, duty, stop)
+    return ids
 
 
 REST_POLL = 0.05  # seconds between checks of a rest's `stop`

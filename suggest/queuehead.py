@@ -17,7 +17,9 @@ back to random when none is left. So a version needs predictions only for the ta
   pause; never Label Studio's one-transaction delete of a whole version.
 
 Where Label Studio's bulk imports are slow (stock 1.23 recounts every task of the project on each), rows
-go one per call and the first slice is 10 rows (labelstudio.PredictionPace).
+go one per call and the first slice is 10 rows (labelstudio.PredictionPace). Then a task holding a
+superseded row of suggest's gets the new version's in place (the store keeps each pushed row's id), so
+the prune is left only the rows of tasks that left the head.
 
 `Maintainer` is the background thread that runs refills at once and prunes when annotators pause.
 """
@@ -402,6 +404,7 @@ class HeadPusher:
         # whether older suggest rows may go per task: checked once per slice, not per part (Label Studio's
         # model-versions read aggregates the whole predictions table: ~1 s at 100,000 tasks)
         replacing = replace and self.settings.prune_chunk > 0 and self._only_ours(client, project, queue.version)
+        overwritable = self._overwritable(project, queue.version) if pace.rows else set()
         written = 0
         start = 0
         while start < len(picked):
@@ -424,16 +427,20 @@ class HeadPusher:
             if not part:
                 continue
             now = self.pace(pid, queue.version, duty)
+            reuse = {t: i for t, (v, i) in self.store.pushed_predictions(pid, [r["task"] for r in part]).items()
+                     if v in overwritable}
             try:
                 if replacing:
                     began = time.perf_counter()
-                    if self._replace_old(client, project, queue.version, [r["task"] for r in part]):
+                    if self._replace_old(client, project, queue.version, [r["task"] for r in part if r["task"]
+                                                                          not in reuse]):
                         ls.rest_after(time.perf_counter() - began, now, superseded)
-                ls.send_predictions(client, pid, part, duty=now, stop=superseded)
+                made = ls.send_predictions(client, pid, part, duty=now, stop=superseded, reuse=reuse)
             except Exception:
                 project.release_claims(queue.version, [r["task"] for r in part], "push")
                 raise
-            self.store.set_pushed(pid, queue.version, {r["task"]: scores[r["task"]] for r in part})
+            self._unplan(pid, {i for t, i in reuse.items() if made.get(t) == i})
+            self.store.set_pushed(pid, queue.version, {r["task"]: scores[r["task"]] for r in part}, made)
             queue.written += len(part)
             written += len(part)
             status = project.loop_status
@@ -462,6 +469,29 @@ class HeadPusher:
             log.info("project %s: predictions of other models (%s) are in Label Studio; superseded suggest "
                      "predictions are removed one by one instead of per task", pid, ", ".join(foreign[:3]))
         return not foreign
+
+    def _overwritable(self, project: Project, version: str) -> set[str]:
+        """suggest's versions whose rows a row of `version` may overwrite in place: every older one of ours
+        beyond `keep_versions` (none while pruning is off: SUGGEST_PRUNE_CHUNK=0 keeps every version's rows)."""
+        if self.settings.prune_chunk <= 0:
+            return set()
+        ours = [project.zero_shot_version(), *(r.version for r in self.store.versions(project.project_id))]
+        return set(ours) - set(ours[-max(1, self.settings.keep_versions):]) - {version}
+
+    def _unplan(self, pid: str, overwritten: set[int]) -> None:
+        """Rows just overwritten in place hold the current version now: the prune's plan, listed before, must
+        not delete them."""
+        work = self._prunes.get(pid)
+        if work is None or not overwritten:
+            return
+        work.ids = [i for i in work.ids if i not in overwritten]
+        for plan in (work.tasks, work.redo):
+            for task in [t for t, ids in plan.items() if set(ids) & overwritten]:
+                if left := [i for i in plan[task] if i not in overwritten]:
+                    plan[task] = left
+                else:
+                    del plan[task]
+                    work.listed.pop(task, None)
 
     def _replace_old(self, client: ls.LabelStudioClient, project: Project, version: str, task_ids: list[int]) -> bool:
         """Tasks about to get this version's prediction lose the older one suggest pushed before, a chunk of
@@ -653,7 +683,9 @@ class HeadPusher:
             return 0
         given = list(dict.fromkeys(r["task"] for r in rows))
         client.delete_task_predictions(pid, given)
-        ls.send_predictions(client, pid, rows)
+        made = ls.send_predictions(client, pid, rows)
+        if made and queue is not None:  # one row per call: the new ids, for the next version to overwrite
+            self.store.set_pushed(pid, queue.version, {t: current[t] for t in made if t in current}, made)
         return sum(len(olds[t]) for t in given)
 
 

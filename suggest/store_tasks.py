@@ -5,7 +5,8 @@ methods use the store's connections (`self._tx()`, `self._query()`), so SQL stay
 
 - `ls_tasks`: one row per task of a Label Studio project: its `data` (JSON, so the pool is read
   from here and not from an export per version), whether Label Studio listed it with annotations,
-  and the version and queue score of the prediction suggest last pushed for it (NULL: none).
+  and the version, queue score and Label Studio id of the prediction suggest last pushed for it (NULL:
+  none; the id is known only for rows written one per call, which a later version then overwrites).
 - `ls_task_sync`: per project, the highest task id listed (the incremental listing asks only for
   newer ones) and when the list was last reconciled with Label Studio for deletions.
 """
@@ -25,6 +26,7 @@ CREATE TABLE IF NOT EXISTS ls_tasks (
     labeled        INTEGER NOT NULL DEFAULT 0,
     pushed_version TEXT,
     pushed_score   REAL,
+    pushed_prediction INTEGER,
     PRIMARY KEY (project_id, task_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ls_tasks_pushed ON ls_tasks (project_id, pushed_version);
@@ -50,7 +52,10 @@ class TaskListStore:
     """Methods on `Store` for this part; see the module docstring."""
 
     def _migrate_tasks(self) -> None:
-        """Bring an older store's tables for this part up to date (idempotent; nothing by default)."""
+        """Bring an older store's tables for this part up to date (idempotent): the pushed row's id."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(ls_tasks)")}
+        if "pushed_prediction" not in columns:
+            self._db.execute("ALTER TABLE ls_tasks ADD COLUMN pushed_prediction INTEGER")
 
     # the task list ----------------------------------------------------------------------------
 
@@ -123,12 +128,15 @@ class TaskListStore:
 
     # what was pushed --------------------------------------------------------------------------
 
-    def set_pushed(self, project_id: str, version: str, scores: dict[int, float]) -> None:
-        """Record that tasks now hold a prediction of `version` with these queue scores."""
-        rows = [(version, float(s), project_id, int(t)) for t, s in scores.items()]
+    def set_pushed(self, project_id: str, version: str, scores: dict[int, float],
+                   ids: dict[int, int] | None = None) -> None:
+        """Record that tasks now hold a prediction of `version` with these queue scores, and its Label Studio
+        id where known (`ids`; a task left out there gets none: its row is not ours to overwrite)."""
+        ids = ids or {}
+        rows = [(version, float(s), ids.get(t), project_id, int(t)) for t, s in scores.items()]
         if rows:
             with self._tx() as db:
-                db.executemany("UPDATE ls_tasks SET pushed_version = ?, pushed_score = ? "
+                db.executemany("UPDATE ls_tasks SET pushed_version = ?, pushed_score = ?, pushed_prediction = ? "
                                "WHERE project_id = ? AND task_id = ?", rows)
 
     def pushed(self, project_id: str, version: str) -> dict[int, float]:
@@ -146,6 +154,17 @@ class TaskListStore:
             out.update((int(t), v) for t, v in self._query(
                 f"SELECT task_id, pushed_version FROM ls_tasks WHERE project_id = ? AND task_id IN ({marks}) "
                 "AND pushed_version IS NOT NULL", (project_id, *chunk)))
+        return out
+
+    def pushed_predictions(self, project_id: str, task_ids: list[int]) -> dict[int, tuple[str, int]]:
+        """Tasks whose last pushed prediction has a known Label Studio id: task -> (version, id)."""
+        out: dict[int, tuple[str, int]] = {}
+        for start in range(0, len(task_ids), 500):
+            chunk = [int(t) for t in task_ids[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            out.update((int(t), (v, int(i))) for t, v, i in self._query(
+                f"SELECT task_id, pushed_version, pushed_prediction FROM ls_tasks WHERE project_id = ? "
+                f"AND task_id IN ({marks}) AND pushed_prediction IS NOT NULL", (project_id, *chunk)))
         return out
 
     def unlabeled_pushed(self, project_id: str, version: str) -> list[int]:

@@ -125,12 +125,14 @@ def test_one_row_per_call_lands_in_label_studio_as_the_bulk_import_does(
 ) -> None:
     """Row mode (labelstudio.PredictionPace: stock Label Studio recounts every task on each bulk import, so big
     projects get one POST /api/predictions/ per row) writes the same head: the version's rows, each task's
-    prediction counter, the project pointed at the version, /next serving the engine's first choice."""
+    prediction counter, the project pointed at the version, /next serving the engine's first choice; and
+    the next version overwrites the rows of tasks still in its head in place."""
     from suggest.labelstudio import NO_COUNTS, parse_controls, prediction_pace
     from suggest.labelstudio import LabelStudioClient as SuggestClient
     from suggest.loop import LoopSettings, rank_rows
     from suggest.project import open_project
     from suggest.queuehead import ROWS_FIRST_SLICE, HeadPusher, HeadSettings
+    from suggest.schema import Label
     from suggest.store import ProjectRecord, Store
     from suggest.tasksync import TaskSync
 
@@ -160,6 +162,38 @@ def test_one_row_per_call_lands_in_label_studio_as_the_bulk_import_does(
     counted = {t["id"]: t.get("total_predictions") for t in ls.tasks(pid)}
     assert sum(1 for p in held if counted[p["task"]] == 1) == 25, "Label Studio counted each row on its task"
     assert ls.project(pid)["model_version"] == version
+    assert ls.request("GET", f"/api/projects/{pid}/next")["id"] == status["next_tasks"][0]
+
+    # the next version overwrites the rows of tasks that stay in the head in place (Label Studio's PATCH):
+    # same ids, the new version's label, score and counter; the rest of the old rows are pruned
+    first = {p["task"]: p["id"] for p in held}
+    task_of = {t["data"]["text"]: t["id"] for t in ls.tasks(pid)}
+    labelled = [(task_of[text], text, label) for text, label in rt_tasks[:12]]
+    served = status["next_tasks"][0]  # /next locked it for this user: answered, so the next /next moves on
+    text = next(t["data"]["text"] for t in ls.tasks(pid) if t["id"] == served)
+    label = dict(rt_tasks[:40])[text]
+    ls.annotate(served, choice_result(label))
+    labelled += [(served, text, label)] if served not in {t for t, _, _ in labelled} else []
+    store.upsert_labels(str(pid), [Label(task, 9000 + i, label, text, control="sentiment")
+                                   for i, (task, text, label) in enumerate(labelled)])
+    assert project.retrain(force=True) is not None
+    client = SuggestClient(stack.label_studio.url, stack.label_studio.token)
+    try:
+        status = pusher.push(project, client)
+    finally:
+        client.close()
+    trained = project.model_version
+    rows = ls.predictions(pid)
+    now = {p["task"]: p for p in rows if p["model_version"] == trained}
+    both = set(first) & set(now)
+    assert len(now) == 25 and both, "the heads overlap (else this checks nothing)"
+    assert all(now[t]["id"] == first[t] for t in both), "overwritten in place: the same row, the new version"
+    scores = store.pushed(str(pid), trained)
+    assert all(now[t]["score"] == pytest.approx(scores[t], abs=1e-5) for t in now)
+    assert all(now[t]["result"][0]["value"]["choices"][0] in ("fresh", "rotten") for t in now)
+    counted = {t["id"]: t.get("total_predictions") for t in ls.tasks(pid)}
+    assert all(counted[t] == 1 for t in now), "Label Studio still counts one row on each head task"
+    assert len(rows) == 25, "the old rows of tasks that left the head were pruned after the push"
     assert ls.request("GET", f"/api/projects/{pid}/next")["id"] == status["next_tasks"][0]
 
 

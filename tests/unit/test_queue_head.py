@@ -63,7 +63,7 @@ class SlowRows(FakeLabelStudio):
         import time
 
         time.sleep(self.hold)
-        super().create_prediction(project_id, row)
+        return super().create_prediction(project_id, row)
 
     def import_predictions(self, project_id, rows, chunk=2000):
         import time
@@ -423,7 +423,7 @@ def test_slow_bulk_imports_switch_a_project_to_one_row_per_call_and_bulk_is_trie
     ls.calls.clear()
     status = pusher.push(project, ls)
     newer = project.model_version
-    first_rows = [i for i, (name, _) in enumerate(ls.calls) if name == "create_prediction"]
+    first_rows = [i for i, (name, _) in enumerate(ls.calls) if name in ("create_prediction", "update_prediction")]
     pointed = ls.calls.index(("update_project", newer))
     assert len([i for i in first_rows if i < pointed]) == suggest.queuehead.ROWS_FIRST_SLICE, \
         "in row mode Label Studio points at the version after the first few rows"
@@ -485,8 +485,9 @@ def test_after_the_first_slice_the_heads_writes_rest_to_keep_label_studio_mostly
             self.watch()
             began = time.perf_counter()
             time.sleep(self.hold)
-            super().create_prediction(project_id, row)
+            made = super().create_prediction(project_id, row)
             self.spans.append(("row", began, time.perf_counter()))
+            return made
 
         def import_predictions(self, project_id, rows, chunk=2000):
             self.watch()
@@ -682,8 +683,9 @@ def test_the_pace_never_holds_back_the_rows_annotators_are_about_to_reach(tmp_pa
             self.after_row = lambda: None
 
         def create_prediction(self, project_id, row):
-            super().create_prediction(project_id, row)
+            made = super().create_prediction(project_id, row)
             self.after_row()
+            return made
 
     texts = [text for text, _ in rt_sample[:120]]
     for team in (False, True):
@@ -812,3 +814,95 @@ def test_a_late_row_of_a_version_known_gone_goes_with_the_next_versions_prune(st
             assert pusher.prune(project, ls) == (0, False)
             assert not ls.calls, "known gone: no read until a new version is superseded"
     assert set(ls.model_versions(PID)) == {project.model_version}, "the late row went with the next prune"
+
+
+def _rows_of(ls: FakeLabelStudio, task: int) -> list[dict]:
+    return [p for p in ls.predictions_held.values() if p["task"] == task]
+
+
+def _row_mode_pool(store: Store, rt_sample, *, head: int, prune_chunk: int):
+    """60 tasks in row mode (as a big project after slow bulk imports), the zero-shot head pushed, then 20
+    labels and a retrain: the next push writes the trained version."""
+    import suggest.labelstudio
+
+    ls = FakeLabelStudio([text for text, _ in rt_sample[:60]])
+    suggest.labelstudio.prediction_pace(ls, PID).rows = True
+    project = _project(store)
+    pusher = _pusher(store, head=head, batch=4, prune_chunk=prune_chunk, first_slice=8)
+    pusher.push(project, ls)
+    cold = {p["task"]: p["id"] for p in ls.predictions_held.values()}
+    store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment")
+                              for i, (text, label) in enumerate(rt_sample[:20])])
+    assert project.retrain(force=True) is not None
+    return ls, project, pusher, cold
+
+
+def test_in_row_mode_a_new_versions_row_overwrites_the_last_ones_in_place(store, rt_sample) -> None:
+    """A head task holding the last version's row gets the new version's in place (one PATCH), not a new row
+    beside it and a delete later: fewer writes, and the table does not grow with the versions."""
+    ls, project, pusher, cold = _row_mode_pool(store, rt_sample, head=12, prune_chunk=5)
+    ls.calls.clear()
+    pusher.push(project, ls)
+    trained = project.model_version
+    head = {p["task"]: p["id"] for p in ls.predictions_held.values() if p["model_version"] == trained}
+    both = set(cold) & set(head)
+    assert len(head) == 12 and both, "the heads overlap (else this test checks nothing)"
+    assert all(head[t] == cold[t] for t in both), "the cold row was overwritten in place: same id, new version"
+    assert all(len(_rows_of(ls, t)) == 1 for t in head), "no head task holds a second suggest row"
+    assert ls.names().count("update_prediction") == len(both)
+    assert ls.names().count("create_prediction") == 12 - len(both)
+    assert {t: i for t, (v, i) in store.pushed_predictions(PID, list(head)).items() if v == trained} == head
+    while pusher.prune(project, ls)[1]:
+        pass
+    assert ls.model_versions(PID) == {trained: 12}, "only the cold rows of tasks that left the head were pruned"
+    assert sorted(ls.predictions_held) == sorted(head.values())
+
+
+def test_with_pruning_off_no_row_is_overwritten(store, rt_sample) -> None:
+    """SUGGEST_PRUNE_CHUNK=0 keeps every version's predictions: then nothing is overwritten either."""
+    ls, project, pusher, cold = _row_mode_pool(store, rt_sample, head=12, prune_chunk=0)
+    ls.calls.clear()
+    pusher.push(project, ls)
+    assert "update_prediction" not in ls.names()
+    assert all(p in ls.predictions_held for p in cold.values()), "every cold row is still there"
+    assert len(ls.predictions_held) == 24
+
+
+def test_a_row_deleted_in_label_studio_meanwhile_is_created_anew(store, rt_sample) -> None:
+    ls, project, pusher, cold = _row_mode_pool(store, rt_sample, head=12, prune_chunk=5)
+    for prediction_id in cold.values():  # a user removed them in Label Studio (a 404 for each overwrite)
+        del ls.predictions_held[prediction_id]
+    ls.calls.clear()
+    pusher.push(project, ls)
+    trained = project.model_version
+    assert ls.names().count("update_prediction") >= 1, "the heads overlap (else this test checks nothing)"
+    assert ls.names().count("create_prediction") == 12
+    assert len(_pushed(ls, trained)) == 12 and len(ls.predictions_held) == 12
+
+
+def test_a_row_overwritten_after_the_prune_planned_it_is_not_deleted(store, rt_sample) -> None:
+    """The prune's plan is listed once and followed over many steps; a refill meanwhile may overwrite one of
+    the superseded rows it names (its task came into the head). That row holds the current version now:
+    the plan must not delete it (here the rows go one by one: every task also holds another model's row)."""
+    ls, project, pusher, _ = _row_mode_pool(store, rt_sample, head=40, prune_chunk=1)
+    for task in list(ls.tasks):
+        ls._hold({"task": task, "model_version": "another-model", "score": 0.5, "result": []})
+    pusher.settings.queue_head = 10
+    pusher.push(project, ls)  # and up to four prune steps: the plan is listed, its first rows deleted
+    trained = project.model_version
+    planned = set(pusher._prunes[PID].ids)
+    assert len(planned) > 10, "the plan has rows left to delete one by one"
+    truth = dict(rt_sample[:60])
+    head = list(_pushed(ls, trained))
+    store.upsert_labels(PID, [Label(t, 500 + t, truth[ls.tasks[t]["data"]["text"]], ls.tasks[t]["data"]["text"],
+                                    control="sentiment") for t in head])
+    assert pusher.refill(project, ls) == 10
+    refilled = {p["id"] for p in ls.predictions_held.values()
+                if p["model_version"] == trained and p["task"] not in head}
+    overwritten = refilled & planned
+    assert overwritten, "a refilled task held a planned row (else this test checks nothing)"
+    while pusher.prune(project, ls)[1]:
+        pass
+    assert all(ls.predictions_held.get(i, {}).get("model_version") == trained for i in refilled), \
+        "a row the refill overwrote was deleted by the plan listed before it"
+    assert set(ls.model_versions(PID)) == {trained, "another-model"}

@@ -55,13 +55,24 @@ class FakeLabelStudio:
 
     def create_prediction(self, project_id, row):
         self.calls.append(("create_prediction", row["task"]))
-        self._hold(row)
+        return self._hold(row)
 
-    def _hold(self, row):
-        self.predictions_held[self._next_prediction] = {"id": self._next_prediction, "task": row["task"],
-                                                        "model_version": row["model_version"],
-                                                        "score": row.get("score"), "result": row.get("result")}
+    def update_prediction(self, project_id, prediction_id, row):
+        """As Label Studio's PATCH: the row keeps its id and task; False (its 404) when it is gone."""
+        self.calls.append(("update_prediction", prediction_id))
+        held = self.predictions_held.get(prediction_id)
+        if held is None:
+            return False
+        assert held["task"] == row["task"], "a row is only ever overwritten by one of its own task"
+        held.update(model_version=row["model_version"], score=row.get("score"), result=row.get("result"))
+        return True
+
+    def _hold(self, row) -> int:
+        made = self._next_prediction
+        self.predictions_held[made] = {"id": made, "task": row["task"], "model_version": row["model_version"],
+                                       "score": row.get("score"), "result": row.get("result")}
         self._next_prediction += 1
+        return made
 
     def update_project(self, project_id, **fields):
         self.calls.append(("update_project", fields.get("model_version")))
@@ -183,3 +194,28 @@ def test_a_deleted_task_webhook_drops_it(store: Store) -> None:
     sync.sync(ls, PID)
     assert sync.tasks_deleted(PID, [1, 99]) == 1
     assert store.task_ids(PID) == [2]
+
+
+def test_a_store_from_before_pushed_row_ids_opens_and_keeps_its_task_list(tmp_path) -> None:
+    """Stores written before the pushed row's id was kept gain the column on open; nothing stored is lost,
+    and their tasks simply have no id to overwrite (the next version writes them anew)."""
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "suggest.sqlite3")
+    db.executescript("""
+        CREATE TABLE ls_tasks (project_id TEXT NOT NULL, task_id INTEGER NOT NULL, data TEXT NOT NULL,
+            labeled INTEGER NOT NULL DEFAULT 0, pushed_version TEXT, pushed_score REAL,
+            PRIMARY KEY (project_id, task_id)) WITHOUT ROWID;
+        INSERT INTO ls_tasks VALUES ('5', 7, '{"text": "old"}', 0, 'v1', 0.25);
+    """)
+    db.close()
+    store = Store(tmp_path)
+    try:
+        assert store.pushed(PID, "v1") == {7: 0.25}
+        assert store.pushed_predictions(PID, [7]) == {}
+        store.set_pushed(PID, "v2", {7: 0.5}, {7: 91})
+        assert store.pushed_predictions(PID, [7]) == {7: ("v2", 91)}
+        store.set_pushed(PID, "v3", {7: 0.1})  # written without a known id (a bulk import): none kept
+        assert store.pushed_predictions(PID, [7]) == {} and store.pushed(PID, "v3") == {7: 0.1}
+    finally:
+        store.close()

@@ -4,11 +4,13 @@ Why (issue 17): `scale_push.py` classes each save by whether suggest was pushing
 the annotator of the pushed project, its retrains and its `/next` polls, so "during a push" also means
 "while another annotator works and a model trains" on a 2-core machine, and its idle stretch is the only
 time none of that runs. This isolates the push: nothing but the writes a head's paced rest makes once Label
-Studio's bulk imports are slow (row mode): per group of tasks one Data Manager delete of their older rows
-(`_replace_old`), then one `POST /api/predictions/` per row, each call followed by
-`labelstudio.rest_after(took, duty)`; or, for a duty written "0.1rows", the alternative measured in session 16:
-per task one `DELETE /api/predictions/ID` of its older row, then its row. Against idle stretches of the same
-length, in rotating order so drift falls on every phase alike.
+Studio's bulk imports are slow (row mode): each task's older row overwritten in place by one
+`PATCH /api/predictions/ID` (the code since session 17), each call followed by
+`labelstudio.rest_after(took, duty)`. Two older paths for comparison, by a suffix on the duty: "0.1dm" (the
+code until session 16: per group of tasks one Data Manager delete of their older rows, `_replace_old`, then
+one `POST /api/predictions/` per row) and "0.1rows" (per task one `DELETE /api/predictions/ID` of its older
+row, then its row). Against idle stretches of the same length, in rotating order so drift falls on every
+phase alike.
 
 Per round, one phase each: idle, and a push at every `--duties` value, `--phase-seconds` long. A second
 client saves an annotation into project B every `--think` s throughout; a save is classed by the phase it
@@ -17,7 +19,7 @@ started and ended in (saves across a phase change are dropped).
 Reports per phase: saves n, p50 / p90 / p99, their ratio to idle with a 90% bootstrap interval, rows
 written per second, and the share of the phase Label Studio spent on the writes (the duty achieved).
 
-Run: nice -n 10 .venv/bin/python benchmarks/push_save_cost.py --tasks 10000 [--duties 1,0.25,0.1,0.1rows]
+Run: nice -n 10 .venv/bin/python benchmarks/push_save_cost.py --tasks 10000 [--duties 1,0.25,0.1,0.1dm,0.1rows]
 """
 
 from __future__ import annotations
@@ -65,12 +67,16 @@ class Saver(threading.Thread):
             self.stop_flag.wait(self.think)
 
 
+PATHS = ("patch", "dm", "rows")  # how a task's older row is replaced; see the module docstring
+
+
 def push_for(client: ls.LabelStudioClient, pid: str, tasks: list[int], version: str, duty: float,
-             seconds: float, cursor: int, held: dict[int, int], data_manager: bool) -> tuple[int, float, int]:
+             seconds: float, cursor: int, held: dict[int, int], path: str) -> tuple[int, float, int]:
     """Write `version`'s rows over `tasks` from `cursor` as a paced head does, for `seconds`; returns
-    (rows written, seconds Label Studio spent on the calls, the next cursor). The older row of each task goes
-    as the code does in row mode (`data_manager`: one Data Manager delete per group of tasks, `_replace_old`) or
-    one `DELETE /api/predictions/ID` per row, paced like the writes. `held`: task -> the id of its row."""
+    (rows written, seconds Label Studio spent on the calls, the next cursor). The older row of each task is
+    overwritten in place (`patch`, the code in row mode), or deleted first: one Data Manager delete per group
+    of tasks (`dm`, `_replace_old` until session 16) or one `DELETE /api/predictions/ID` per row (`rows`),
+    paced like the writes. `held`: task -> the id of its row."""
     group = max(1, round(ROW_GROUP * min(duty, 1.0)))
     until = time.monotonic() + seconds
     over = lambda: time.monotonic() >= until  # noqa: E731  (a rest ends with the phase)
@@ -88,36 +94,44 @@ def push_for(client: ls.LabelStudioClient, pid: str, tasks: list[int], version: 
     while time.monotonic() < until:
         part = [tasks[(cursor + k) % len(tasks)] for k in range(group)]
         cursor += group
-        if data_manager:
+        if path == "dm":
             timed(client.delete_task_predictions, pid, part)
             for task in part:
                 held.pop(task, None)
         for task in part:
             if over():
                 break
+            row = {"task": task, "model_version": version, "score": 0.5, "result": choice_result("fresh")}
+            if path == "patch" and task in held and timed(client.update_prediction, pid, held[task], row):
+                rows += 1
+                continue
             if task in held:
                 timed(client.delete_prediction, held.pop(task))
                 if over():
                     break
-            made = timed(lambda t: client.request("POST", "/api/predictions/", json={
-                "task": t, "model_version": version, "score": 0.5, "result": choice_result("fresh"),
-                "project": int(pid)}).json(), task)
-            held[task] = int(made["id"])
+            held[task] = timed(client.create_prediction, pid, row)
             rows += 1
     return rows, busy, cursor
+
+
+def phase_name(duty: str) -> str:
+    """"0.1" -> "duty 0.1" (the code's path), "0.1dm" -> "duty 0.1 dm", "0.1rows" -> "duty 0.1 rows"."""
+    path = next((p for p in PATHS[1:] if duty.endswith(p)), "")
+    return f"duty {float(duty.removesuffix(path)):g}" + (f" {path}" if path else "")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=10_000, help="tasks in the pushed project")
     parser.add_argument("--duties", default="1,0.25,0.1",
-                        help="paces to measure (share of the time writing); 0.1rows: older rows deleted one per call")
+                        help="paces to measure (share of the time writing); a suffix names an older path: "
+                             "0.1dm (Data Manager deletes per group), 0.1rows (one-row deletes)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--phase-seconds", type=float, default=40.0)
     parser.add_argument("--think", type=float, default=0.2, help="seconds between one save and the next")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    duties = [d.strip() for d in args.duties.split(",")]  # "0.1rows": older rows deleted one per call
+    duties = [d.strip() for d in args.duties.split(",")]  # "0.1dm", "0.1rows": older paths (module docstring)
     out = args.out or ROOT / "benchmarks" / "results" / f"push_save_cost_{args.tasks}.json"
     work = Path(tempfile.mkdtemp(prefix="suggest-push-cost-"))
     ensure_ls_venv(ls_venv_path())
@@ -140,8 +154,7 @@ def main() -> None:
         saver = Saver(ls.LabelStudioClient(server.url, server.token), side_ids, args.think)
         saver.start()
         time.sleep(5)
-        names = ["idle", *(f"duty {float(d.removesuffix('rows')):g}" + (" rows" if d.endswith("rows") else "")
-                           for d in duties)]
+        names = ["idle", *(phase_name(d) for d in duties)]
         phases: list[tuple[str, float, float]] = []
         written: dict[str, list[tuple[int, float, float]]] = {n: [] for n in names}
         cursor, version = 0, 0
@@ -154,8 +167,9 @@ def main() -> None:
                     rows, busy = 0, 0.0
                 else:
                     version += 1
-                    rows, busy, cursor = push_for(writer, pid, head, f"v{version}", float(name.split()[1]),
-                                                  args.phase_seconds, cursor, held, not name.endswith(" rows"))
+                    words = name.split()
+                    rows, busy, cursor = push_for(writer, pid, head, f"v{version}", float(words[1]),
+                                                  args.phase_seconds, cursor, held, (words[2:] or ["patch"])[0])
                 ended = time.monotonic()
                 phases.append((name, began, ended))
                 written[name].append((rows, busy, ended - began))

@@ -526,8 +526,8 @@ class LabelStudioError(RuntimeError):
 
 def _prediction_id(body: object) -> int | None:
     """The id in Label Studio's answer to a prediction write (None when it names none)."""
-    pid = body.get("id") if isinstance(body, dict) else None
-    return pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+    made = body.get("id") if isinstance(body, dict) else None
+    return made if isinstance(made, int) and not isinstance(made, bool) else None
 
 
 def _error_detail(resp: httpx.Response) -> str:

@@ -195,6 +195,13 @@ def test_one_row_per_call_lands_in_label_studio_as_the_bulk_import_does(
     assert all(counted[t] == 1 for t in now), "Label Studio still counts one row on each head task"
     assert len(rows) == 25, "the old rows of tasks that left the head were pruned after the push"
     assert ls.request("GET", f"/api/projects/{pid}/next")["id"] == status["next_tasks"][0]
+    client = SuggestClient(stack.label_studio.url, stack.label_studio.token)
+    try:  # a row deleted meanwhile answers 404: the caller then creates it anew
+        gone = max(p["id"] for p in rows) + 1000
+        assert client.update_prediction(str(pid), gone, {"task": served, "model_version": trained, "score": 0.5,
+                                                         "result": choice_result("fresh")}) is False
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="module")

@@ -127,6 +127,17 @@ class EmbedReport:
                 "seconds": round(self.seconds, 2), "texts_per_second": round(self.texts_per_second, 1)}
 
 
+BLOCK_TEXTS_MAX = 5000  # texts per Ray Data block: one CPU worker embeds it in about a minute
+
+
+def block_texts(missing: int, workers: int, batch_size: int) -> int:
+    """Texts per block: four blocks a worker, at most BLOCK_TEXTS_MAX. Why the cap: a block's vectors come
+    back only once it is done, and Ray Data stops a job whose operators give no output for 30 minutes; at
+    1,000,000 texts on 2 CPU workers four blocks a worker were 125,000 texts each, and the job was stopped
+    with nothing embedded. Small blocks also stream progress and cache writes through the whole job."""
+    return max(batch_size, min(BLOCK_TEXTS_MAX, -(-missing // (max(1, workers) * 4))))
+
+
 def embed_into_cache(texts: list[str], cache, *, address: str, encoder=None, workers: int | None = None,
                      batch_size: int = 256, chunk: int = 10_000,
                      progress: Callable[[int], None] | None = None) -> EmbedReport:
@@ -164,7 +175,7 @@ def embed_into_cache(texts: list[str], cache, *, address: str, encoder=None, wor
     table = pa.table({"hash": missing, "text": [first[h] for h in missing]})
     # blocks cut on the driver: a repartition would need CPU for its own tasks while the encoder actors hold
     # every CPU of a small cluster (a deadlock seen on 2 CPUs)
-    step = max(batch_size, -(-len(missing) // (n * 4)))
+    step = block_texts(len(missing), n, batch_size)
     ds = ray.data.from_arrow([table.slice(i, step) for i in range(0, len(missing), step)])
     out = ds.map_batches(
         _Encode, fn_constructor_kwargs={"model_path": getattr(encoder, "model_path", None),

@@ -132,3 +132,14 @@ def test_simulate_spreads_seeds_and_strategies_over_the_cluster(ray_cluster, tmp
     for name in ("random", "margin"):
         assert r["strategies"][name]["mean"] == pytest.approx(lo["strategies"][name]["mean"], abs=2e-4)
     assert r["full_pool_accuracy"]["mean"] == pytest.approx(lo["full_pool_accuracy"]["mean"], abs=2e-4)
+
+
+def test_a_big_pool_is_cut_into_blocks_a_worker_finishes_in_minutes() -> None:
+    """Ray Data stops a job whose operators give no output for 30 minutes; a block's vectors come back only
+    once it is done. 1,000,000 texts on 2 workers were cut into 125,000-text blocks (over 30 minutes each on
+    one CPU) and the job was stopped with nothing embedded."""
+    from suggest.distributed import BLOCK_TEXTS_MAX, block_texts
+
+    assert block_texts(1_000_000, 2, 256) == BLOCK_TEXTS_MAX
+    assert block_texts(20_000, 2, 256) == 2500, "four blocks a worker while they are small"
+    assert block_texts(300, 2, 256) == 256, "never below one worker batch"

@@ -653,13 +653,8 @@ class LabelStudioClient:
         """Overwrite one prediction with an import row of the same task (its result, score and version), in
         place; False when Label Studio no longer has it (404). Why: a new version's row for a task that holds
         the last one's replaces it at the cost of one write, where a new row costs that write and a delete."""
-        try:
-            self.request("PATCH", f"/api/predictions/{int(prediction_id)}", json={**row, "project": int(project_id)})
-        except LabelStudioError as exc:
-            if " 404 " in str(exc):
-                return False
-            raise
-        return True
+        return self._unless_gone("PATCH", f"/api/predictions/{int(prediction_id)}",
+                                 json={**row, "project": int(project_id)})
 
     def model_versions(self, project_id: str) -> dict[str, int]:
         """Model versions that have predictions in the project, with their prediction counts."""
@@ -718,7 +713,7 @@ class LabelStudioClient:
 
     def delete_prediction(self, prediction_id: int) -> bool:
         """Delete one prediction (its own short transaction in Label Studio); False when already gone."""
-        return self._delete(f"/api/predictions/{int(prediction_id)}")
+        return self._unless_gone("DELETE", f"/api/predictions/{int(prediction_id)}")
 
     def create_annotation(self, task_id: int, body: dict) -> dict:
         """Create one annotation on a task (`suggest autolabel --apply`); Label Studio's reply, with its id."""
@@ -726,12 +721,12 @@ class LabelStudioClient:
 
     def delete_annotation(self, annotation_id: int) -> bool:
         """Delete one annotation; False when Label Studio no longer has it (404)."""
-        return self._delete(f"/api/annotations/{int(annotation_id)}")
+        return self._unless_gone("DELETE", f"/api/annotations/{int(annotation_id)}")
 
-    def _delete(self, path: str) -> bool:
-        """DELETE one object; False when Label Studio no longer has it (404), any other error raised."""
+    def _unless_gone(self, method: str, path: str, **kwargs: Any) -> bool:
+        """Write to one object; False when Label Studio no longer has it (404), any other error raised."""
         try:
-            self.request("DELETE", path)
+            self.request(method, path, **kwargs)
         except LabelStudioError as exc:
             if " 404 " in str(exc):
                 return False

@@ -259,7 +259,7 @@ class PoolRefresher:
         keep = self.settings.keep_versions
         if keep <= 0:
             return []
-        ours = [project.zero_shot_version(), *(r.version for r in project.store.versions(project.project_id))]
+        ours = project.our_versions()
         kept = set(ours[-keep:]) | {current}
         try:
             held = client.model_versions(project.project_id)

@@ -159,6 +159,10 @@ class Project:
     def model_version(self) -> str:
         return self.published.version
 
+    def our_versions(self) -> list[str]:
+        """Every version suggest made for this project, oldest first: the zero-shot one, then each published."""
+        return [self.zero_shot_version(), *(r.version for r in self.store.versions(self.project_id))]
+
     def zero_shot_version(self) -> str:
         key = json.dumps([[s.from_name, s.control, s.multiple, s.object_type, s.labels, s.hints]
                           for s in self.schemas], sort_keys=True)

@@ -428,7 +428,7 @@ class HeadPusher:
                 continue
             now = self.pace(pid, queue.version, duty)
             reuse = {t: i for t, (v, i) in self.store.pushed_predictions(pid, [r["task"] for r in part]).items()
-                     if v in overwritable}
+                     if v in overwritable} if overwritable else {}
             try:
                 if replacing:
                     began = time.perf_counter()
@@ -463,7 +463,7 @@ class HeadPusher:
         per task). Label Studio's delete takes every prediction of a task; with another model's there, `prune`
         removes suggest's rows one by one. SUGGEST_PRUNE_CHUNK=0 keeps them all."""
         pid = project.project_id
-        ours = {project.zero_shot_version(), *(r.version for r in self.store.versions(pid)), version}
+        ours = {*project.our_versions(), version}
         foreign = sorted(set(client.model_versions(pid)) - ours)
         if foreign:
             log.info("project %s: predictions of other models (%s) are in Label Studio; superseded suggest "
@@ -475,7 +475,7 @@ class HeadPusher:
         beyond `keep_versions` (none while pruning is off: SUGGEST_PRUNE_CHUNK=0 keeps every version's rows)."""
         if self.settings.prune_chunk <= 0:
             return set()
-        ours = [project.zero_shot_version(), *(r.version for r in self.store.versions(project.project_id))]
+        ours = project.our_versions()
         return set(ours) - set(ours[-max(1, self.settings.keep_versions):]) - {version}
 
     def _unplan(self, pid: str, overwritten: set[int]) -> None:
@@ -563,7 +563,7 @@ class HeadPusher:
     # prune ------------------------------------------------------------------------------------
 
     def stale_versions(self, project: Project) -> list[str]:
-        ours = [project.zero_shot_version(), *(r.version for r in self.store.versions(project.project_id))]
+        ours = project.our_versions()
         kept = set(ours[-max(1, self.settings.keep_versions):]) | {project.model_version}
         queue = self._queues.get(project.project_id)
         if queue is not None:
@@ -604,7 +604,7 @@ class HeadPusher:
                     by_task.setdefault(p["task"], []).append(p)
             work = self._prunes[pid] = _Prune(versions=[v for v in order if v in held])
             queue = self._queues.get(pid)
-            ours = {*stale, *(r.version for r in self.store.versions(pid)), project.zero_shot_version()}
+            ours = {*stale, *project.our_versions()}
             only_ours = set(held) <= ours | ({queue.version} if queue else set())
             for task, preds in by_task.items():
                 old = [p["id"] for p in preds if p["model_version"] in stale]

@@ -147,25 +147,23 @@ class TaskListStore:
 
     def pushed_versions(self, project_id: str, task_ids: list[int]) -> dict[int, str]:
         """The version suggest last pushed to each of these tasks (tasks with none are left out)."""
-        out: dict[int, str] = {}
-        for start in range(0, len(task_ids), 500):
-            chunk = [int(t) for t in task_ids[start : start + 500]]
-            marks = ",".join("?" * len(chunk))
-            out.update((int(t), v) for t, v in self._query(
-                f"SELECT task_id, pushed_version FROM ls_tasks WHERE project_id = ? AND task_id IN ({marks}) "
-                "AND pushed_version IS NOT NULL", (project_id, *chunk)))
-        return out
+        return {int(t): v for t, v in self._pushed_rows(project_id, task_ids, "pushed_version")}
 
     def pushed_predictions(self, project_id: str, task_ids: list[int]) -> dict[int, tuple[str, int]]:
         """Tasks whose last pushed prediction has a known Label Studio id: task -> (version, id)."""
-        out: dict[int, tuple[str, int]] = {}
+        return {int(t): (v, int(i)) for t, v, i in self._pushed_rows(project_id, task_ids, "pushed_prediction")}
+
+    def _pushed_rows(self, project_id: str, task_ids: list[int], known: str) -> list[tuple]:
+        """(task, version[, id]) of these tasks where column `known` is set, 500 ids per query."""
+        assert known in ("pushed_version", "pushed_prediction")  # a column name, never a caller's text
+        columns = "task_id, pushed_version" + (", pushed_prediction" if known == "pushed_prediction" else "")
+        rows: list[tuple] = []
         for start in range(0, len(task_ids), 500):
             chunk = [int(t) for t in task_ids[start : start + 500]]
             marks = ",".join("?" * len(chunk))
-            out.update((int(t), (v, int(i))) for t, v, i in self._query(
-                f"SELECT task_id, pushed_version, pushed_prediction FROM ls_tasks WHERE project_id = ? "
-                f"AND task_id IN ({marks}) AND pushed_prediction IS NOT NULL", (project_id, *chunk)))
-        return out
+            rows += self._query(f"SELECT {columns} FROM ls_tasks WHERE project_id = ? AND task_id IN ({marks}) "
+                                f"AND {known} IS NOT NULL", (project_id, *chunk))
+        return rows
 
     def unlabeled_pushed(self, project_id: str, version: str) -> list[int]:
         """Head tasks of `version` still waiting for an annotation (what keeps Label Studio off random)."""

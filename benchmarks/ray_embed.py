@@ -9,6 +9,11 @@ content hashes, so every text is really embedded). Measures, each on a fresh cac
   the batch of 50), with the peak RSS of each encoder worker (sampled every 0.5 s).
 
 Run: nice -n 10 .venv/bin/python benchmarks/ray_embed.py --throughput 2000 --large 20000
+
+A pool too big for one sitting (1,000,000 texts: ~2.2 h on 2 CPUs) runs in parts: `--cache DIR` keeps the
+large pool's embedding cache between runs (a stopped run loses at most one `--chunk` of vectors), each run
+embeds only what the cache lacks, and `DIR/parts.json` records every part (seconds, texts embedded,
+peak RSS); the report sums them. `--large-only` skips the throughput runs.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -78,7 +84,11 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--chunk", type=int, default=10_000, help="vectors per cache write (and progress line)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ray_embed.json")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="keep the large pool's cache here between runs (resume a stopped run)")
+    parser.add_argument("--large-only", action="store_true", help="skip the throughput and identity runs")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill PID` stops like Ctrl-C: the part is recorded
     work = Path(tempfile.mkdtemp(prefix="suggest-ray-"))
     encoder = shared_text_encoder().load()
     result: dict = {"cpus": args.cpus, "load_average_start": os.getloadavg()[0]}
@@ -93,6 +103,12 @@ def main() -> None:
 
 
 def run(args, address: str, work: Path, encoder, result: dict) -> None:
+    if not args.large_only:
+        throughput(args, address, work, encoder, result)
+    large(args, address, args.cache or work / "large", result)
+
+
+def throughput(args, address: str, work: Path, encoder, result: dict) -> None:
     texts = texts_for(args.throughput, "t")
     hashes = [Item(t).content_hash for t in texts]
     t0 = time.perf_counter()
@@ -117,38 +133,70 @@ def run(args, address: str, work: Path, encoder, result: dict) -> None:
                                         label_field="label", cache_dir=work / "ray2")]
     result["identical_ranking"] = same == other
 
+
+def load_parts(path: Path) -> list[dict]:
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def large(args, address: str, cache_dir: Path, result: dict) -> None:
+    """Embed the large pool into `cache_dir` (what is there already is kept), then rank it from the cache."""
     big = texts_for(args.large, "L")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    parts_path = cache_dir / "parts.json"
+    parts = load_parts(parts_path)
     sampler = RssSampler()
     sampler.start()
     t0 = time.perf_counter()
-    cache = Store(work / "large")
+    cache = Store(cache_dir)
     timeline: list[tuple[float, int]] = []
+    part = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "load_average_start": os.getloadavg()[0]}
+
+    def record(status: str) -> None:
+        part.update(status=status, seconds=round(time.perf_counter() - t0, 1),
+                    embedded=timeline[-1][1] if timeline else 0, progress_seconds_embedded=timeline,
+                    peak_rss_mib_per_worker=[round(v) for v in sampler.peak.values()],
+                    driver_peak_rss_mib=round(sampler.driver_peak))
+        parts_path.write_text(json.dumps([*parts, part], indent=1) + "\n")
 
     def progress(done: int) -> None:
         timeline.append((round(time.perf_counter() - t0, 1), done))
         rate = done / timeline[-1][0] if timeline[-1][0] else 0.0
         print(f"  {timeline[-1][0]:8.1f} s  {done:>9,} embedded  ({rate:.1f} texts/s so far)", flush=True)
 
-    report = embed_into_cache(big, cache, address=address, workers=args.cpus, chunk=args.chunk,
-                              progress=progress)
-    cache.close()
+    try:
+        report = embed_into_cache(big, cache, address=address, workers=args.cpus, chunk=args.chunk,
+                                  progress=progress)
+    except BaseException:  # stopped (Ctrl-C, SIGTERM) or failed: the cache keeps every chunk written
+        record("stopped")
+        raise
+    finally:
+        cache.close()
     embed_s = time.perf_counter() - t0
-    pool = work / "large.jsonl"
+    record("done")
+    pool = cache_dir / "large.jsonl"
     pool.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(big)))
     t1 = time.perf_counter()
     ranked = rank_file(pool, None, batch=50, strategy="margin", text_field="text", label_field="label",
-                       cache_dir=work / "large")
+                       cache_dir=cache_dir)
     rank_s = time.perf_counter() - t1
     sampler.stop_flag.set()
-    rate = report.embedded / embed_s
+    all_parts = load_parts(parts_path)
+    embed_total = sum(p["seconds"] for p in all_parts)
+    embedded_total = sum(p["embedded"] for p in all_parts)
+    rate = embedded_total / embed_total if embed_total else report.embedded / embed_s
     result["large"] = {
         "texts": len(big), "embed": report.as_dict(), "rank_seconds": round(rank_s, 1),
-        "end_to_end_seconds": round(embed_s + rank_s, 1), "ranked": len(ranked),
+        "parts": len(all_parts), "embed_seconds_all_parts": round(embed_total, 1),
+        "embedded_all_parts": embedded_total,
+        "end_to_end_seconds": round(embed_total + rank_s, 1), "ranked": len(ranked),
+        "peak_rss_mib_per_worker_all_parts": max((p["peak_rss_mib_per_worker"] for p in all_parts),
+                                                  key=lambda v: max(v, default=0), default=[]),
         "peak_rss_mib_per_worker": [round(v) for v in sampler.peak.values()],
         "driver_peak_rss_mib": round(sampler.driver_peak),  # embedding and ranking
         "progress_seconds_embedded": timeline,
         "steady_texts_per_second": steady_rate(timeline),
-        "extrapolated_1m_hours_at_this_rate": round(1_000_000 / rate / 3600, 1),
+        "extrapolated_1m_hours_at_this_rate": round(1_000_000 / rate / 3600, 1) if rate else None,
+        "parts_detail": all_parts,
     }
     result["load_average_end"] = os.getloadavg()[0]
     print(json.dumps(result["large"]), flush=True)

@@ -20,6 +20,7 @@ Reports per phase: saves n, p50 / p90 / p99, their ratio to idle with a 90% boot
 written per second, and the share of the phase Label Studio spent on the writes (the duty achieved).
 
 Run: nice -n 10 .venv/bin/python benchmarks/push_save_cost.py --tasks 10000 [--duties 1,0.25,0.1,0.1dm,0.1rows]
+[--postgres] (Label Studio on a throw-away PostgreSQL instead of its default SQLite, see ls_postgres.py)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.annotation_save_pool import summary as bootstrap_ratios  # noqa: E402
+from benchmarks.ls_postgres import postgres_env, server_version  # noqa: E402
 from suggest import labelstudio as ls  # noqa: E402
 from suggest.queuehead import ROW_GROUP  # noqa: E402
 from tests.conftest import CONFIG  # noqa: E402
@@ -130,12 +133,22 @@ def main() -> None:
     parser.add_argument("--phase-seconds", type=float, default=40.0)
     parser.add_argument("--think", type=float, default=0.2, help="seconds between one save and the next")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--postgres", action="store_true",
+                        help="run Label Studio on a throw-away PostgreSQL (benchmarks/ls_postgres.py), not SQLite")
     args = parser.parse_args()
+    with ExitStack() as stack:
+        database = stack.enter_context(postgres_env()) if args.postgres else {}
+        measure(args, database)
+
+
+def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
+    """One Label Studio (on SQLite, or on the Postgres that `database` points at), the phases, the report."""
     duties = [d.strip() for d in args.duties.split(",")]  # "0.1dm", "0.1rows": older paths (module docstring)
     out = args.out or ROOT / "benchmarks" / "results" / f"push_save_cost_{args.tasks}.json"
     work = Path(tempfile.mkdtemp(prefix="suggest-push-cost-"))
     ensure_ls_venv(ls_venv_path())
     server = LabelStudioServer(ls_venv_path(), work / "ls")
+    server.extra_env = dict(database)
     server.start()
     admin = server.client()
     try:
@@ -184,7 +197,8 @@ def main() -> None:
                     by_phase[name].append(ms)
                     break
         result: dict = {"tasks": args.tasks, "rounds": args.rounds, "phase_seconds": args.phase_seconds,
-                        "think_s": args.think, "row_group": ROW_GROUP, "phases": {}}
+                        "think_s": args.think, "row_group": ROW_GROUP, "phases": {},
+                        "database": f"postgresql {server_version(database)}" if database else "sqlite"}
         idle = by_phase["idle"]
         for name in names:
             ms = by_phase[name]

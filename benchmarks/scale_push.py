@@ -22,7 +22,8 @@ Embeddings are pre-seeded so the figures measure the loop, not the encoder: Rott
 from the simulate cache, and above 10,662 tasks numbered variants of those snippets whose vectors are
 the base vector plus small noise (their content hashes are new, so the cache treats them as new texts).
 
-Run: nice -n 10 .venv/bin/python benchmarks/scale_push.py --tasks 10000 [--versions 20]
+Run: nice -n 10 .venv/bin/python benchmarks/scale_push.py --tasks 10000 [--versions 20] [--postgres]
+(`--postgres`: Label Studio on a throw-away PostgreSQL instead of its default SQLite, see ls_postgres.py)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from backends.encoders import TextEncoder  # noqa: E402
 from benchmarks.annotation_save_pool import summary as bootstrap_ratios  # noqa: E402
+from benchmarks.ls_postgres import postgres_env, server_version  # noqa: E402
 from suggest.datasets import rotten_tomatoes  # noqa: E402
 from suggest.schema import Item  # noqa: E402
 from suggest.store import Store  # noqa: E402
@@ -177,14 +180,23 @@ def main() -> None:
                         help="suggest's environment, e.g. SUGGEST_PUSH_DUTY=0.1 (repeatable)")
     parser.add_argument("--ls-env", action="append", default=[], metavar="KEY=VALUE",
                         help="Label Studio's environment, e.g. one of its feature flags (repeatable)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="run Label Studio on a throw-away PostgreSQL (benchmarks/ls_postgres.py), not SQLite")
     args = parser.parse_args()
+    with ExitStack() as stack:
+        database = stack.enter_context(postgres_env()) if args.postgres else {}
+        measure(args, database)
+
+
+def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
+    """One run: Label Studio (on SQLite, or on the Postgres that `database` points at), suggest, the versions."""
     out = args.out or ROOT / "benchmarks" / "results" / f"scale_push_{args.tasks}.json"
     texts, labels, vectors = pool(args.tasks, args.cache_dir)
     work = Path(tempfile.mkdtemp(prefix="suggest-scale-"))
     venv = ls_venv_path()
     ensure_ls_venv(venv)
     ls = LabelStudioServer(venv, work / "ls")
-    ls.extra_env = dict(entry.split("=", 1) for entry in args.ls_env)
+    ls.extra_env = {**database, **dict(entry.split("=", 1) for entry in args.ls_env)}
     ls.launch()
     model_dir = work / "models"
     store = Store(model_dir)
@@ -199,7 +211,8 @@ def main() -> None:
     sg = HttpServer("suggest", suggest_argv("127.0.0.1", port, model_dir), port, work / "suggest.log", env)
     sg.launch()
     result: dict = {"tasks": args.tasks, "head": args.head, "versions": [], "workdir": str(work), "env": args.env,
-                    "ls_env": args.ls_env}
+                    "ls_env": args.ls_env,
+                    "database": f"postgresql {server_version(database)}" if database else "sqlite"}
     try:
         ls.wait_ready()
         sg.wait_ready(300)

@@ -21,6 +21,7 @@ written per second, and the share of the phase Label Studio spent on the writes 
 
 Run: nice -n 10 .venv/bin/python benchmarks/push_save_cost.py --tasks 10000 [--duties 1,0.25,0.1,0.1dm,0.1rows]
 [--postgres] (Label Studio on a throw-away PostgreSQL instead of its default SQLite, see ls_postgres.py)
+[--wsgi-workers N] (Label Studio served by N gunicorn processes instead of one runserver, see ls_wsgi.py)
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.annotation_save_pool import summary as bootstrap_ratios  # noqa: E402
 from benchmarks.ls_postgres import postgres_env, server_version  # noqa: E402
+from benchmarks.ls_wsgi import serve_with_workers  # noqa: E402
 from suggest import labelstudio as ls  # noqa: E402
 from suggest.queuehead import ROW_GROUP  # noqa: E402
 from tests.conftest import CONFIG  # noqa: E402
@@ -135,6 +137,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--postgres", action="store_true",
                         help="run Label Studio on a throw-away PostgreSQL (benchmarks/ls_postgres.py), not SQLite")
+    parser.add_argument("--wsgi-workers", type=int, default=0,
+                        help="serve Label Studio with this many gunicorn processes (benchmarks/ls_wsgi.py), "
+                             "not `label-studio start`'s one")
     args = parser.parse_args()
     with ExitStack() as stack:
         database = stack.enter_context(postgres_env()) if args.postgres else {}
@@ -150,6 +155,8 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
     server = LabelStudioServer(ls_venv_path(), work / "ls")
     server.extra_env = dict(database)
     server.start()
+    if args.wsgi_workers:
+        serve_with_workers(server, args.wsgi_workers)
     admin = server.client()
     try:
         pid = str(admin.create_project("pushed", CONFIG)["id"])
@@ -198,7 +205,8 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
                     break
         result: dict = {"tasks": args.tasks, "rounds": args.rounds, "phase_seconds": args.phase_seconds,
                         "think_s": args.think, "row_group": ROW_GROUP, "phases": {},
-                        "database": f"postgresql {server_version(database)}" if database else "sqlite"}
+                        "database": f"postgresql {server_version(database)}" if database else "sqlite",
+                        "server": f"gunicorn, {args.wsgi_workers} workers" if args.wsgi_workers else "runserver"}
         idle = by_phase["idle"]
         for name in names:
             ms = by_phase[name]

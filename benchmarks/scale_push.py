@@ -309,6 +309,11 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
                 "head": m["loop"].get("head"),
             }
             entry["load_average_1m"] = round(os.getloadavg()[0], 1)
+            if not entry["next_is_first_choice"]:  # what Label Studio held for both tasks, read just after
+                entry["served"] = {"task": nxt["id"], "engine_first_three": m["loop"]["next_tasks"][:3], "rows": {
+                    str(t): [{k: p.get(k) for k in ("id", "model_version", "score")} for p in
+                             client.request("GET", "/api/predictions/", params={"task": t})]
+                    for t in (nxt["id"], m["loop"]["next_tasks"][0])}}
             result["versions"].append(entry)
             print(json.dumps(entry), flush=True)
             time.sleep(4)  # annotators pause: pruning runs

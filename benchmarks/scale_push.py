@@ -162,6 +162,16 @@ class Watcher(threading.Thread):
         return out
 
 
+def first_served(burst: list[tuple[int, set]], nxt: dict, version: str, first: int) -> dict:
+    """Whether the first task Label Studio served under `version` (to A's annotator mid-burst, or to the /next
+    taken once it pointed) was the engine's first choice."""
+    served = [*burst, (nxt["id"], {p.get("model_version") for p in nxt.get("predictions") or []})]
+    under = [t for t, versions in served if version in versions]
+    task = under[0] if under else nxt["id"]
+    return {"first_served": task, "first_served_is_first_choice": task == first,
+            "first_served_in_a_burst": bool(under) and task != nxt["id"]}
+
+
 def _pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)) * 1000, 1) if values else None
 
@@ -269,8 +279,10 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
             ls_before = client.request("GET", f"/api/projects/{pid}", params={"include": "id,model_version"},
                                        timeout=60).get("model_version")
             working = time.time()  # A's annotator, its retrain and the first slice: until Label Studio points
+            burst: list[tuple[int, set]] = []  # each task /next served, with the versions of the rows it showed
             for _ in range(args.per_version):
                 task = client.request("GET", f"/api/projects/{pid}/next")
+                burst.append((task["id"], {p.get("model_version") for p in task.get("predictions") or []}))
                 if task["id"] not in truth:
                     truth[task["id"]] = task["data"]["truth"]
                 client.annotate(task["id"], choice_result(truth[task["id"]]))
@@ -302,6 +314,10 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
                 "next_is_first_choice": nxt["id"] == m["loop"]["next_tasks"][0],
                 # with more than one annotator Label Studio picks at random among the first (annotators + 1)
                 "next_in_first_three": nxt["id"] in m["loop"]["next_tasks"][:3],
+                # Label Studio may point at the version while A's annotator still works (a version published
+                # during the last burst): then the annotator, not the /next above, gets the first task it serves
+                # under it. /next shows the rows of the version Label Studio serves, which says which that was.
+                **first_served(burst, nxt, version, m["loop"]["next_tasks"][0]),
                 "rows_written": written.get(version, 0),
                 "predictions_table": sum(written.values()),
                 "loop_seconds": m["loop"]["seconds"],
@@ -380,6 +396,8 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
             "predictions_table_after_versions": vs[-1]["predictions_table"],
             "next_is_first_choice_all": all(v["next_is_first_choice"] for v in vs),
             "next_in_first_three": sum(v.get("next_in_first_three", False) for v in vs),
+            "first_served_is_first_choice": sum(v.get("first_served_is_first_choice", False) for v in vs),
+            "first_served_in_a_burst": sum(v.get("first_served_in_a_burst", False) for v in vs),
         }
         print(json.dumps({"summary": result["summary"], "saves_ms": result["saves_ms"]}, indent=1), flush=True)
     finally:

@@ -765,31 +765,50 @@ def test_pruning_is_paced_as_the_heads_writes_are(tmp_path, rt_sample) -> None:
         store.close()
 
 
-def test_the_prune_after_a_push_never_waits_behind_a_paced_fill(store, rt_sample) -> None:
-    """The push runs on the trainer's thread and prunes one step after it. A stale "fill" job could start writing
-    the new version's paced rest first (at duty 0.1: ~15 minutes of rows at 10,000 tasks); the prune then waited
-    for the project's lock, and with it every retrain (a benchmark run stalled for minutes). Now it skips."""
-    import threading
+class _CountingLock:
+    """The project's lock, counting its releases: which work ran inside one holding."""
 
+    def __init__(self):
+        import threading
+
+        self._lock, self.releases = threading.Lock(), 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self.releases += 1
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def test_the_push_prunes_before_it_lets_go_of_the_project(store, rt_sample) -> None:
+    """A job waiting for the project's lock (a paced fill holds it for minutes) used to take it as the push let go,
+    and the push's own prune step, which never waits, was skipped: at 10,000 tasks ~70 rows of the version before
+    the last stayed. The push now prunes before it releases the lock, so nothing can come between."""
     ls, project, pusher = _pushed_pool(store, [text for text, _ in rt_sample[:60]], head=12, prune_chunk=5,
                                        batch=4, first_slice=8)
     store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment")
                               for i, (text, label) in enumerate(rt_sample[:20])])
     assert project.retrain(force=True) is not None
-    pusher.settings.prune_chunk = 0
-    pusher.push(project, ls)  # the new head, nothing pruned yet
-    pusher.settings.prune_chunk = 5
-    assert len(ls.model_versions(PID)) == 2, "superseded rows to prune (else this test checks nothing)"
-    done: list[list[str]] = []
-    with pusher._lock(PID):  # what a paced fill or refill holds while it writes
-        worker = threading.Thread(target=lambda: done.append(pusher._prune_after_push(project, ls)), daemon=True)
-        worker.start()
-        worker.join(5)
-        assert done, "the prune after a push waited for the project's lock"
-    assert len(ls.model_versions(PID)) == 2, "nothing was pruned without the lock"
-    before = sum(ls.model_versions(PID).values())
-    pusher._prune_after_push(project, ls)
-    assert sum(ls.model_versions(PID).values()) < before, "with the project free, the step prunes"
+    lock = pusher._locks[PID] = _CountingLock()
+    pointed: list[int] = []
+    deleted: list[int] = []
+    point, delete, clear = ls.update_project, ls.delete_prediction, ls.delete_task_predictions
+    ls.update_project = lambda pid, **kw: (pointed.append(lock.releases), point(pid, **kw))[1]
+    ls.delete_prediction = lambda *a: (deleted.append(lock.releases), delete(*a))[1]
+    ls.delete_task_predictions = lambda pid, ids: (deleted.append(lock.releases), clear(pid, ids))[1]
+    pusher.push(project, ls)
+    assert pointed and deleted, "the push pointed Label Studio at the new version and pruned (else nothing checked)"
+    assert set(deleted) == {pointed[0]}, "a prune step ran after the push had let go of the project's lock"
+    assert lock.releases == pointed[0] + 1, "the push held the lock once, through its prune"
 
 
 def test_a_late_row_of_a_version_known_gone_goes_with_the_next_versions_prune(store, rt_sample) -> None:

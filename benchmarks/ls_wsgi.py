@@ -10,10 +10,17 @@ Studio's own venv on first use (it is not one of its dependencies).
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 
-from tests.e2e.labelstudio_server import LabelStudioServer, ManagedProcess, _isolated_env, port_is_free
+from tests.e2e.labelstudio_server import LabelStudioServer, ManagedProcess, _isolated_env
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def ensure_gunicorn(server: LabelStudioServer) -> str:
@@ -29,14 +36,16 @@ def serve_with_workers(server: LabelStudioServer, workers: int, threads: int = 4
     exe = ensure_gunicorn(server)
     server.stop()
     deadline = time.monotonic() + 30
-    while not port_is_free(server.port):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"port {server.port} still busy after stopping label-studio start")
+    while _listening(server.port):  # (a bind test would fail on the closed connections' TIME_WAIT for a minute;
+        if time.monotonic() > deadline:  # gunicorn binds with SO_REUSEADDR)
+            raise RuntimeError(f"port {server.port} still answers after stopping label-studio start")
         time.sleep(0.2)
     env = {**_isolated_env(server.home, server.venv_dir), **server.extra_env,
-           "DJANGO_SETTINGS_MODULE": "label_studio.core.settings.label_studio",
+           "DJANGO_SETTINGS_MODULE": "core.settings.label_studio",
            "LABEL_STUDIO_BASE_DATA_DIR": str(server.data_dir.absolute()), "HOST": server.url, "LOG_LEVEL": "INFO"}
-    argv = [exe, "label_studio.core.wsgi:application", "--workers", str(workers), "--threads", str(threads),
+    package = next(server.venv_dir.glob("lib/python3*/site-packages/label_studio"))  # its modules import `core.`
+    argv = [exe, "core.wsgi:application", "--pythonpath", str(package), "--workers", str(workers), "--threads",
+            str(threads),
             "--bind", f"127.0.0.1:{server.port}", "--timeout", "300"]
     server.process = ManagedProcess("label-studio-gunicorn", argv, server.workdir / "gunicorn.log", env=env,
                                     cwd=server.workdir)

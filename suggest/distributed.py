@@ -17,8 +17,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import subprocess
 
 log = logging.getLogger(__name__)
 
@@ -279,6 +283,29 @@ def simulate_on_ray(examples: list[str], labels: list[str], config, cache, cache
     return out
 
 
+def _stop_group(proc: subprocess.Popen[bytes], *, grace: float) -> None:
+    """SIGTERM a process group, SIGKILL it after `grace` s; then SIGKILL whatever of it is left."""
+    import os
+    import signal
+    import subprocess
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+        if sig == signal.SIGTERM:  # the leader is gone: its children in the group get no more time
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            return
+
+
 @contextmanager
 def local_cluster(cpus: int = 2, *, timeout: float = 120.0) -> Iterator[str]:
     """A Ray head on loopback for tests and benchmarks; yields its address and stops only its own processes.
@@ -324,14 +351,18 @@ def local_cluster(cpus: int = 2, *, timeout: float = 120.0) -> Iterator[str]:
                     raise RayUnavailable(f"the Ray head did not listen within {timeout:.0f} s") from None
                 time.sleep(0.5)
         yield f"127.0.0.1:{port}"
-    finally:
-        disconnect()
+    except (KeyboardInterrupt, SystemExit):
+        # stopped by a signal (Ray's SIGTERM handler raises SystemExit): the head is killed at once. Its raylet
+        # going down aborts this driver (SIGABRT), and so does ray.shutdown() here; a head told to stop with
+        # SIGTERM needs seconds, and outlived the driver (and its ray start and GCS stayed up)
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        shutil.rmtree(temp, ignore_errors=True)
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        raise
+    finally:
+        try:
+            disconnect()
+        finally:
+            _stop_group(proc, grace=30.0)
+            shutil.rmtree(temp, ignore_errors=True)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.e2e.labelstudio_server import free_port
 
 
 def _bin_dir() -> Path:
@@ -30,12 +31,6 @@ def _bin_dir() -> Path:
     return Path(initdb).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def postgres_env(database: str = "labelstudio") -> Iterator[dict[str, str]]:
     """Start a fresh cluster on a loopback port; yields the environment that points Label Studio at it."""
@@ -45,7 +40,7 @@ def postgres_env(database: str = "labelstudio") -> Iterator[dict[str, str]]:
     if os.geteuid() == 0:
         shutil.chown(root, user="postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
 
     def run(*argv: str) -> None:
         done = subprocess.run([*as_user, *argv], capture_output=True, text=True, cwd=root)

@@ -162,10 +162,15 @@ class Watcher(threading.Thread):
         return out
 
 
+def shown_versions(task: dict) -> set:
+    """The versions of the rows a `/next` answer shows: those of the version Label Studio serves."""
+    return {p.get("model_version") for p in task.get("predictions") or []}
+
+
 def first_served(burst: list[tuple[int, set]], nxt: dict, version: str, first: int) -> dict:
     """Whether the first task Label Studio served under `version` (to A's annotator mid-burst, or to the /next
     taken once it pointed) was the engine's first choice."""
-    served = [*burst, (nxt["id"], {p.get("model_version") for p in nxt.get("predictions") or []})]
+    served = [*burst, (nxt["id"], shown_versions(nxt))]
     under = [t for t, versions in served if version in versions]
     task = under[0] if under else nxt["id"]
     return {"first_served": task, "first_served_is_first_choice": task == first,
@@ -282,7 +287,7 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
             burst: list[tuple[int, set]] = []  # each task /next served, with the versions of the rows it showed
             for _ in range(args.per_version):
                 task = client.request("GET", f"/api/projects/{pid}/next")
-                burst.append((task["id"], {p.get("model_version") for p in task.get("predictions") or []}))
+                burst.append((task["id"], shown_versions(task)))
                 if task["id"] not in truth:
                     truth[task["id"]] = task["data"]["truth"]
                 client.annotate(task["id"], choice_result(truth[task["id"]]))

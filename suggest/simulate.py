@@ -183,7 +183,8 @@ def summarize(curves: dict[str, list[list[float]]], steps: list[int], full: list
     out: dict = {
         "config": config.__dict__ | {"strategies": list(config.strategies)},
         "labels": steps,
-        "full_pool_accuracy": {"mean": round(full_mean, 4), "std": round(float(np.std(full)), 4)},
+        "full_pool_accuracy": {"mean": round(full_mean, 4), "std": round(float(np.std(full)), 4),
+                               "per_seed": [round(float(v), 4) for v in full]},
         "target_95": round(target, 4),
         "strategies": {},
     }
@@ -195,6 +196,7 @@ def summarize(curves: dict[str, list[list[float]]], steps: list[int], full: list
             "mean": [round(float(v), 4) for v in mean],
             "std": [round(float(v), 4) for v in arr.std(axis=0)],
             "labels_to_95": reached[0] if reached else None,
+            "per_seed": [[round(float(v), 4) for v in run] for run in runs],  # for paired comparisons across seeds
         }
     if "random" in out["strategies"]:
         base = out["strategies"]["random"]["labels_to_95"]

@@ -43,7 +43,9 @@ def test_simulation_runs_the_real_loop_and_learns(tmp_path):
     assert result["labels"] == [10, 30, 50, 70, 90]
     for entry in result["strategies"].values():
         assert len(entry["mean"]) == 5 and all(0 <= a <= 1 for a in entry["mean"])
+        assert entry["per_seed"] == [entry["mean"]]  # one seed: its curve is the mean, kept for paired comparisons
     assert 0.6 < result["full_pool_accuracy"]["mean"] <= 1.0
+    assert result["full_pool_accuracy"]["per_seed"] == [result["full_pool_accuracy"]["mean"]]
     assert result["strategies"]["diverse"]["mean"][-1] > 0.55
 
 

@@ -112,7 +112,8 @@ def test_a_version_writes_only_the_head_the_lowest_scores_first(store, rt_sample
     pushed = _pushed(ls, version)
     assert len(pushed) == 150
     scores = np.array(list(project._queue_scores[1].values()))
-    assert max(pushed.values()) <= np.sort(scores)[149], "the head is the 150 lowest queue scores"
+    # pushed scores are rounded to 6 decimals: compare within half of that last place
+    assert max(pushed.values()) <= np.sort(scores)[149] + 5e-7, "the head is the 150 lowest queue scores"
     assert status["next_tasks"][0] == min(pushed, key=pushed.get), "the engine's first choice sorts first"
     assert store.pushed(PID, version) == pytest.approx(pushed, abs=1e-5)
 

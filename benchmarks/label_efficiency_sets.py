@@ -197,11 +197,16 @@ def table(sets: list[str]) -> str:
     return "\n".join(lines + pooled_table(sets) + bootstrap_table(sets) + finetune_table(sets))
 
 
+def seed_runs(name: str) -> list[dict]:
+    """The set's 5-seed file, then its files of further seeds (`--first-seed`), those that exist."""
+    files = [RESULTS / f"{name}.json", *sorted(RESULTS.glob(f"{name}.s[0-9]*-[0-9]*.json"))]
+    return [json.loads(f.read_text()) for f in files if f.exists()]
+
+
 def pooled(name: str) -> dict | None:
     """The 5-seed file merged with the files of further seeds (`--first-seed`): per strategy the mean curve
     over every seed run (weighted by seeds), and labels to 95% of the pooled full-pool accuracy."""
-    files = [RESULTS / f"{name}.json", *sorted(RESULTS.glob(f"{name}.s[0-9]*-[0-9]*.json"))]
-    runs = [json.loads(f.read_text()) for f in files if f.exists()]
+    runs = seed_runs(name)
     if len(runs) < 2:
         return None
     steps = runs[0]["labels"]
@@ -222,9 +227,7 @@ def paired_bootstrap(name: str, a: str, b: str, reps: int = 4000, seed: int = 0)
     """a minus b over seeds resampled with replacement (each seed keeps its split, seed labels and full-pool
     score, so the comparison stays paired): 90% intervals of the mean 10-400 difference and of the labels-to-95%
     difference (a curve that never crosses counts as budget + one batch). None when a file lacks per-seed curves."""
-    files = [RESULTS / f"{name}.json", *sorted(RESULTS.glob(f"{name}.s[0-9]*-[0-9]*.json"))]
-    runs = [json.loads(f.read_text()) for f in files if f.exists()]
-    runs = [r for r in runs if a in r["strategies"] and b in r["strategies"]]
+    runs = [r for r in seed_runs(name) if a in r["strategies"] and b in r["strategies"]]
     if not runs or any("per_seed" not in r["strategies"][a] or "per_seed" not in r["strategies"][b] for r in runs):
         return None
     steps = np.asarray(runs[0]["labels"])

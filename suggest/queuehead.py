@@ -619,19 +619,23 @@ class HeadPusher:
         current = set(self.store.pushed(pid, queue.version)) if queue is not None else set()
         if work.tasks:
             chunk = sorted(work.tasks)[:budget]
-            whole = [t for t in chunk if t not in current]  # pushed again since the listing: rows only
-            for t in chunk:
-                ids = work.tasks.pop(t)
-                if t in current:  # pushed again since the listing: cleared and given its current row again
-                    work.redo[t] = ids
+            whole = {t: work.tasks.pop(t) for t in chunk}
+            for t in [t for t in chunk if t in current]:  # pushed again since the listing: cleared and given its
+                work.redo[t] = whole.pop(t)  # current row again
             if whole:
-                deleted += client.delete_task_predictions(pid, whole)
+                deleted += client.delete_task_predictions(pid, list(whole))
+                self.store.forget_predictions(pid, tasks=list(whole))
         elif work.redo:
             deleted += self._redo(project, client, queue, work, budget)
         else:
-            while work.ids and deleted < budget:
-                if client.delete_prediction(work.ids.pop()):
-                    deleted += 1
+            removed: list[int] = []
+            try:
+                while work.ids and deleted < budget:
+                    removed.append(work.ids.pop())
+                    if client.delete_prediction(removed[-1]):
+                        deleted += 1
+            finally:
+                self.store.forget_predictions(pid, ids=removed)  # gone either way: deleted now, or already
         more = bool(work.ids or work.tasks or work.redo)
         if not more:  # the plan held every row of its versions: they are gone (no read to confirm it)
             gone += [v for v in work.versions if v not in gone]
@@ -678,6 +682,7 @@ class HeadPusher:
             return 0
         given = list(dict.fromkeys(r["task"] for r in rows))
         client.delete_task_predictions(pid, given)
+        self.store.forget_predictions(pid, tasks=given)  # their current rows come back with new ids
         made = ls.send_predictions(client, pid, rows)
         if made and queue is not None:  # one row per call: the new ids, for the next version to overwrite
             self.store.set_pushed(pid, queue.version, {t: current[t] for t in made if t in current}, made)

@@ -153,6 +153,20 @@ class TaskListStore:
         """Tasks whose last pushed prediction has a known Label Studio id: task -> (version, id)."""
         return {int(t): (v, int(i)) for t, v, i in self._pushed_rows(project_id, task_ids, "pushed_prediction")}
 
+    def forget_predictions(self, project_id: str, *, ids: Iterable[int] = (), tasks: Iterable[int] = ()) -> None:
+        """Label Studio rows that are deleted (`ids`), or every row of `tasks` (a Data Manager delete): a task whose
+        last pushed row is gone has none to overwrite, so its next row is created, not first PATCHed into a 404
+        (one wasted call each, several per version at 10,000 tasks)."""
+        for column, values in (("pushed_prediction", ids), ("task_id", tasks)):
+            values = sorted({int(v) for v in values})
+            if not values:
+                continue
+            with self._tx() as db:
+                for start in range(0, len(values), 500):
+                    chunk = values[start : start + 500]
+                    db.execute(f"UPDATE ls_tasks SET pushed_prediction = NULL WHERE project_id = ? AND {column} "
+                               f"IN ({','.join('?' * len(chunk))})", (project_id, *chunk))
+
     def _pushed_rows(self, project_id: str, task_ids: list[int], known: str) -> list[tuple]:
         """(task, version[, id]) of these tasks where column `known` is set, 500 ids per query."""
         assert known in ("pushed_version", "pushed_prediction")  # a column name, never a caller's text

@@ -900,6 +900,29 @@ def test_a_row_deleted_in_label_studio_meanwhile_is_created_anew(store, rt_sampl
     assert len(_pushed(ls, trained)) == 12 and len(ls.predictions_held) == 12
 
 
+def test_a_pruned_row_is_never_patched_again(store, rt_sample) -> None:
+    """A task whose superseded row the prune deleted has no row to overwrite: when it comes back into a later
+    head its row is created at once. Before, the store still named the deleted row and the next version first
+    PATCHed it into a 404 (one wasted Label Studio call each: several per version at 10,000 tasks)."""
+    ls, project, pusher, cold = _row_mode_pool(store, rt_sample, head=12, prune_chunk=5)
+    pusher.push(project, ls)
+    while pusher.prune(project, ls)[1]:
+        pass
+    pruned = {t for t, i in cold.items() if i not in ls.predictions_held}
+    assert pruned, "the cold rows of tasks that left the head were pruned (else this test checks nothing)"
+    assert not set(store.pushed_predictions(PID, list(pruned))), "the store forgot the deleted rows"
+    store.upsert_labels(PID, [Label(21 + i, 200 + i, label, text, control="sentiment")
+                              for i, (text, label) in enumerate(rt_sample[20:30])])
+    assert project.retrain(force=True) is not None
+    pusher.settings.queue_head = 50  # the next head takes the pruned tasks back in
+    ls.calls.clear()
+    pusher.push(project, ls)
+    back = pruned & set(_pushed(ls, project.model_version))
+    assert back, "pruned tasks came back into the head (else this test checks nothing)"
+    patched = [i for name, i in ls.calls if name == "update_prediction"]
+    assert patched and all(i in ls.predictions_held for i in patched), "no PATCH of a row that is gone"
+
+
 def test_a_row_overwritten_after_the_prune_planned_it_is_not_deleted(store, rt_sample) -> None:
     """The prune's plan is listed once and followed over many steps; a refill meanwhile may overwrite one of
     the superseded rows it names (its task came into the head). That row holds the current version now:

@@ -148,7 +148,7 @@ class Engine:
         # them more (p99 1.17x and 1.89x the stub's at 1,000 labels, against 1.13x; issue 20 notes, session 10)
         self.confirmer = Confirmer(self._confirm, background=self.background)
         # issue 14: quality and standing on their own low-priority thread, so a retrain never waits on analysis
-        self.analyst = Analyst(self._analyze, analysis_background(self.background), ready=self._queue_holds_newest)
+        self.analyst = Analyst(self._analyze, analysis_background(self.background))
         self._oof: dict[str, dict | None] = {}
         for project in list(self.projects.values()):
             if project.published.record is not None:
@@ -757,14 +757,6 @@ class Engine:
         log.info("project %s: label quality for %s: %d suspect(s), %.2f s", pid, version,
                  report["counts"]["suspects"], report["seconds"])
         return report
-
-    def _queue_holds_newest(self, project: Project) -> bool:
-        """Whether the loop is done putting the newest version at the head of Label Studio's queue (or has no
-        queue to fill: pushing off, or the project's loop not running): the analysis waits for that."""
-        status = project.loop_status if isinstance(project.loop_status, dict) else None
-        if not self.settings.push or status is None or not status.get("enabled"):
-            return True
-        return self._loop_handled(project, project.model_version)
 
     @staticmethod
     def _loop_handled(project: Project, version: str) -> bool:

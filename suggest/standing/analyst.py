@@ -16,27 +16,18 @@ from suggest.worker import Background, ProjectWorker
 
 log = logging.getLogger(__name__)
 
-READY_POLL = 0.2  # seconds between looks at `ready` once a project's analysis is otherwise due
-
 
 class Analyst(ProjectWorker):
     """One thread for every project; `analyze(project)` must not raise (it is guarded anyway).
 
     It waits for annotators to pause (`quiet` s without an annotation event for the project), at most
     `max_wait` s from the first request: during a burst every retrain publishes a version, and analysing
-    each one took the CPU that Label Studio needed for the annotators' saves (issue 20).
-
-    With `ready`, it also waits (within the same `max_wait`) until `ready(project)`: the engine's says the loop
-    has put the version at the head of Label Studio's queue. Why: the loop's push waits for the same pause,
-    so both started together, and the review tab's rows (one Label Studio write per suspect, 15 or more after a
-    few hundred labels) doubled the writes Label Studio served while the queue's first slice went in: at
-    10,000 tasks the time to the new version's first choice grew from 3 s to 5-6 s over the versions."""
+    each one took the CPU that Label Studio needed for the annotators' saves (issue 20)."""
 
     def __init__(self, analyze: Callable[[object], None], background: Background | None = None, *,
-                 quiet: float = 2.0, max_wait: float = 60.0, ready: Callable[[object], bool] | None = None):
+                 quiet: float = 2.0, max_wait: float = 60.0):
         self._analyze = analyze
         self.quiet, self.max_wait = quiet, max_wait
-        self._ready = ready
         self._events: dict[str, float] = {}
         super().__init__("suggest-analyst", background)
         self._start()
@@ -57,9 +48,9 @@ class Analyst(ProjectWorker):
         now, wait = time.monotonic(), 3600.0
         for pid, (project, first) in self._pending.items():
             due = min(self._events.get(pid, 0.0) + self.quiet, first + self.max_wait)
-            if due <= now and (self._ready is None or now >= first + self.max_wait or self._ready(project)):
+            if due <= now:
                 return pid, project
-            wait = min(wait, due - now if due > now else min(READY_POLL, first + self.max_wait - now))
+            wait = min(wait, due - now)
         return wait
 
     def _loop(self) -> None:

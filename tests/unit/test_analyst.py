@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from suggest.standing.analyst import Analyst
 
 
-def _analyst(quiet: float, max_wait: float, ready=None) -> tuple[Analyst, list[tuple[str, float]]]:
+def _analyst(quiet: float, max_wait: float) -> tuple[Analyst, list[tuple[str, float]]]:
     ran: list[tuple[str, float]] = []
     lock = threading.Lock()
 
@@ -18,7 +18,7 @@ def _analyst(quiet: float, max_wait: float, ready=None) -> tuple[Analyst, list[t
         with lock:
             ran.append((project.project_id, time.monotonic()))
 
-    return Analyst(analyze, quiet=quiet, max_wait=max_wait, ready=ready), ran
+    return Analyst(analyze, quiet=quiet, max_wait=max_wait), ran
 
 
 def test_an_analysis_waits_until_annotators_pause() -> None:
@@ -65,33 +65,5 @@ def test_a_project_without_events_is_analysed_at_once_and_others_are_not_held_up
             time.sleep(0.02)
         assert [pid for pid, _ in ran] == ["idle"]
         assert analyst.is_busy("busy")
-    finally:
-        analyst.stop()
-
-
-def test_an_analysis_waits_for_the_loop_to_put_the_version_at_the_head_of_the_queue() -> None:
-    """The loop's push and the analysis both wait for the same pause, and both write to Label Studio (the review
-    tab: a row per suspect): the analysis goes once the queue's first slice holds the version."""
-    pushed = threading.Event()
-    analyst, ran = _analyst(quiet=0.0, max_wait=30.0, ready=lambda project: pushed.is_set())
-    try:
-        analyst.request(SimpleNamespace(project_id="7"))
-        time.sleep(0.8)
-        assert ran == [], "analysed before the loop's push"
-        flipped = time.monotonic()
-        pushed.set()
-        assert analyst.wait_idle(5)
-        assert len(ran) == 1 and ran[0][1] - flipped < 1.0
-    finally:
-        analyst.stop()
-
-
-def test_a_push_that_never_comes_holds_the_analysis_max_wait_at_most() -> None:
-    analyst, ran = _analyst(quiet=0.0, max_wait=0.8, ready=lambda project: False)
-    try:
-        started = time.monotonic()
-        analyst.request(SimpleNamespace(project_id="7"))
-        assert analyst.wait_idle(5)
-        assert len(ran) == 1 and 0.7 <= ran[0][1] - started < 2.0
     finally:
         analyst.stop()

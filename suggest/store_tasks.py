@@ -15,8 +15,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+
+IN_CHUNK = 500  # ids per `IN (...)` query: well under SQLite's limit on bound parameters
+
+
+def in_chunks(values: Sequence) -> Iterator[tuple[list, str]]:
+    """`values` IN_CHUNK at a time, each chunk with its `?,?,...` placeholders."""
+    for start in range(0, len(values), IN_CHUNK):
+        chunk = list(values[start : start + IN_CHUNK])
+        yield chunk, ",".join("?" * len(chunk))
+
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS ls_tasks (
@@ -105,9 +115,7 @@ class TaskListStore:
         """The listed data of some tasks (the dashboard's queue shows what each next task holds)."""
         ids = sorted({int(t) for t in task_ids})
         out: dict[int, dict] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks(ids):
             rows = self._query(  # type: ignore[attr-defined]
                 f"SELECT task_id, data FROM ls_tasks WHERE project_id = ? AND task_id IN ({marks})",
                 (project_id, *chunk))
@@ -162,19 +170,16 @@ class TaskListStore:
             if not values:
                 continue
             with self._tx() as db:
-                for start in range(0, len(values), 500):
-                    chunk = values[start : start + 500]
+                for chunk, marks in in_chunks(values):
                     db.execute(f"UPDATE ls_tasks SET pushed_prediction = NULL WHERE project_id = ? AND {column} "
-                               f"IN ({','.join('?' * len(chunk))})", (project_id, *chunk))
+                               f"IN ({marks})", (project_id, *chunk))
 
     def _pushed_rows(self, project_id: str, task_ids: list[int], known: str) -> list[tuple]:
         """(task, version[, id]) of these tasks where column `known` is set, 500 ids per query."""
         assert known in ("pushed_version", "pushed_prediction")  # a column name, never a caller's text
         columns = "task_id, pushed_version" + (", pushed_prediction" if known == "pushed_prediction" else "")
         rows: list[tuple] = []
-        for start in range(0, len(task_ids), 500):
-            chunk = [int(t) for t in task_ids[start : start + 500]]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks([int(t) for t in task_ids]):
             rows += self._query(f"SELECT {columns} FROM ls_tasks WHERE project_id = ? AND task_id IN ({marks}) "
                                 f"AND {known} IS NOT NULL", (project_id, *chunk))
         return rows

@@ -17,9 +17,10 @@ back to random when none is left. So a version needs predictions only for the ta
   pause; never Label Studio's one-transaction delete of a whole version.
 
 Where Label Studio's bulk imports are slow (stock 1.23 recounts every task of the project on each), rows
-go one per call and the first slice is 10 rows (labelstudio.PredictionPace). Then a task holding a
-superseded row of suggest's gets the new version's in place (the store keeps each pushed row's id), so
-the prune is left only the rows of tasks that left the head.
+go one per call and the first slice is 10 rows (labelstudio.PredictionPace), the project pointed after the
+first 3 of them (a team's annotators + 2). Then a task holding a superseded row of suggest's gets the new
+version's in place (the store keeps each pushed row's id), so the prune is left only the rows of tasks that
+left the head.
 
 `Maintainer` is the background thread that runs refills at once and prunes when annotators pause.
 """
@@ -49,7 +50,9 @@ FIRST_SLICE_MIN = 100  # the first import: the batch, or this many tasks if more
 IMPORT_CHUNK = 100  # prediction rows per import request (one short transaction each in Label Studio)
 IMPORT_PAUSE = 0.05  # seconds between import requests: annotators' saves get the database in between
 ROW_GROUP = 25  # in row mode: rows between checks for a newer version (and per delete of superseded rows)
-ROWS_FIRST_SLICE = 10  # in row mode: rows imported before the project points at the version (~1 s)
+ROWS_FIRST_SLICE = 10  # in row mode: the first slice, written at once, without the head's pace
+ROWS_BEFORE_POINT = 3  # in row mode: of those, rows written before the project points at the version (with a team:
+# its annotators + 2, as Label Studio serves one of the first annotators + 1 tasks at random); the rest right after
 
 
 @dataclass
@@ -191,16 +194,21 @@ class HeadPusher:
                 order = np.argsort(scores, kind="stable")
                 queue = _Queue(version, [ids[i] for i in order], [preds[i] for i in order])
                 ranked = time.perf_counter()
-                first = max(self.settings.batch_size, self.settings.first_slice)
+                first = min(max(self.settings.batch_size, self.settings.first_slice), self.settings.queue_head)
+                before = first
                 if ls.prediction_pace(client, pid).next_push():  # one row per call: the rest follows at once
                     first = min(first, ROWS_FIRST_SLICE)
+                    before = min(first, self._rows_before_point(pid))
                 # the first slice replaces nothing: Label Studio serves the version as soon as it can (its tasks'
                 # older rows are pruned one by one afterwards, while annotators pause)
-                written = self._push_slice(project, client, queue, min(first, self.settings.queue_head), replace=False)
+                written = self._push_slice(project, client, queue, before, replace=False)
                 next_tasks = [ids[i] for i in batch[:10]]
                 if written:
                     self._point(client, pid, version)
                     first_at = time.perf_counter()
+                    # in row mode the rest of the first slice, unpaced, before the prune steps and the paced rest:
+                    # Label Studio serves the version after a few rows (~0.1-0.3 s each), not ten
+                    written += self._push_slice(project, client, queue, first - written, replace=False)
                     # the rest of the head is paced and may take minutes: /metrics shows the version served
                     # (and what /next should give) from now on, with the head still growing
                     project.loop_status = self._status(
@@ -362,6 +370,14 @@ class HeadPusher:
         except ls.LabelStudioError as exc:
             log.warning("project %s: pruning after the push failed: %s", pid, exc)
             return []
+
+    def _rows_before_point(self, pid: str) -> int:
+        """Rows a version needs in Label Studio before the project points at it, in row mode. Label Studio 1.23
+        serves the first unlocked task of the version to a lone annotator, and one of the first annotators + 1
+        at random to a team (`_try_uncertainty_sampling`): with fewer rows a team's /next could find every one
+        locked and fall back to random. The store's distinct annotators stand in for Label Studio's members."""
+        annotators = len(self.store.annotator_counts(pid))
+        return min(ROWS_FIRST_SLICE, max(ROWS_BEFORE_POINT, annotators + 2))
 
     def _point(self, client: ls.LabelStudioClient, pid: str, version: str) -> None:
         fields: dict = {"model_version": version}

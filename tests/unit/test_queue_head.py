@@ -426,7 +426,7 @@ def test_slow_bulk_imports_switch_a_project_to_one_row_per_call_and_bulk_is_trie
     newer = project.model_version
     first_rows = [i for i, (name, _) in enumerate(ls.calls) if name in ("create_prediction", "update_prediction")]
     pointed = ls.calls.index(("update_project", newer))
-    assert len([i for i in first_rows if i < pointed]) == suggest.queuehead.ROWS_FIRST_SLICE, \
+    assert len([i for i in first_rows if i < pointed]) == suggest.queuehead.ROWS_BEFORE_POINT, \
         "in row mode Label Studio points at the version after the first few rows"
     assert "import" not in [name for name, _ in ls.calls] and status["head"]["written"] == 150
 
@@ -949,3 +949,41 @@ def test_a_row_overwritten_after_the_prune_planned_it_is_not_deleted(store, rt_s
     assert all(ls.predictions_held.get(i, {}).get("model_version") == trained for i in refilled), \
         "a row the refill overwrote was deleted by the plan listed before it"
     assert set(ls.model_versions(PID)) == {trained, "another-model"}
+
+
+def test_in_row_mode_the_project_points_after_a_few_rows_and_the_first_slice_follows_at_once(tmp_path,
+                                                                                           rt_sample) -> None:
+    """Each one-row write takes Label Studio 0.1-0.3 s, so ten before pointing put 1-3 s into every version's
+    time to /next. The project points after ROWS_BEFORE_POINT rows (a team's annotators + 2: Label Studio
+    serves a team one of the first annotators + 1 at random), and the rest of the first slice is written at
+    once, unpaced, before the push hands the paced rest to the Maintainer."""
+    import time
+
+    import suggest.queuehead
+
+    store, ls, project, pusher = _paced_rows(tmp_path, [text for text, _ in rt_sample[:120]], hold=0.0)
+    pusher.settings.first_slice = suggest.queuehead.ROWS_FIRST_SLICE
+    fills: list[int] = []
+    pusher.on_fill = lambda p: fills.append(len(_pushed(ls, p.model_version)))  # the paced rest starts here
+    status = pusher.push(project, ls)
+    version = project.model_version
+    rows = [i for i, (name, _) in enumerate(ls.calls) if name in ("create_prediction", "update_prediction")]
+    pointed = ls.calls.index(("update_project", version))
+    assert len([i for i in rows if i < pointed]) == suggest.queuehead.ROWS_BEFORE_POINT == 3
+    assert fills == [suggest.queuehead.ROWS_FIRST_SLICE] and status["head"]["written"] == fills[0], \
+        "the whole first slice is written before the paced rest is handed over"
+    assert status["pushing"] is True and status["seconds"]["first_choice"] is not None
+
+    # a team of five annotators: Label Studio picks among the first six, so seven rows go before pointing
+    store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment", annotator=i % 5 + 1)
+                              for i, (text, label) in enumerate(rt_sample[:10])])
+    assert project.retrain(force=True) is not None
+    ls.calls.clear()
+    began = time.perf_counter()
+    pusher.push(project, ls)
+    assert time.perf_counter() - began < 30
+    newer = project.model_version
+    rows = [i for i, (name, _) in enumerate(ls.calls) if name in ("create_prediction", "update_prediction")]
+    pointed = ls.calls.index(("update_project", newer))
+    assert len([i for i in rows if i < pointed]) == 5 + 2
+    store.close()

@@ -114,6 +114,7 @@ class Engine:
         self._reread_waiting: set[str] = set()  # projects whose periodic full re-read follows the retrain and push
         self._events: dict[str, float] = {}  # project -> when its last annotation webhook came
         self._ls_state: dict[str, tuple[bool | None, str | None, float | None]] = {}  # reachable, error, when
+        self._review_tabs: dict[str, dict] = {}  # project -> its review tab: version, tasks, written (and error)
         self.host_changes: dict[str, list[dict]] = {}  # project -> host changes asked for since start
         self.projects: dict[str, Project] = {}
         self._loaders: dict[str, tuple] = {}  # project id -> (access, ImageLoader), made when first needed
@@ -719,8 +720,9 @@ class Engine:
     def update_quality(self, project: Project) -> dict | None:
         """Compute and store the project's quality report once per published version, then refresh the
         "suggest: review" tab in Label Studio. Never raises: a failure is logged and stored in the report."""
-        from suggest.labelstudio import update_review_tab
+        from suggest.labelstudio import review_tab_rows, update_review_tab
         from suggest.quality.report import compute_report, weighted_labels
+        from suggest.queuehead import ReviewTab
 
         pid, version = project.project_id, project.model_version
         if project.published.record is None:
@@ -741,12 +743,21 @@ class Engine:
         if self.settings.consensus == "weighted":
             project.weighted_consensus = weighted_labels(report)
         client = self.client(project)
-        if client is not None:
+        if client is not None and self.maintainer is not None:
+            client.close()
+            top, rows = review_tab_rows(report["suspects"], version, project.schemas)
+            report["review_tab"] = len(top)
+            self._review_tabs[pid] = {"version": version, "tasks": len(top), "written": False}
+            self.maintainer.review(project, ReviewTab(
+                version, top, rows, self.settings.push, lambda: self._loop_handled(project, version),
+                lambda error: self._review_tab_done(project, version, error)))
+        elif client is not None:
             try:
                 with self._reporting(project):
                     report["review_tab"] = update_review_tab(
                         client, pid, report["suspects"], version, project.schemas, set_version=self.settings.push,
                         still_current=lambda: self._loop_handled(project, version))
+                self._review_tabs[pid] = {"version": version, "tasks": report["review_tab"], "written": True}
             except Exception as exc:
                 report["review_tab_error"] = _printable_error(exc)
                 log.warning("project %s: could not refresh the review tab in Label Studio: %s", pid,
@@ -757,6 +768,17 @@ class Engine:
         log.info("project %s: label quality for %s: %d suspect(s), %.2f s", pid, version,
                  report["counts"]["suspects"], report["seconds"])
         return report
+
+    def _review_tab_done(self, project: Project, version: str, error: str | None) -> None:
+        """The Maintainer saved a version's review tab, or failed to (/metrics shows which)."""
+        pid = project.project_id
+        state = self._review_tabs.get(pid)
+        if state is None or state.get("version") != version:
+            return
+        self._review_tabs[pid] = {**state, "written": error is None, **({"error": error} if error else {})}
+        if error:
+            self._ls_state[pid] = (False, error, time.time())
+            log.warning("project %s: could not refresh the review tab in Label Studio: %s", pid, error)
 
     @staticmethod
     def _loop_handled(project: Project, version: str) -> bool:
@@ -797,6 +819,8 @@ class Engine:
             entry = project.metrics()
             entry["quality"] = self._cached(pid, "quality", self.store.quality_stamp(pid),
                                             lambda p=pid: metrics_entry(self.store.quality(p)))
+            if pid in self._review_tabs:  # the "suggest: review" tab in Label Studio: its version, tasks, written
+                entry["quality"] = {**entry["quality"], "review_tab": dict(self._review_tabs[pid])}
             entry["standing"] = self.standing_entry(pid)
             entry["training"] = self.trainer.is_busy(pid) or self.confirmer.is_busy(pid)
             entry["analysing"] = self.analyst.is_busy(pid)  # quality and standing, once annotators pause

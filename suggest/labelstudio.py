@@ -1034,17 +1034,23 @@ def rest_after(took: float, duty: float, stop: Callable[[], bool] | None = None)
 def update_review_tab(client: LabelStudioClient, project_id: str, suspects: list[dict], version: str,
                       schemas: tuple[Schema, ...], *, limit: int = 100, set_version: bool = True,
                       still_current: Callable[[], bool] = lambda: True) -> int:
-    """Refresh the "suggest: review" tab with `suspects` (most suspicious first); returns how many it holds.
+    """Refresh the "suggest: review" tab with `suspects` (most suspicious first), all at once; returns how many
+    it holds. The live loop writes the same tab paced instead (queuehead.ReviewTab)."""
+    top, rows = review_tab_rows(suspects, version, schemas, limit=limit)
+    if rows:
+        send_predictions(client, project_id, rows)
+    finish_review_tab(client, project_id, top, version, set_version=set_version and bool(rows),
+                      still_current=still_current)
+    return len(top)
+
+
+def review_tab_rows(suspects: list[dict], version: str, schemas: tuple[Schema, ...], *,
+                    limit: int = 100) -> tuple[list[int], list[dict]]:
+    """The review tab's tasks (most suspicious first, at most `limit`) and one prediction row for each.
 
     Each suspect task gets a prediction of `version` holding the label the model suggests, scored by rank
-    (0.99 for the first, rising) so the tab's ordering follows the suspicion; only that one tab is created or
-    changed.
-    Label Studio orders by the scores of the project's `model_version`: `set_version` points it at
-    `version` when it is not already (the live loop does the same after each push; with no unlabeled
-    task left the loop pushes nothing and leaves it), and only while `still_current()`: a report on a version
-    a newer one has replaced, or one the loop has not pushed yet, must not point Label Studio at it (no
-    unlabelled task would hold a row of that version, and Label Studio would serve random tasks).
-    """
+    (0.99 for the first, rising) so the tab's ordering follows the suspicion: Label Studio orders a tab by
+    the scores of the project's current `model_version`, so every version writes them again."""
     by_name = {s.from_name: s for s in schemas}
     seen: dict[int, dict] = {}
     for s in suspects:
@@ -1060,16 +1066,24 @@ def update_review_tab(client: LabelStudioClient, project_id: str, suspects: list
         suggested = tuple(s["suggested"]) if isinstance(s["suggested"], list) else s["suggested"]  # multi-label
         rows.append(prediction_import_json(s["task_id"], Prediction(suggested, float(s["score"]), score,
                                                                     version, schema.from_name), schemas))
-    if rows:
-        send_predictions(client, project_id, rows)
-        if set_version and still_current() and client.request(
-                "GET", f"/api/projects/{project_id}", params=NO_COUNTS).json().get("model_version") != version:
-            client.update_project(project_id, model_version=version)
+    return [s["task_id"] for s in top], rows
+
+
+def finish_review_tab(client: LabelStudioClient, project_id: str, top: list[int], version: str, *,
+                      set_version: bool = True, still_current: Callable[[], bool] = lambda: True) -> None:
+    """Save the "suggest: review" tab listing `top` (the only tab created or changed), once its rows are in.
+
+    `set_version` points Label Studio at `version` when it is not already (the live loop does the same after
+    each push; with no unlabeled task left the loop pushes nothing and leaves it), and only while
+    `still_current()`: a report on a version a newer one has replaced, or one the loop has not pushed yet,
+    must not point Label Studio at it (no unlabelled task would hold a row of that version, and Label Studio
+    would serve random tasks)."""
+    if set_version and still_current() and client.request(
+            "GET", f"/api/projects/{project_id}", params=NO_COUNTS).json().get("model_version") != version:
+        client.update_project(project_id, model_version=version)
     held = next((v for v in client.views(project_id)
                  if isinstance(v.get("data"), dict) and v["data"].get("title") == REVIEW_TAB), None)
-    client.save_view(project_id, review_view_data([s["task_id"] for s in top]),
-                     None if held is None else held.get("id"))
-    return len(top)
+    client.save_view(project_id, review_view_data(top), None if held is None else held.get("id"))
 
 
 def labels_from_tasks(tasks: list[dict], schemas: Schema | tuple[Schema, ...]) -> list[Label]:

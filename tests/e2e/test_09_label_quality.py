@@ -113,12 +113,17 @@ def test_disagreement_shows_in_the_agreement_figures(suggest_server: HttpServer,
 def test_planted_wrong_labels_head_the_review_tab(ls: LabelStudioClient, suggest_server: HttpServer, setup: Setup):
     pid = setup.project_id
 
-    def tab_ready() -> list[int]:
+    def tab_ready() -> tuple[list[int], dict]:
+        q = _quality(suggest_server, pid)  # the tab is written after the report, paced, once annotators pause
+        state = q.get("review_tab") or {}
+        if not (state.get("written") and state.get("version") == q.get("model_version") == q["current"]):
+            return [], q
         tab, ids = _review_tab(ls, pid)
-        return ids if tab is not None else []
+        return (ids if tab is not None else []), q
 
-    ids = poll("the review tab to hold suspects", tab_ready, bool, TIMEOUT)
-    report = [s["task_id"] for s in _quality(suggest_server, pid).get("top_suspects", [])]
+    ids, q = poll("the review tab to hold suspects", tab_ready, lambda r: bool(r[0]), TIMEOUT)
+    assert q["review_tab"]["tasks"] == len(ids)
+    report = [s["task_id"] for s in q.get("top_suspects", [])]
     assert ids[: len(report)] == report  # the tab keeps the suspicion order
     top = set(ids[: 2 * len(setup.planted)])
     assert len(top & set(setup.planted)) >= PLANTED // 2, (ids[:20], setup.planted)  # chance: about 1
@@ -141,6 +146,8 @@ def test_a_reviewers_fix_takes_the_task_out_after_the_next_retrain(
         q = _quality(suggest_server, pid)
         if q.get("model_version") in (None, before) or q.get("model_version") != q["current"]:
             return None
+        if not (q.get("review_tab") or {}).get("written") or q["review_tab"]["version"] != q["model_version"]:
+            return None  # that version's tab is still being written
         tab, held = _review_tab(ls, pid)
         return held if tab is not None else None
 

@@ -624,6 +624,7 @@ class HeadPusher:
                 return True
             ls.finish_review_tab(client, pid, tab.top, tab.version, set_version=tab.set_version and bool(tab.top),
                                  still_current=tab.still_current)
+        log.info("project %s: the review tab of %s is written (%d tasks)", pid, tab.version, len(tab.top))
         tab.done(None)
         return False
 

@@ -1031,19 +1031,6 @@ def rest_after(took: float, duty: float, stop: Callable[[], bool] | None = None)
         time.sleep(min(REST_POLL, left))
 
 
-def update_review_tab(client: LabelStudioClient, project_id: str, suspects: list[dict], version: str,
-                      schemas: tuple[Schema, ...], *, limit: int = 100, set_version: bool = True,
-                      still_current: Callable[[], bool] = lambda: True) -> int:
-    """Refresh the "suggest: review" tab with `suspects` (most suspicious first), all at once; returns how many
-    it holds. The live loop writes the same tab paced instead (queuehead.ReviewTab)."""
-    top, rows = review_tab_rows(suspects, version, schemas, limit=limit)
-    if rows:
-        send_predictions(client, project_id, rows)
-    finish_review_tab(client, project_id, top, version, set_version=set_version and bool(rows),
-                      still_current=still_current)
-    return len(top)
-
-
 def review_tab_rows(suspects: list[dict], version: str, schemas: tuple[Schema, ...], *,
                     limit: int = 100) -> tuple[list[int], list[dict]]:
     """The review tab's tasks (most suspicious first, at most `limit`) and one prediction row for each.

@@ -51,24 +51,8 @@ IMPORT_CHUNK = 100  # prediction rows per import request (one short transaction 
 IMPORT_PAUSE = 0.05  # seconds between import requests: annotators' saves get the database in between
 ROW_GROUP = 25  # in row mode: rows between checks for a newer version (and per delete of superseded rows)
 ROWS_FIRST_SLICE = 10  # in row mode: the first slice, written at once, without the head's pace
-REVIEW_PART = 5  # review-tab rows per Maintainer step, one call each at the head's pace (in row mode)
 ROWS_BEFORE_POINT = 3  # in row mode: of those, rows written before the project points at the version (with a team:
 # its annotators + 2, as Label Studio serves one of the first annotators + 1 tasks at random); the rest right after
-
-
-@dataclass
-class ReviewTab:
-    """One version's "suggest: review" tab (labelstudio.review_tab_rows), written by the Maintainer a few rows
-    at a time, at the head's pace, once annotators pause; `done` gets None when the tab is saved, or the error.
-    Why: up to 100 rows written at once after each version met that version's push and the annotators'
-    first /next under it (issue 17, 10,000 tasks: /next took 1.4-3.2 s where it took 0.2-0.5 s alone)."""
-
-    version: str
-    top: list[int]  # the tab's tasks, most suspicious first
-    rows: list[dict]  # their prediction rows still to write
-    set_version: bool
-    still_current: Callable[[], bool]
-    done: Callable[[str | None], None]
 
 
 @dataclass
@@ -597,37 +581,6 @@ class HeadPusher:
             kept.add(queue.version)
         return [v for v in ours if v not in kept]
 
-    def write_review(self, project: Project, client: ls.LabelStudioClient, tab: ReviewTab,
-                     part: int = REVIEW_PART) -> bool:
-        """Write up to `part` of a review tab's rows (all of them where bulk imports are cheap), then save the
-        tab once none is left; returns whether rows are left for a later step. Under the project's lock (a
-        prune's listing must not see half a tab); a waiting push ends a step early, and a newer version drops
-        the tab (its own analysis writes the next one)."""
-        pid = project.project_id
-
-        def stop() -> bool:
-            return self._push_waiting(pid) or project.model_version != tab.version
-
-        with self._lock(pid):
-            written = 0
-            rows_mode = ls.prediction_pace(client, pid).rows
-            while tab.rows and written < part and not stop():
-                chunk = tab.rows[:1] if rows_mode else tab.rows
-                ls.send_predictions(client, pid, chunk, duty=self.settings.push_duty, stop=stop)
-                tab.rows = tab.rows[len(chunk):]
-                written += len(chunk)
-            if project.model_version != tab.version:
-                log.info("project %s: the review tab of %s is left (%d rows unwritten): a newer version was "
-                         "published", pid, tab.version, len(tab.rows))
-                return False
-            if tab.rows:
-                return True
-            ls.finish_review_tab(client, pid, tab.top, tab.version, set_version=tab.set_version and bool(tab.top),
-                                 still_current=tab.still_current)
-        log.info("project %s: the review tab of %s is written (%d tasks)", pid, tab.version, len(tab.top))
-        tab.done(None)
-        return False
-
     def prune(self, project: Project, client: ls.LabelStudioClient, budget: int | None = None) -> tuple[int, bool]:
         """Delete up to `budget` (default `prune_chunk`) superseded predictions; returns (deleted, more left).
         Listing included, never beside a push or refill of the same project (a listing taken mid-push saw
@@ -777,7 +730,6 @@ class Maintainer(ProjectWorker):
             head.on_fill = lambda project: self._add(project, "fill")
         super().__init__("suggest-queue-head", background)
         self._pending: dict[str, tuple[Project, set[str]]] = {}
-        self._reviews: dict[str, ReviewTab] = {}  # project -> the review tab still to write (the newest version's)
         self._start()
 
     def note_event(self, project_id: str) -> None:
@@ -792,13 +744,6 @@ class Maintainer(ProjectWorker):
         if self.head.settings.prune_chunk > 0:
             self._add(project, "prune")
 
-    def review(self, project: Project, tab: ReviewTab) -> None:
-        """Write a version's review tab once annotators pause, a few paced rows per step (`HeadPusher.write_review`);
-        an older version's tab not yet written is dropped."""
-        with self._cond:
-            self._reviews[project.project_id] = tab
-        self._add(project, "review")
-
     def _add(self, project: Project, job: str) -> None:
         with self._cond:
             entry = self._pending.setdefault(project.project_id, (project, set()))
@@ -811,15 +756,12 @@ class Maintainer(ProjectWorker):
             for job in ("fill", "refill"):  # the head comes first; pruning waits for annotators to pause
                 if job in jobs:
                     return project, job
-        for project, jobs in self._pending.values():
-            quiet_at = self._events.get(project.project_id, 0.0) + self.quiet
-            # the review tab before pruning: both wait for annotators to pause; a prune step also rests
-            for job, due in (("review", quiet_at), ("prune", max(quiet_at, self._prune_rest.get(project.project_id,
-                                                                                                   0.0)))):
-                if job in jobs:
-                    if due <= now:
-                        return project, job
-                    wait = min(wait, due - now)
+        for project, _ in self._pending.values():
+            due = max(self._events.get(project.project_id, 0.0) + self.quiet,
+                      self._prune_rest.get(project.project_id, 0.0))
+            if due <= now:
+                return project, "prune"
+            wait = min(wait, due - now)
         return wait
 
     def _loop(self) -> None:
@@ -848,8 +790,6 @@ class Maintainer(ProjectWorker):
                             self.head.fill(project, client)
                         elif job == "refill":
                             self.head.refill(project, client)
-                        elif job == "review":
-                            more = self._write_review(project, client)
                         else:
                             began = time.monotonic()
                             deleted, more = self.head.prune(project, client)
@@ -866,24 +806,5 @@ class Maintainer(ProjectWorker):
                 with self._cond:
                     self._running = None
                     if more:
-                        self._pending.setdefault(pid, (project, set()))[1].add(job)
+                        self._pending.setdefault(pid, (project, set()))[1].add("prune")
                     self._cond.notify_all()
-
-    def _write_review(self, project: Project, client: ls.LabelStudioClient) -> bool:
-        """One step of the project's pending review tab; a failure is told to the tab's `done` and ends it."""
-        pid = project.project_id
-        with self._cond:
-            tab = self._reviews.get(pid)
-        if tab is None:
-            return False
-        try:
-            more = self.head.write_review(project, client, tab)
-        except Exception as exc:
-            more = False
-            tab.done(str(exc) or type(exc).__name__)
-            raise
-        finally:
-            with self._cond:
-                if not more and self._reviews.get(pid) is tab:
-                    del self._reviews[pid]
-        return more

@@ -114,6 +114,11 @@ class ProjectWorker:
                 self._cond.wait(left)
         return True
 
+    @property
+    def stopping(self) -> bool:
+        """Whether `stop` was called: long work on the thread ends early."""
+        return self._stopped
+
     def stop(self) -> None:
         with self._cond:
             self._stopped = True

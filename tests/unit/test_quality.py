@@ -236,7 +236,7 @@ def test_review_tab_filters_the_suspects_by_id():
 
 
 class _ReviewTabLabelStudio:
-    """What update_review_tab calls on a Label Studio client, recorded; the project points at `pointed`."""
+    """What finish_review_tab calls on a Label Studio client, recorded; the project points at `pointed`."""
 
     def __init__(self, pointed: str):
         self.pointed, self.imported, self.patched = pointed, [], []
@@ -264,19 +264,19 @@ def test_a_report_on_a_replaced_version_never_points_label_studio_back_at_it():
     """Seen in the 10,000-task benchmark: the report on v13 finished after v14's push had pointed Label Studio at
     v14, and pointed it back at v13, whose predictions covered only the suspects: Label Studio served random
     tasks and the loop never noticed."""
-    from suggest.labelstudio import update_review_tab
+    from suggest.labelstudio import finish_review_tab, review_tab_rows
 
     schemas = parse_controls(CONFIG)
     suspects = [{"task_id": 3, "suggested": "rotten", "score": 0.1, "control": schemas[0].from_name}]
+    top, rows = review_tab_rows(suspects, "v13", schemas)
+    assert top == [3] and [r["model_version"] for r in rows] == ["v13"]
     newest = {"version": "v14"}
     ls = _ReviewTabLabelStudio("v14")
-    held = update_review_tab(ls, "7", suspects, "v13", schemas,
-                             still_current=lambda: newest["version"] == "v13")
-    assert held == 1 and [r["model_version"] for r in ls.imported] == ["v13"]
+    finish_review_tab(ls, "7", top, "v13", still_current=lambda: newest["version"] == "v13")
     assert ls.patched == [] and ls.pointed == "v14"
     # a report on the version that is still the newest does point Label Studio at it (nothing else would)
     ls = _ReviewTabLabelStudio("v12")
-    update_review_tab(ls, "7", suspects, "v13", schemas, still_current=lambda: True)
+    finish_review_tab(ls, "7", top, "v13", still_current=lambda: True)
     assert ls.patched == [{"model_version": "v13"}]
 
 # the project's training rule -------------------------------------------------------------------------

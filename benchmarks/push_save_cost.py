@@ -22,12 +22,14 @@ written per second, and the share of the phase Label Studio spent on the writes 
 Run: nice -n 10 .venv/bin/python benchmarks/push_save_cost.py --tasks 10000 [--duties 1,0.25,0.1,0.1dm,0.1rows]
 [--postgres] (Label Studio on a throw-away PostgreSQL instead of its default SQLite, see ls_postgres.py)
 [--wsgi-workers N] (Label Studio served by N gunicorn processes instead of one runserver, see ls_wsgi.py)
+[--pin] (Label Studio on CPU 0, the writer and the saver on the other cores)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -119,6 +121,32 @@ def push_for(client: ls.LabelStudioClient, pid: str, tasks: list[int], version: 
     return rows, busy, cursor
 
 
+def pin_tree(root: int | None, cpus: set[int]) -> int:
+    """Put every thread of `root` and its descendants on `cpus` (Linux affinity is per thread; threads made
+    later inherit their creator's). Returns the threads moved."""
+    if root is None:
+        return 0
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    moved, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                os.sched_setaffinity(int(task.name), cpus)
+                moved += 1
+            except OSError:
+                continue
+    return moved
+
+
 def phase_name(duty: str) -> str:
     """"0.1" -> "duty 0.1" (the code's path), "0.1dm" -> "duty 0.1 dm", "0.1rows" -> "duty 0.1 rows"."""
     path = next((p for p in PATHS[1:] if duty.endswith(p)), "")
@@ -140,7 +168,12 @@ def main() -> None:
     parser.add_argument("--wsgi-workers", type=int, default=0,
                         help="serve Label Studio with this many gunicorn processes (benchmarks/ls_wsgi.py), "
                              "not `label-studio start`'s one")
+    parser.add_argument("--pin", action="store_true",
+                        help="Label Studio's processes on CPU 0, this benchmark (writer and saver) on the others: "
+                             "whether the save tail is the two sharing cores")
     args = parser.parse_args()
+    if args.pin:  # before any thread or child exists: every later one inherits it; Label Studio is moved after
+        os.sched_setaffinity(0, set(range(1, os.cpu_count() or 2)))
     with ExitStack() as stack:
         database = stack.enter_context(postgres_env()) if args.postgres else {}
         measure(args, database)
@@ -157,6 +190,7 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
     server.start()
     if args.wsgi_workers:
         serve_with_workers(server, args.wsgi_workers)
+    pinned = pin_tree(server.pid, {0}) if args.pin else 0
     admin = server.client()
     try:
         pid = str(admin.create_project("pushed", CONFIG)["id"])
@@ -206,7 +240,9 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
         result: dict = {"tasks": args.tasks, "rounds": args.rounds, "phase_seconds": args.phase_seconds,
                         "think_s": args.think, "row_group": ROW_GROUP, "phases": {},
                         "database": f"postgresql {server_version(database)}" if database else "sqlite",
-                        "server": f"gunicorn, {args.wsgi_workers} workers" if args.wsgi_workers else "runserver"}
+                        "server": f"gunicorn, {args.wsgi_workers} workers" if args.wsgi_workers else "runserver",
+                        "pinned": {"label_studio_cpus": [0], "threads": pinned,
+                                   "benchmark_cpus": sorted(os.sched_getaffinity(0))} if args.pin else None}
         idle = by_phase["idle"]
         for name in names:
             ms = by_phase[name]

@@ -190,7 +190,7 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
     server.start()
     if args.wsgi_workers:
         serve_with_workers(server, args.wsgi_workers)
-    pinned = pin_tree(server.pid, {0}) if args.pin else 0
+    pinned = pin_tree(server.process.pid if server.process else None, {0}) if args.pin else 0
     admin = server.client()
     try:
         pid = str(admin.create_project("pushed", CONFIG)["id"])

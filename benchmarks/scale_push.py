@@ -343,8 +343,8 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
         watcher.join(5)
         final = client.request("GET", f"/api/projects/{pid}/model-versions/")
         result["predictions_table_final"] = {"total": sum(final.values()), "by_version": final}
-        # the review tab, written by the Maintainer once annotators pause: which version it holds, and whether
-        # its rows are all in (/metrics quality.review_tab)
+        # the review tab, written by the analysis once Label Studio points at its version: which version it
+        # holds, and whether its rows are all in (/metrics quality.review_tab)
         result["review_tab_final"] = (metrics().get("quality") or {}).get("review_tab")
         # the clean baseline: Label Studio alone, suggest stopped (at a low duty a paced head is still being
         # written through the idle stretches above, so they hold few saves, and odd ones)

@@ -712,10 +712,8 @@ class Engine:
             deadline = time.monotonic() + REVIEW_TAB_WAIT
             while not (replaced() or self._loop_handled(project, version)) and time.monotonic() < deadline:
                 time.sleep(0.1)
-        client = self.client(project)
-        if client is None or replaced():
-            if client is not None:
-                client.close()
+        client = None if replaced() else self.client(project)
+        if client is None:
             return
         try:
             with self._reporting(project):
@@ -791,9 +789,7 @@ class Engine:
             return None
         if self.settings.consensus == "weighted":
             project.weighted_consensus = weighted_labels(report)
-        client = self.client(project)
-        if client is not None:  # written by `write_review_tab`, after standing
-            client.close()
+        if self._ls_access(project) is not None:  # written by `write_review_tab`, after standing
             top, rows = review_tab_rows(report["suspects"], version, project.schemas)
             report["review_tab"] = len(top)
             self._review_tabs[pid] = {"version": version, "tasks": len(top), "written": False}

@@ -6,11 +6,13 @@ the annotator of the pushed project, its retrains and its `/next` polls, so "dur
 time none of that runs. This isolates the push: nothing but the writes a head's paced rest makes once Label
 Studio's bulk imports are slow (row mode): each task's older row overwritten in place by one
 `PATCH /api/predictions/ID` (the code since session 17), each call followed by
-`labelstudio.rest_after(took, duty)`. Two older paths for comparison, by a suffix on the duty: "0.1dm" (the
+`labelstudio.rest_after(took, duty)`. Other paths for comparison, by a suffix on the duty: "0.1dm" (the
 code until session 16: per group of tasks one Data Manager delete of their older rows, `_replace_old`, then
-one `POST /api/predictions/` per row) and "0.1rows" (per task one `DELETE /api/predictions/ID` of its older
-row, then its row). Against idle stretches of the same length, in rotating order so drift falls on every
-phase alike.
+one `POST /api/predictions/` per row), "0.1rows" (per task one `DELETE /api/predictions/ID` of its older
+row, then its row) and "0.1bulk" (the code where bulk imports stay short, e.g. with Label Studio's
+`--ls-env fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short=true`: per 100 tasks the
+Data Manager deletes of their older rows, `prune_chunk` tasks a call, then one 100-row import).
+Against idle stretches of the same length, in rotating order so drift falls on every phase alike.
 
 Per round, one phase each: idle, and a push at every `--duties` value, `--phase-seconds` long. A second
 client saves an annotation into project B every `--think` s throughout; a save is classed by the phase it
@@ -23,6 +25,7 @@ Run: nice -n 10 .venv/bin/python benchmarks/push_save_cost.py --tasks 10000 [--d
 [--postgres] (Label Studio on a throw-away PostgreSQL instead of its default SQLite, see ls_postgres.py)
 [--wsgi-workers N] (Label Studio served by N gunicorn processes instead of one runserver, see ls_wsgi.py)
 [--pin] (Label Studio on CPU 0, the writer and the saver on the other cores)
+[--ls-env KEY=VALUE] (an environment variable for Label Studio, e.g. its batch-only import flag)
 """
 
 from __future__ import annotations
@@ -46,11 +49,13 @@ from benchmarks.annotation_save_pool import summary as bootstrap_ratios  # noqa:
 from benchmarks.ls_postgres import postgres_env, server_version  # noqa: E402
 from benchmarks.ls_wsgi import serve_with_workers  # noqa: E402
 from suggest import labelstudio as ls  # noqa: E402
-from suggest.queuehead import ROW_GROUP  # noqa: E402
+from suggest.config import Settings  # noqa: E402
+from suggest.queuehead import IMPORT_CHUNK, ROW_GROUP  # noqa: E402
 from tests.conftest import CONFIG  # noqa: E402
 from tests.e2e.labelstudio_server import LabelStudioServer, choice_result, ensure_ls_venv, ls_venv_path  # noqa: E402
 
 HEAD = 1000  # tasks whose rows the pushes replace, version after version (a head's worth)
+PRUNE_CHUNK = Settings().prune_chunk  # tasks per Data Manager delete, the code's default
 
 
 class Saver(threading.Thread):
@@ -74,7 +79,7 @@ class Saver(threading.Thread):
             self.stop_flag.wait(self.think)
 
 
-PATHS = ("patch", "dm", "rows")  # how a task's older row is replaced; see the module docstring
+PATHS = ("patch", "dm", "rows", "bulk")  # how a task's older row is replaced; see the module docstring
 
 
 def push_for(client: ls.LabelStudioClient, pid: str, tasks: list[int], version: str, duty: float,
@@ -84,7 +89,7 @@ def push_for(client: ls.LabelStudioClient, pid: str, tasks: list[int], version: 
     overwritten in place (`patch`, the code in row mode), or deleted first: one Data Manager delete per group
     of tasks (`dm`, `_replace_old` until session 16) or one `DELETE /api/predictions/ID` per row (`rows`),
     paced like the writes. `held`: task -> the id of its row."""
-    group = max(1, round(ROW_GROUP * min(duty, 1.0)))
+    group = IMPORT_CHUNK if path == "bulk" else max(1, round(ROW_GROUP * min(duty, 1.0)))
     until = time.monotonic() + seconds
     over = lambda: time.monotonic() >= until  # noqa: E731  (a rest ends with the phase)
     rows, busy = 0, 0.0
@@ -105,6 +110,16 @@ def push_for(client: ls.LabelStudioClient, pid: str, tasks: list[int], version: 
             timed(client.delete_task_predictions, pid, part)
             for task in part:
                 held.pop(task, None)
+        if path == "bulk":  # the queue head's bulk path: `_replace_old`, then `send_predictions`' one import
+            for start in range(0, len(part), PRUNE_CHUNK):
+                if not over():
+                    timed(client.delete_task_predictions, pid, part[start : start + PRUNE_CHUNK])
+            if over():
+                break
+            timed(client.import_predictions, pid, [{"task": t, "model_version": version, "score": 0.5,
+                                                    "result": choice_result("fresh")} for t in part])
+            rows += len(part)
+            continue
         for task in part:
             if over():
                 break
@@ -171,6 +186,9 @@ def main() -> None:
     parser.add_argument("--pin", action="store_true",
                         help="Label Studio's processes on CPU 0, this benchmark (writer and saver) on the others: "
                              "whether the save tail is the two sharing cores")
+    parser.add_argument("--ls-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="an environment variable for Label Studio (repeatable), e.g. "
+                             "fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short=true")
     args = parser.parse_args()
     if args.pin:  # before any thread or child exists: every later one inherits it; Label Studio is moved after
         os.sched_setaffinity(0, set(range(1, os.cpu_count() or 2)))
@@ -186,7 +204,7 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
     work = Path(tempfile.mkdtemp(prefix="suggest-push-cost-"))
     ensure_ls_venv(ls_venv_path())
     server = LabelStudioServer(ls_venv_path(), work / "ls")
-    server.extra_env = dict(database)
+    server.extra_env = {**database, **dict(entry.split("=", 1) for entry in args.ls_env)}
     server.start()
     if args.wsgi_workers:
         serve_with_workers(server, args.wsgi_workers)
@@ -240,6 +258,7 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
         result: dict = {"tasks": args.tasks, "rounds": args.rounds, "phase_seconds": args.phase_seconds,
                         "think_s": args.think, "row_group": ROW_GROUP, "phases": {},
                         "database": f"postgresql {server_version(database)}" if database else "sqlite",
+                        "ls_env": args.ls_env,
                         "server": f"gunicorn, {args.wsgi_workers} workers" if args.wsgi_workers else "runserver",
                         "pinned": {"label_studio_cpus": [0], "threads": pinned,
                                    "benchmark_cpus": sorted(os.sched_getaffinity(0))} if args.pin else None}

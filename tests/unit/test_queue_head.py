@@ -439,6 +439,67 @@ def test_slow_bulk_imports_switch_a_project_to_one_row_per_call_and_bulk_is_trie
     assert len(_pushed(ls, project.model_version)) == 150
 
 
+def test_a_label_studio_that_says_its_import_recounts_the_project_gets_rows_from_the_first_push(store, rt_sample,
+                                                                                                  monkeypatch) -> None:
+    """Label Studio is asked first (`import_recounts_project`, which writes nothing): where its bulk import
+    recounts every task of the project, a big project goes one row per call from its first push, without the
+    three slow imports the timing needed (4.6-6 s each at 100,000 tasks, every save waiting meanwhile). Asked
+    again after RETRY_BULK_AFTER pushes it stays in rows with no bulk call at all (the old retry was one such
+    import on a version's first slice: 6.2 s to pointing at 100,000 tasks); once it says its import recounts
+    only the imported tasks (restarted with the flag), bulk comes back."""
+    import suggest.labelstudio
+    import suggest.queuehead
+
+    monkeypatch.setattr(suggest.queuehead, "IMPORT_CHUNK", 30)
+    monkeypatch.setattr(suggest.queuehead, "IMPORT_PAUSE", 0.0)
+    monkeypatch.setattr(suggest.labelstudio, "RETRY_BULK_AFTER", 1)
+    monkeypatch.setattr(suggest.labelstudio, "ROWS_MIN_TASKS", 200)  # this stand-in's project counts as big
+    ls = FakeLabelStudio([text for text, _ in rt_sample[:200]])
+    ls.recounts = True
+    project = _project(store)
+    pusher = _pusher(store, head=150, batch=2, first_slice=30)
+
+    def push_again(n: int) -> dict:
+        store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment")
+                                  for i, (text, label) in enumerate(rt_sample[: 20 + n])])
+        assert project.retrain(force=True) is not None
+        ls.calls.clear()
+        return pusher.push(project, ls)
+
+    status = pusher.push(project, ls)
+    version = project.model_version
+    names = [name for name, _ in ls.calls]
+    assert "import" not in names and status["head"]["import"] == "rows" and status["head"]["written"] == 150
+    assert names.count("import_recounts_project") == 1
+    pointed = ls.calls.index(("update_project", version))
+    assert names[:pointed].count("create_prediction") == suggest.queuehead.ROWS_BEFORE_POINT
+    assert len(_pushed(ls, version)) == 150
+
+    asked = []
+    for n in range(2):  # the second push (RETRY_BULK_AFTER: 1) asks again: still recounting, still rows, no import
+        status = push_again(n)
+        names = [name for name, _ in ls.calls]
+        asked.append(names.count("import_recounts_project"))
+        assert "import" not in names and status["head"]["import"] == "rows"
+    assert asked == [1, 0]
+
+    ls.recounts = False  # Label Studio restarted with fflag_fix_back_4620_..._short=true
+    status = push_again(2)  # asks, and goes bulk
+    names = [name for name, _ in ls.calls]
+    assert names.count("import_recounts_project") == 1 and status["head"]["import"] == "bulk"
+    assert "import" in names and "create_prediction" not in names
+    assert len(_pushed(ls, project.model_version)) == 150
+
+
+def test_a_small_project_never_asks_how_label_studio_imports(store, rt_sample) -> None:
+    """Below ROWS_MIN_TASKS a bulk import's recount is cheap whichever path Label Studio takes: no question."""
+    ls = FakeLabelStudio([text for text, _ in rt_sample[:60]])
+    ls.recounts = True
+    _pusher(store, head=20).push(_project(store), ls)
+    names = [name for name, _ in ls.calls]
+    assert "import" in names and "import_recounts_project" not in names
+
+
 def test_the_pool_of_a_later_push_reads_only_new_tasks_from_the_store(store, rt_sample, monkeypatch) -> None:
     """At 100,000 tasks reading and parsing every task's data again took 1-5 s of each version's time to
     first choice; rows read at an earlier push come from memory, labelled tasks leave, new ones are read."""

@@ -167,14 +167,18 @@ def shown_versions(task: dict) -> set:
     return {p.get("model_version") for p in task.get("predictions") or []}
 
 
-def first_served(burst: list[tuple[int, set]], nxt: dict, version: str, first: int) -> dict:
+def first_served(burst: list[tuple[int, set, float]], nxt: dict, served_at: float, version: str, first: int,
+                 published: float) -> dict:
     """Whether the first task Label Studio served under `version` (to A's annotator mid-burst, or to the /next
-    taken once it pointed) was the engine's first choice."""
-    served = [*burst, (nxt["id"], shown_versions(nxt))]
-    under = [t for t, versions in served if version in versions]
-    task = under[0] if under else nxt["id"]
+    taken once it pointed) was the engine's first choice, and when it was served. Why the time: a version Label
+    Studio points at mid-burst is first served to the annotator, and `publish_to_next_first_choice_s` (the
+    benchmark's own /next after the burst) then counts the rest of the burst as well."""
+    served = [*burst, (nxt["id"], shown_versions(nxt), served_at)]
+    under = [(t, at) for t, versions, at in served if version in versions]
+    task, at = under[0] if under else (nxt["id"], served_at)
     return {"first_served": task, "first_served_is_first_choice": task == first,
-            "first_served_in_a_burst": bool(under) and task != nxt["id"]}
+            "first_served_in_a_burst": bool(under) and task != nxt["id"],
+            "publish_to_first_served_s": round(at - published, 2)}
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -284,10 +288,10 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
             ls_before = client.request("GET", f"/api/projects/{pid}", params={"include": "id,model_version"},
                                        timeout=60).get("model_version")
             working = time.time()  # A's annotator, its retrain and the first slice: until Label Studio points
-            burst: list[tuple[int, set]] = []  # each task /next served, with the versions of the rows it showed
+            burst: list[tuple[int, set, float]] = []  # each task /next served, its rows' versions, and when
             for _ in range(args.per_version):
                 task = client.request("GET", f"/api/projects/{pid}/next")
-                burst.append((task["id"], shown_versions(task)))
+                burst.append((task["id"], shown_versions(task), time.time()))
                 if task["id"] not in truth:
                     truth[task["id"]] = task["data"]["truth"]
                 client.annotate(task["id"], choice_result(truth[task["id"]]))
@@ -322,7 +326,7 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
                 # Label Studio may point at the version while A's annotator still works (a version published
                 # during the last burst): then the annotator, not the /next above, gets the first task it serves
                 # under it. /next shows the rows of the version Label Studio serves, which says which that was.
-                **first_served(burst, nxt, version, m["loop"]["next_tasks"][0]),
+                **first_served(burst, nxt, served, version, m["loop"]["next_tasks"][0], published),
                 "rows_written": written.get(version, 0),
                 "predictions_table": sum(written.values()),
                 "loop_seconds": m["loop"]["seconds"],
@@ -399,6 +403,10 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
             "publish_to_next_first_choice_s": {
                 "median": float(np.median([v["publish_to_next_first_choice_s"] for v in vs])),
                 "max": max(v["publish_to_next_first_choice_s"] for v in vs)},
+            # when /next first served a task under the version, to A's annotator mid-burst or to the benchmark
+            "publish_to_first_served_s": {
+                "median": float(np.median([v["publish_to_first_served_s"] for v in vs])),
+                "max": max(v["publish_to_first_served_s"] for v in vs)},
             "loop_first_choice_s_median": float(np.median([v["loop_seconds"]["first_choice"] for v in vs])),
             "rows_written_per_version_max": max(v["rows_written"] for v in vs),
             "predictions_table_after_versions": vs[-1]["predictions_table"],

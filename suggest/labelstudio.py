@@ -942,7 +942,7 @@ NO_COUNTS = {"include": "id,model_version"}
 # had p99 569 ms, against 106 ms while the same head went one row per call (benchmarks/scale_push.py, session 15)
 BULK_HOLD_MAX = 0.5
 SLOW_IN_A_ROW = 3
-RETRY_BULK_AFTER = 20  # versions pushed one row per call before one bulk import is tried again
+RETRY_BULK_AFTER = 20  # versions pushed one row per call before Label Studio is asked again (PredictionPace.next_push)
 # Three calls over 1 s in a row still switched a 1,300-task project at set-up (Label Studio busy with its import
 # and our first embedding): the recount that makes bulk imports slow grows with the project (~0.1-0.2 s per call at
 # 1,000 tasks, 0.8-1.8 s at 10,000, 4.6-6 s at 100,000), so below this many tasks a slow call is load, not recount
@@ -957,7 +957,8 @@ class PredictionPace:
     another project of the same Label Studio took 1.5 s (21x) meanwhile. POST /api/predictions/ recounts only
     its own task: ~0.09 s a row, saves ~1.5x. With Label Studio's flag
     `fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short` a bulk call recounts only its
-    tasks (0.15-0.2 s at 100,000 tasks) and bulk stays: the measured call time decides, not the task count.
+    tasks (0.15-0.2 s at 100,000 tasks) and bulk stays. A big project's Label Studio is asked which path it
+    runs (`import_recounts_project`); where it does not say, the measured call time decides.
     Shared by every writer of the project (the queue head, the review tab, pruning's re-imports)."""
 
     rows: bool = False

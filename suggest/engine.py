@@ -717,7 +717,7 @@ class Engine:
             return
         try:
             with self._reporting(project):
-                one_by_one = prediction_pace(client, pid).rows and self.settings.push  # else one bulk call
+                one_by_one = prediction_pace(client, pid).by_row() and self.settings.push  # else one bulk call
                 parts = [rows[i : i + 1] for i in range(len(rows))] if one_by_one else [rows] if rows else []
                 for written, part in enumerate(parts):
                     if replaced():

@@ -647,25 +647,6 @@ class LabelStudioClient:
             created += int(resp.json().get("created", 0)) if resp.content else 0
         return created
 
-    def import_recounts_project(self, project_id: str) -> bool | None:
-        """Whether this Label Studio's bulk prediction import recounts every task of the project on each call
-        (True: stock 1.23, `ImportPredictionsAPI._create_legacy`, 4.6-6 s a call at 100,000 tasks) or only the
-        imported tasks (False: its flag fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short),
-        or None when the answer says neither. Asked without writing or recounting anything: one row naming no
-        task (id 0) is refused by both paths, each in its own words, before any insert or recount. Why: finding
-        out by timing real imports cost three slow imports in a new big project, and one every RETRY_BULK_AFTER
-        versions after, each holding Label Studio's database for seconds while annotators saved."""
-        probe = [{"task": 0, "model_version": "suggest-probe", "score": 0.0, "result": []}]
-        try:
-            self.request("POST", f"/api/projects/{project_id}/import/predictions", json=probe)
-        except LabelStudioError as exc:
-            said = str(exc)  # the words come before the project's title, which the answer quotes after them
-            if "couldn't be retrieved" in said or "Invalid task ID 0" in said:  # _create_legacy (either wording)
-                return True
-            if "task ID 0 not found in project" in said:  # _create_memory_efficient
-                return False
-        return None
-
     def create_prediction(self, project_id: str, row: dict) -> int | None:
         """Create one prediction (an import row) in its own request; returns its id. Why: Label Studio's bulk
         import recounts every task of the project per call, this one only its task (see PredictionPace)."""
@@ -934,69 +915,33 @@ def review_view_data(task_ids: list[int]) -> dict:
 # 1.23, growing with its predictions table; 0.04-0.06 s without). `include` also limits the answer to the fields
 # it names: with "id" alone `model_version` came back missing
 NO_COUNTS = {"include": "id,model_version"}
-# SLOW_IN_A_ROW bulk prediction imports in a row slower than BULK_HOLD_MAX seconds switch a project to rows. With
-# two over 0.5 s, then two over 1 s, a 1,100-task project switched on calls slowed by Label Studio's own load at
-# set-up, and its saves got slower, not faster (p99 1.24x the stub's): a row per call costs Label Studio ~0.09 s a
-# row in all, and those calls compete with every save. Lowered from 1 s to 0.5 s once ROWS_MIN_TASKS kept small
-# projects out: at 10,000 tasks 100-row calls of 0.8-1 s never switched, and while they ran another project's saves
-# had p99 569 ms, against 106 ms while the same head went one row per call (benchmarks/scale_push.py, session 15)
-BULK_HOLD_MAX = 0.5
-SLOW_IN_A_ROW = 3
-RETRY_BULK_AFTER = 20  # versions pushed one row per call before Label Studio is asked again (PredictionPace.next_push)
-# Three calls over 1 s in a row still switched a 1,300-task project at set-up (Label Studio busy with its import
-# and our first embedding): the recount that makes bulk imports slow grows with the project (~0.1-0.2 s per call at
-# 1,000 tasks, 0.8-1.8 s at 10,000, 4.6-6 s at 100,000), so below this many tasks a slow call is load, not recount
+# A project of this many tasks or more gets its predictions one row per call from its first push. Why: stock Label
+# Studio 1.23 recounts every task of the project on each bulk import (0.1-0.2 s a call at 1,000 tasks, 0.8-1.8 s at
+# 10,000, 4.6-6 s at 100,000, every save waiting meanwhile), one row per call only its own task. Where Label Studio
+# runs its batch-only import flag (fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short) a bulk
+# import costs a quarter as much per row (0.029 s against 0.118 at 10,000 tasks, deletes included), but each call
+# holds Label Studio longer: at the same pace another project's saves had p99 2.76x idle against 1.08x one row per
+# call, and the superseded rows (deleted per task while annotators pause) outgrew their prune: 1,498 rows after 10
+# versions against 130 overwritten in place (benchmarks/push_save_cost.py and scale_push.py, session 23). Below it
+# the recount is cheap, and a slow bulk call is Label Studio's load (a 1,300-task project that switched on slow
+# calls at set-up got slower saves, not faster).
 ROWS_MIN_TASKS = 5000
 
 
 @dataclass
 class PredictionPace:
-    """How one project's predictions go to its Label Studio: bulk import calls while they are short, else one
-    row per call. Why: stock Label Studio 1.23 recounts the counters of every task of the project on each bulk
-    import (`ImportPredictionsAPI._create_legacy`): at 100,000 tasks a 100-row call took 4.6-6 s, and saves in
-    another project of the same Label Studio took 1.5 s (21x) meanwhile. POST /api/predictions/ recounts only
-    its own task: ~0.09 s a row, saves ~1.5x. With Label Studio's flag
-    `fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short` a bulk call recounts only its
-    tasks (0.15-0.2 s at 100,000 tasks) and bulk stays. A big project's Label Studio is asked which path it
-    runs (`import_recounts_project`); where it does not say, the measured call time decides.
+    """How one project's predictions go to its Label Studio: bulk imports in a small project, one row per call
+    (`POST /api/predictions/`, or a PATCH of the task's superseded row) in a big one (ROWS_MIN_TASKS).
     Shared by every writer of the project (the queue head, the review tab, pruning's re-imports)."""
 
     rows: bool = False
-    slow_calls: int = 0  # bulk calls in a row slower than BULK_HOLD_MAX
-    pushes_in_rows: int = 0
-    tasks: int = 0  # the project's task count, as its last push listed it (ROWS_MIN_TASKS)
-    recounts: bool | None = None  # what `import_recounts_project` last said (None: not asked, or no answer)
-    asked: bool = False
+    tasks: int = 0  # the project's task count, as its last push listed it
 
-    def next_push(self, client: LabelStudioClient, project_id: str) -> bool:
-        """A version's push begins; True while it goes one row per call. After RETRY_BULK_AFTER such pushes
-        Label Studio is asked again (it may have been upgraded, or restarted with the flag): bulk comes back
-        when its import recounts only the imported tasks; with no answer, one timed bulk call decides."""
-        self.ask_first(client, project_id)
-        if self.rows:
-            self.pushes_in_rows += 1
-            if self.pushes_in_rows > RETRY_BULK_AFTER:
-                self.pushes_in_rows = 0
-                self.recounts, self.asked = client.import_recounts_project(project_id), True
-                if self.recounts is False:
-                    self.rows, self.slow_calls = False, 0
-                elif self.recounts is None:
-                    self.rows, self.slow_calls = False, SLOW_IN_A_ROW - 1
+    def by_row(self) -> bool:
+        """True when this project's predictions go one row per call (from the push that first listed it big)."""
+        if self.tasks >= ROWS_MIN_TASKS:
+            self.rows = True
         return self.rows
-
-    def ask_first(self, client: LabelStudioClient, project_id: str) -> None:
-        """Before a big project's first bulk import: one row per call at once where Label Studio's import
-        recounts the whole project (a 100-row import took 4.6-6 s at 100,000 tasks, three before the timing
-        switched, with every save in that Label Studio waiting meanwhile)."""
-        if self.asked or self.rows or self.tasks < ROWS_MIN_TASKS:
-            return
-        self.recounts, self.asked = client.import_recounts_project(project_id), True
-        if self.recounts:
-            self.rows, self.pushes_in_rows = True, 0
-            log.info("project %s: this Label Studio's prediction import recounts every task of the project on "
-                     "each call; predictions go one row per call, which keeps annotators' saves fast. Label "
-                     "Studio's setting fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short=true "
-                     "makes bulk imports cheap.", project_id)
 
 
 _PACES: dict[tuple[str, str], PredictionPace] = {}
@@ -1011,9 +956,8 @@ def prediction_pace(client: LabelStudioClient, project_id: str) -> PredictionPac
 
 def send_predictions(client: LabelStudioClient, project_id: str, rows: list[dict], *, duty: float = 1.0,
                      stop: Callable[[], bool] | None = None, reuse: dict[int, int] | None = None) -> dict[int, int]:
-    """Write prediction rows: one timed bulk import (SLOW_IN_A_ROW slow ones switch the project to rows), or
-    one call per row (see PredictionPace). Returns task -> prediction id for the rows written one per call
-    (a bulk import answers no ids).
+    """Write prediction rows: one bulk import, or one call per row in a big project (see PredictionPace).
+    Returns task -> prediction id for the rows written one per call (a bulk import answers no ids).
 
     `reuse` (task -> id of a superseded prediction of suggest's on that task): in row mode that row is
     overwritten in place instead (`update_prediction`), so nothing is left to prune; a row gone meanwhile
@@ -1023,10 +967,8 @@ def send_predictions(client: LabelStudioClient, project_id: str, rows: list[dict
     share of the time (a call of t seconds rests t * (1 - duty) / duty): every write holds Label Studio's
     database and its Python process, so an annotator's save that arrives meanwhile waits. A rest ends early
     once `stop()` (see rest_after)."""
-    pace = prediction_pace(client, project_id)
-    pace.ask_first(client, project_id)
     ids: dict[int, int] = {}
-    if pace.rows:
+    if prediction_pace(client, project_id).by_row():
         for row in rows:
             began = time.perf_counter()
             old = (reuse or {}).get(row["task"])
@@ -1038,15 +980,7 @@ def send_predictions(client: LabelStudioClient, project_id: str, rows: list[dict
         return ids
     began = time.perf_counter()
     client.import_predictions(project_id, rows)
-    took = time.perf_counter() - began
-    pace.slow_calls = pace.slow_calls + 1 if took > BULK_HOLD_MAX else 0
-    if pace.slow_calls >= SLOW_IN_A_ROW and pace.tasks >= ROWS_MIN_TASKS:
-        pace.rows, pace.pushes_in_rows = True, 0
-        log.info("project %s: Label Studio took %.1f s for a %d-row prediction import (stock Label Studio recounts "
-                 "every task of the project on each one); predictions now go one row per call, which keeps "
-                 "annotators' saves fast. Label Studio's setting fflag_fix_back_4620_memory_efficient_predictions_"
-                 "import_08012025_short=true makes bulk imports cheap again.", project_id, took, len(rows))
-    rest_after(took, duty, stop)
+    rest_after(time.perf_counter() - began, duty, stop)
     return ids
 
 

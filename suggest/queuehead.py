@@ -196,7 +196,7 @@ class HeadPusher:
                 ranked = time.perf_counter()
                 first = min(max(self.settings.batch_size, self.settings.first_slice), self.settings.queue_head)
                 before = first
-                if ls.prediction_pace(client, pid).next_push(client, pid):  # one row per call: the rest follows at once
+                if ls.prediction_pace(client, pid).by_row():  # one row per call: the rest follows at once
                     first = min(first, ROWS_FIRST_SLICE)
                     before = min(first, self._rows_before_point(pid))
                 # the first slice replaces nothing: Label Studio serves the version as soon as it can (its tasks'

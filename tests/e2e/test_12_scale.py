@@ -146,7 +146,7 @@ def test_one_row_per_call_lands_in_label_studio_as_the_bulk_import_does(
     pusher = HeadPusher(HeadSettings(queue_head=25, batch_size=5), TaskSync(store),
                         lambda p, rows: rank_rows(p, rows, loop))
     client = SuggestClient(stack.label_studio.url, stack.label_studio.token)
-    prediction_pace(client, str(pid)).rows = True  # as after two slow bulk imports
+    prediction_pace(client, str(pid)).rows = True  # as in a project of ROWS_MIN_TASKS tasks or more
     try:
         status = pusher.push(project, client)
         version = project.model_version
@@ -236,33 +236,3 @@ def test_the_head_is_refilled_before_label_studio_falls_back_to_random(
     assert _versions(ls, pid)[version] > 12, "the head was refilled under the same version"
     assert loop_state(slow_push_server, pid)["loop"]["head"]["refills"] >= 1
 
-
-def test_label_studio_says_whether_its_prediction_import_recounts_the_whole_project(stack: Stack, tmp_path) -> None:
-    """`import_recounts_project` tells stock Label Studio 1.23 (each bulk import recounts every task of the
-    project: 4.6-6 s a call at 100,000 tasks) from the same Label Studio started with its batch-only flag, from
-    their refusals of one row naming no task; asking writes no prediction. Big projects go one row per call from
-    their first push only where the answer is True (labelstudio.PredictionPace)."""
-    from suggest.labelstudio import LabelStudioClient as SuggestClient
-    from tests.e2e.labelstudio_server import LabelStudioServer, ls_venv_path
-
-    flagged = LabelStudioServer(ls_venv_path(), tmp_path / "label-studio-flagged")
-    flagged.extra_env = {"fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short": "true"}
-    flagged.start()
-    try:
-        for server, recounts in ((stack.label_studio, True), (flagged, False)):
-            admin = server.client()
-            client = SuggestClient(server.url, server.token)
-            try:
-                pid = admin.create_project("e2e import probe", LABEL_CONFIG)["id"]
-                admin.import_tasks(pid, [{"text": f"probe {i}"} for i in range(5)])
-                assert client.import_recounts_project(str(pid)) is recounts
-                assert admin.predictions(pid) == [], "asking wrote a prediction"
-                task = client.list_tasks(str(pid), include="id")[0]["id"]  # a real import works on both paths
-                row = {"task": task, "model_version": "probe-v1", "score": 0.5, "result": choice_result("fresh")}
-                assert client.import_predictions(str(pid), [row]) == 1
-                assert [p["task"] for p in admin.predictions(pid)] == [task]
-            finally:
-                client.close()
-                admin.close()
-    finally:
-        flagged.stop()

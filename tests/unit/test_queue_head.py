@@ -383,121 +383,36 @@ def test_a_version_published_mid_push_stops_the_rest_of_the_old_head(store, rt_s
     assert status["version"] == newer and status["head"]["written"] == 140
 
 
-def test_slow_bulk_imports_switch_a_project_to_one_row_per_call_and_bulk_is_tried_again(store, rt_sample,
-                                                                                          monkeypatch) -> None:
+def test_a_big_project_goes_one_row_per_call_from_its_first_push(store, rt_sample, monkeypatch) -> None:
     """Stock Label Studio recounts every task of the project on each bulk import (4.6-6 s a call at 100,000
-    tasks, other saves 21x slower meanwhile); one row per call recounts only its task. Three slow bulk calls
-    in a row switch the project to rows; the next push points Label Studio at the version after a few rows;
-    after RETRY_BULK_AFTER pushes one bulk call decides again, and a fast one keeps bulk."""
+    tasks, other saves 21x slower meanwhile), one row per call only its task; with Label Studio's batch-only
+    flag bulk is cheaper per row but each call holds it longer (saves' p99 2.76x idle against 1.08x) and the
+    superseded rows outgrow their prune. So a big project never imports in bulk: from its first push its rows
+    go one per call, Label Studio points at the version after a few, and the next version overwrites the
+    rows of tasks still in its head in place."""
     import suggest.labelstudio
     import suggest.queuehead
 
-    monkeypatch.setattr(suggest.queuehead, "IMPORT_CHUNK", 30)
-    monkeypatch.setattr(suggest.queuehead, "IMPORT_PAUSE", 0.0)
-    monkeypatch.setattr(suggest.labelstudio, "BULK_HOLD_MAX", 0.05)
-    monkeypatch.setattr(suggest.labelstudio, "RETRY_BULK_AFTER", 1)
     monkeypatch.setattr(suggest.labelstudio, "ROWS_MIN_TASKS", 200)  # this stand-in's project counts as big
-
-    class Recounting(FakeLabelStudio):
-        slow = True
-
-        def import_predictions(self, project_id, rows, chunk=2000):
-            if self.slow:
-                import time
-
-                time.sleep(0.08)
-            return super().import_predictions(project_id, rows, chunk)
-
-    ls = Recounting([text for text, _ in rt_sample[:200]])
+    ls = FakeLabelStudio([text for text, _ in rt_sample[:200]])
     project = _project(store)
     pusher = _pusher(store, head=150, batch=2, first_slice=30)
     status = pusher.push(project, ls)
     version = project.model_version
     names = [name for name, _ in ls.calls]
-    assert names.count("import") == 3, "the first slice's 30 rows and two more bulk calls, all slow"
-    assert names.count("create_prediction") == 150 - 90 and status["head"]["import"] == "rows"
-    assert len(_pushed(ls, version)) == 150 and status["head"]["written"] == 150
+    assert "import" not in names and status["head"]["import"] == "rows" and status["head"]["written"] == 150
+    pointed = ls.calls.index(("update_project", version))
+    assert names[:pointed].count("create_prediction") == suggest.queuehead.ROWS_BEFORE_POINT
+    assert len(_pushed(ls, version)) == 150
 
     store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment")
                               for i, (text, label) in enumerate(rt_sample[:20])])
     assert project.retrain(force=True) is not None
     ls.calls.clear()
     status = pusher.push(project, ls)
-    newer = project.model_version
-    first_rows = [i for i, (name, _) in enumerate(ls.calls) if name in ("create_prediction", "update_prediction")]
-    pointed = ls.calls.index(("update_project", newer))
-    assert len([i for i in first_rows if i < pointed]) == suggest.queuehead.ROWS_BEFORE_POINT, \
-        "in row mode Label Studio points at the version after the first few rows"
-    assert "import" not in [name for name, _ in ls.calls] and status["head"]["written"] == 150
-
-    ls.slow = False  # e.g. Label Studio restarted with its memory-efficient import flag
-    store.upsert_labels(PID, [Label(21, 200, rt_sample[20][1], rt_sample[20][0], control="sentiment")])
-    assert project.retrain(force=True) is not None
-    ls.calls.clear()
-    status = pusher.push(project, ls)
-    assert status["head"]["import"] == "bulk" and "create_prediction" not in [name for name, _ in ls.calls]
+    names = [name for name, _ in ls.calls]
+    assert "import" not in names and status["head"]["import"] == "rows" and "update_prediction" in names
     assert len(_pushed(ls, project.model_version)) == 150
-
-
-def test_a_label_studio_that_says_its_import_recounts_the_project_gets_rows_from_the_first_push(store, rt_sample,
-                                                                                                  monkeypatch) -> None:
-    """Label Studio is asked first (`import_recounts_project`, which writes nothing): where its bulk import
-    recounts every task of the project, a big project goes one row per call from its first push, without the
-    three slow imports the timing needed (4.6-6 s each at 100,000 tasks, every save waiting meanwhile). Asked
-    again after RETRY_BULK_AFTER pushes it stays in rows with no bulk call at all (the old retry was one such
-    import on a version's first slice: 6.2 s to pointing at 100,000 tasks); once it says its import recounts
-    only the imported tasks (restarted with the flag), bulk comes back."""
-    import suggest.labelstudio
-    import suggest.queuehead
-
-    monkeypatch.setattr(suggest.queuehead, "IMPORT_CHUNK", 30)
-    monkeypatch.setattr(suggest.queuehead, "IMPORT_PAUSE", 0.0)
-    monkeypatch.setattr(suggest.labelstudio, "RETRY_BULK_AFTER", 1)
-    monkeypatch.setattr(suggest.labelstudio, "ROWS_MIN_TASKS", 200)  # this stand-in's project counts as big
-    ls = FakeLabelStudio([text for text, _ in rt_sample[:200]])
-    ls.recounts = True
-    project = _project(store)
-    pusher = _pusher(store, head=150, batch=2, first_slice=30)
-
-    def push_again(n: int) -> dict:
-        store.upsert_labels(PID, [Label(i + 1, 100 + i, label, text, control="sentiment")
-                                  for i, (text, label) in enumerate(rt_sample[: 20 + n])])
-        assert project.retrain(force=True) is not None
-        ls.calls.clear()
-        return pusher.push(project, ls)
-
-    status = pusher.push(project, ls)
-    version = project.model_version
-    names = [name for name, _ in ls.calls]
-    assert "import" not in names and status["head"]["import"] == "rows" and status["head"]["written"] == 150
-    assert names.count("import_recounts_project") == 1
-    pointed = ls.calls.index(("update_project", version))
-    assert names[:pointed].count("create_prediction") == suggest.queuehead.ROWS_BEFORE_POINT
-    assert len(_pushed(ls, version)) == 150
-
-    asked = []
-    for n in range(2):  # the second push (RETRY_BULK_AFTER: 1) asks again: still recounting, still rows, no import
-        status = push_again(n)
-        names = [name for name, _ in ls.calls]
-        asked.append(names.count("import_recounts_project"))
-        assert "import" not in names and status["head"]["import"] == "rows"
-    assert asked == [1, 0]
-
-    ls.recounts = False  # Label Studio restarted with fflag_fix_back_4620_..._short=true
-    status = push_again(2)  # asks, and goes bulk
-    names = [name for name, _ in ls.calls]
-    assert names.count("import_recounts_project") == 1 and status["head"]["import"] == "bulk"
-    assert "import" in names and "create_prediction" not in names
-    assert len(_pushed(ls, project.model_version)) == 150
-
-
-def test_a_small_project_never_asks_how_label_studio_imports(store, rt_sample) -> None:
-    """Below ROWS_MIN_TASKS a bulk import's recount is cheap whichever path Label Studio takes: no question."""
-    ls = FakeLabelStudio([text for text, _ in rt_sample[:60]])
-    ls.recounts = True
-    _pusher(store, head=20).push(_project(store), ls)
-    names = [name for name, _ in ls.calls]
-    assert "import" in names and "import_recounts_project" not in names
 
 
 def test_the_pool_of_a_later_push_reads_only_new_tasks_from_the_store(store, rt_sample, monkeypatch) -> None:
@@ -587,15 +502,14 @@ def test_after_the_first_slice_the_heads_writes_rest_to_keep_label_studio_mostly
         store.close()
 
 
-def test_slow_bulk_imports_of_a_small_project_are_load_and_keep_bulk(monkeypatch) -> None:
+def test_a_small_project_imports_in_bulk_however_slow_its_imports(monkeypatch) -> None:
     """Label Studio's recount grows with the project (0.1-0.2 s a call at 1,000 tasks): below ROWS_MIN_TASKS a slow
-    bulk call is Label Studio's load (at set-up a 1,300-task project switched, and its saves got slower)."""
+    bulk call is Label Studio's load (at set-up a 1,300-task project switched on slow calls, and its saves got
+    slower), so it keeps bulk; at ROWS_MIN_TASKS the same writes go one row per call."""
     import time
 
     import suggest.labelstudio
-    from suggest.labelstudio import SLOW_IN_A_ROW, prediction_pace, send_predictions
-
-    monkeypatch.setattr(suggest.labelstudio, "BULK_HOLD_MAX", 0.01)
+    from suggest.labelstudio import prediction_pace, send_predictions
 
     class Busy(FakeLabelStudio):
         def import_predictions(self, project_id, rows, chunk=2000):
@@ -603,12 +517,14 @@ def test_slow_bulk_imports_of_a_small_project_are_load_and_keep_bulk(monkeypatch
             return super().import_predictions(project_id, rows, chunk)
 
     rows = [{"task": 1, "model_version": "v1", "score": 0.5, "result": []}]
-    for tasks, switched in ((1_300, False), (suggest.labelstudio.ROWS_MIN_TASKS, True)):
+    for tasks, by_row in ((1_300, False), (suggest.labelstudio.ROWS_MIN_TASKS, True)):
         ls = Busy(["a"])
         prediction_pace(ls, PID).tasks = tasks
-        for _ in range(SLOW_IN_A_ROW):
+        for _ in range(3):
             send_predictions(ls, PID, rows)
-        assert prediction_pace(ls, PID).rows is switched, tasks
+        names = [name for name, _ in ls.calls]
+        assert prediction_pace(ls, PID).rows is by_row, tasks
+        assert names == (["create_prediction"] * 3 if by_row else ["import"] * 3), tasks
 
 
 def test_with_a_maintainer_the_push_writes_the_first_slice_and_the_rest_follows_off_the_trainers_thread(

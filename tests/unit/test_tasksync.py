@@ -53,12 +53,6 @@ class FakeLabelStudio:
             self._hold(row)
         return len(rows)
 
-    recounts: bool | None = None  # what the stand-in says its bulk import recounts (None: says nothing known)
-
-    def import_recounts_project(self, project_id):
-        self.calls.append(("import_recounts_project", None))
-        return self.recounts
-
     def create_prediction(self, project_id, row):
         self.calls.append(("create_prediction", row["task"]))
         return self._hold(row)

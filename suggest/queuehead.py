@@ -408,8 +408,8 @@ class HeadPusher:
         scores = {queue.task_ids[i]: queue.preds[i][0].score for i in picked}
         # In chunks, with a pause between them: Label Studio inserts each request's rows in one transaction,
         # and on SQLite an annotator's save waits for the write lock while it runs (900 rows at once held it
-        # for seconds on a busy machine; a chunk of IMPORT_CHUNK holds it for a fraction of one). Where Label
-        # Studio's imports are slow anyway, one row per call (labelstudio.PredictionPace).
+        # for seconds on a busy machine; a chunk of IMPORT_CHUNK holds it for a fraction of one). In a big
+        # project (5,000+ tasks), one row per call (labelstudio.PredictionPace).
         pace = ls.prediction_pace(client, pid)
         group = max(1, round(ROW_GROUP * min(duty, 1.0)))  # paced rows: the check for a newer version stays ~2 s apart
         # whether older suggest rows may go per task: checked once per slice, not per part (Label Studio's

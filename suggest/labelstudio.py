@@ -697,8 +697,11 @@ class LabelStudioClient:
         return [t["id"] for t in self.list_tasks(project_id, page_size=page_size, include="id")]
 
     def task_count(self, project_id: str) -> int:
-        """How many tasks the project holds (Label Studio's own counter)."""
-        return int(self.request("GET", f"/api/projects/{project_id}").json().get("task_number") or 0)
+        """How many tasks the project holds (Label Studio's own counter). Asked for that count alone: the full
+        project read aggregates annotations and predictions (0.46 s at 100,000 tasks against 0.085 s; 4.7 s under
+        load, on a version's listing when the reconcile fell on it)."""
+        body = self.request("GET", f"/api/projects/{project_id}", params={"include": "id,task_number"}).json()
+        return int(body.get("task_number") or 0)
 
     def predictions(self, project_id: str) -> list[dict]:
         """The project's predictions (id, task, model_version, score, result; Label Studio does not page this

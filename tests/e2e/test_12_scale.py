@@ -152,6 +152,7 @@ def test_one_row_per_call_lands_in_label_studio_as_the_bulk_import_does(
         version = project.model_version
         # the count-free project read names the fields it returns: the version must be among them
         assert client.request("GET", f"/api/projects/{pid}", params=NO_COUNTS).json()["model_version"] == version
+        assert client.task_count(str(pid)) == 40, "the reconcile's count, read alone, is Label Studio's"
     finally:
         client.close()
     assert status["head"] == {"size": 25, "written": 25, "refills": 0, "import": "rows"}

@@ -410,17 +410,17 @@ class HeadPusher:
         # and on SQLite an annotator's save waits for the write lock while it runs (900 rows at once held it
         # for seconds on a busy machine; a chunk of IMPORT_CHUNK holds it for a fraction of one). In a big
         # project (5,000+ tasks), one row per call (labelstudio.PredictionPace).
-        pace = ls.prediction_pace(client, pid)
+        by_row = ls.prediction_pace(client, pid).by_row()  # the same answer send_predictions acts on
         group = max(1, round(ROW_GROUP * min(duty, 1.0)))  # paced rows: the check for a newer version stays ~2 s apart
         # whether older suggest rows may go per task: checked once per slice, not per part (Label Studio's
         # model-versions read aggregates the whole predictions table: ~1 s at 100,000 tasks)
         replacing = replace and self.settings.prune_chunk > 0 and self._only_ours(client, project, queue.version)
-        overwritable = self._overwritable(project, queue.version) if pace.rows else set()
+        overwritable = self._overwritable(project, queue.version) if by_row else set()
         written = 0
         start = 0
         while start < len(picked):
-            part_at = picked[start : start + (group if pace.rows else IMPORT_CHUNK)]
-            if start and not pace.rows:
+            part_at = picked[start : start + (group if by_row else IMPORT_CHUNK)]
+            if start and not by_row:
                 time.sleep(IMPORT_PAUSE)
             if superseded():
                 log.info("project %s: the rest of the head of %s (%d rows) is left: a newer version was published, "

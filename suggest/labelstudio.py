@@ -648,9 +648,15 @@ class LabelStudioClient:
         return created
 
     def create_prediction(self, project_id: str, row: dict) -> int | None:
-        """Create one prediction (an import row) in its own request; returns its id. Why: Label Studio's bulk
-        import recounts every task of the project per call, this one only its task (see PredictionPace)."""
-        body = self.request("POST", "/api/predictions/", json={**row, "project": int(project_id)}).json()
+        """Create one prediction (an import row) in its own request; returns its id, or None when Label Studio
+        no longer holds the task. Why: Label Studio's bulk import recounts every task of the project per call,
+        this one only its task (see PredictionPace)."""
+        try:
+            body = self.request("POST", "/api/predictions/", json={**row, "project": int(project_id)}).json()
+        except LabelStudioError as exc:
+            if " 400 " in str(exc) and not self._unless_gone("GET", f"/api/tasks/{int(row['task'])}"):
+                return None  # the task was deleted (its webhook not seen yet): nothing to predict on
+            raise
         return _prediction_id(body)
 
     def update_prediction(self, project_id: str, prediction_id: int, row: dict) -> bool:

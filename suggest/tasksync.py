@@ -13,6 +13,7 @@ while annotators save into the same database, and big projects' exports time out
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -39,6 +40,8 @@ class TaskSync:
     def __init__(self, store: Store, reconcile_seconds: float = 300.0):
         self.store = store
         self.reconcile_seconds = reconcile_seconds
+        self._touched: dict[str, set[int]] = {}  # tasks whose stored data a re-read may have changed
+        self._guard = threading.Lock()
 
     def tasks_created(self, project_id: str, tasks: list[dict]) -> int:
         """A TASKS_CREATED webhook's tasks (id, data, annotation counts) go into the list at once."""
@@ -57,6 +60,20 @@ class TaskSync:
         self.store.put_tasks(project_id, [(t, there[t].get("data") or {}, any(
             isinstance(a, dict) and not a.get("was_cancelled") for a in there[t].get("annotations") or []))
             for t in known])
+        with self._guard:
+            self._touched.setdefault(project_id, set()).update(known)
+
+    def take_touched(self, project_id: str) -> set[int]:
+        """Known tasks whose data was stored again since the last call (the confirmer's re-reads): a reader
+        that keeps parsed tasks in memory (the queue head's pool) reads these again. Why: that is the only way
+        a known task's stored data changes, so the pool never needs a full re-read to stay current."""
+        with self._guard:
+            return self._touched.pop(project_id, set())
+
+    def due(self, project_id: str) -> bool:
+        """Whether the periodic check for deletions is due (never before the first listing)."""
+        at = self.store.task_sync_state(project_id).reconciled_at
+        return at is not None and time.time() - at >= self.reconcile_seconds
 
     def sync(self, client: ls.LabelStudioClient, project_id: str, *, reconcile: bool | None = None) -> SyncResult:
         """List tasks newer than the newest known; reconcile deletions when due (or when `reconcile`)."""

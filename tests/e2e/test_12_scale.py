@@ -205,6 +205,79 @@ def test_one_row_per_call_lands_in_label_studio_as_the_bulk_import_does(
         client.close()
 
 
+def test_a_task_deleted_with_no_webhook_does_not_stop_a_push(
+    ls: LabelStudioClient, stack: Stack, rt_tasks: list[tuple[str, str]], tmp_path
+) -> None:
+    """Label Studio refuses a whole bulk import that names a task it no longer holds, and a one-row create
+    for one. A bulk push then checks the task list at once and goes again without the deleted tasks; a row
+    push skips their rows. Either way the version is served, and the deleted tasks leave the store."""
+    from suggest.labelstudio import LabelStudioClient as SuggestClient
+    from suggest.labelstudio import LabelStudioError, parse_controls, prediction_pace
+    from suggest.loop import LoopSettings, rank_rows
+    from suggest.project import open_project
+    from suggest.queuehead import HeadPusher, HeadSettings
+    from suggest.schema import Label
+    from suggest.store import ProjectRecord, Store
+    from suggest.tasksync import TaskSync
+
+    pid = ls.create_project("e2e deleted with no webhook", LABEL_CONFIG)["id"]
+    ls.import_tasks(pid, [{"text": text} for text, _ in rt_tasks[:40]])
+    store = Store(tmp_path / "models")
+    record = ProjectRecord(str(pid), LABEL_CONFIG, None, None)
+    store.save_project(record)
+    project = open_project(store, record, parse_controls(LABEL_CONFIG))
+    loop = LoopSettings(batch_size=5)
+    pusher = HeadPusher(HeadSettings(queue_head=40, batch_size=5), TaskSync(store),  # every task in the head
+                        lambda p, rows: rank_rows(p, rows, loop))
+    task_of = {t["data"]["text"]: t["id"] for t in ls.tasks(pid)}
+    client = SuggestClient(stack.label_studio.url, stack.label_studio.token)
+
+    def delete_head_tasks(n: int) -> list[int]:
+        """Unlabelled tasks (all in the next head), deleted in Label Studio behind suggest's back."""
+        gone = sorted(store.unlabeled_task_ids(str(pid)))[-n:]
+        for task in gone:
+            ls.request("DELETE", f"/api/tasks/{task}", expect=(204, 200))
+        return gone
+
+    def new_version(k: int) -> None:
+        labelled = rt_tasks[: 6 * k]
+        store.upsert_labels(str(pid), [Label(task_of[text], 9000 + i, label, text, control="sentiment")
+                                       for i, (text, label) in enumerate(labelled)])
+        assert project.retrain(force=True) is not None
+
+    try:
+        pusher.push(project, client)  # bulk: 40 tasks
+        gone = delete_head_tasks(3)
+        new_version(1)
+        with pytest.raises(LabelStudioError, match="400"):  # what the push meets: one refusal for the whole import
+            client.import_predictions(str(pid), [{"task": gone[0], "model_version": "probe", "score": 0.5,
+                                                  "result": choice_result("fresh")}])
+        status = pusher.push(project, client)
+        assert status["head"]["import"] == "bulk" and status["head"]["written"] > 0
+        held = {p["task"] for p in ls.predictions(pid) if p["model_version"] == project.model_version}
+        assert held and not held & set(gone), "a deleted task got a row"
+        # only the check a refusal sets off drops them (the periodic one is not due for 300 s)
+        assert not set(store.task_ids(str(pid))) & set(gone), "the deleted tasks stayed in the store"
+        assert ls.project(pid)["model_version"] == project.model_version
+
+        prediction_pace(client, str(pid)).rows = True  # as in a project of ROWS_MIN_TASKS tasks or more
+        gone = delete_head_tasks(2)
+        assert client.create_prediction(str(pid), {"task": gone[0], "model_version": "probe", "score": 0.5,
+                                                   "result": choice_result("fresh")}) is None
+        new_version(2)
+        status = pusher.push(project, client)
+        assert status["head"]["import"] == "rows" and status["head"]["written"] > 0
+        held = {p["task"] for p in ls.predictions(pid) if p["model_version"] == project.model_version}
+        assert held and not held & set(gone), "a deleted task got a row"
+        assert len(held) == len(store.unlabeled_task_ids(str(pid))) - len(gone), "a held task was skipped"
+        assert ls.project(pid)["model_version"] == project.model_version
+        with pytest.raises(LabelStudioError, match="400"):  # a refusal of a held task is raised as before
+            client.create_prediction(str(pid), {"task": min(held), "model_version": "probe", "score": "not a score",
+                                                "result": choice_result("fresh")})
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="module")
 def slow_push_server(stack: Stack) -> Iterator[HttpServer]:
     server = _server(stack, "suggest-refill", SUGGEST_QUEUE_HEAD="12", SUGGEST_BATCH_SIZE="5",

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from suggest.labelstudio import LabelStudioError
 from suggest.schema import Label
 from suggest.store import Store
 from suggest.tasksync import TaskSync
@@ -49,13 +50,20 @@ class FakeLabelStudio:
 
     def import_predictions(self, project_id, rows, chunk=2000):
         self.calls.append(("import", len(rows)))
+        for row in rows:  # as Label Studio: a row naming a task it does not hold fails the whole import
+            self._held_task(row)
         for row in rows:
             self._hold(row)
         return len(rows)
 
     def create_prediction(self, project_id, row):
         self.calls.append(("create_prediction", row["task"]))
+        self._held_task(row)
         return self._hold(row)
+
+    def _held_task(self, row) -> None:
+        if row["task"] not in self.tasks:
+            raise LabelStudioError(f"Label Studio answered 400 to POST: task ID {row['task']} not found")
 
     def update_prediction(self, project_id, prediction_id, row):
         """As Label Studio's PATCH: the row keeps its id and task; False (its 404) when it is gone."""

@@ -120,6 +120,29 @@ def test_imported_tasks_enter_the_list_and_deleted_ones_leave(
          lambda m: m["task_list"]["tasks"] == 72, TIMEOUT)
 
 
+def _direct_pusher(ls: LabelStudioClient, rt_tasks: list[tuple[str, str]], tmp_path, title: str, *,
+                   queue_head: int) -> tuple:
+    """A project of 40 tasks in Label Studio, and suggest's store, project and head pusher for it, driven
+    directly (no server, no webhooks): (project id, store, project, pusher)."""
+    from suggest.labelstudio import parse_controls
+    from suggest.loop import LoopSettings, rank_rows
+    from suggest.project import open_project
+    from suggest.queuehead import HeadPusher, HeadSettings
+    from suggest.store import ProjectRecord, Store
+    from suggest.tasksync import TaskSync
+
+    pid = ls.create_project(title, LABEL_CONFIG)["id"]
+    ls.import_tasks(pid, [{"text": text} for text, _ in rt_tasks[:40]])
+    store = Store(tmp_path / "models")
+    record = ProjectRecord(str(pid), LABEL_CONFIG, None, None)
+    store.save_project(record)
+    project = open_project(store, record, parse_controls(LABEL_CONFIG))
+    loop = LoopSettings(batch_size=5)
+    pusher = HeadPusher(HeadSettings(queue_head=queue_head, batch_size=5), TaskSync(store),
+                        lambda p, rows: rank_rows(p, rows, loop))
+    return pid, store, project, pusher
+
+
 def test_one_row_per_call_lands_in_label_studio_as_the_bulk_import_does(
     ls: LabelStudioClient, stack: Stack, rt_tasks: list[tuple[str, str]], tmp_path
 ) -> None:
@@ -127,24 +150,12 @@ def test_one_row_per_call_lands_in_label_studio_as_the_bulk_import_does(
     projects get one POST /api/predictions/ per row) writes the same head: the version's rows, each task's
     prediction counter, the project pointed at the version, /next serving the engine's first choice; and
     the next version overwrites the rows of tasks still in its head in place."""
-    from suggest.labelstudio import NO_COUNTS, parse_controls, prediction_pace
+    from suggest.labelstudio import NO_COUNTS, prediction_pace
     from suggest.labelstudio import LabelStudioClient as SuggestClient
-    from suggest.loop import LoopSettings, rank_rows
-    from suggest.project import open_project
-    from suggest.queuehead import ROWS_FIRST_SLICE, HeadPusher, HeadSettings
+    from suggest.queuehead import ROWS_FIRST_SLICE
     from suggest.schema import Label
-    from suggest.store import ProjectRecord, Store
-    from suggest.tasksync import TaskSync
 
-    pid = ls.create_project("e2e rows import", LABEL_CONFIG)["id"]
-    ls.import_tasks(pid, [{"text": text} for text, _ in rt_tasks[:40]])
-    store = Store(tmp_path / "models")
-    record = ProjectRecord(str(pid), LABEL_CONFIG, None, None)
-    store.save_project(record)
-    project = open_project(store, record, parse_controls(LABEL_CONFIG))
-    loop = LoopSettings(batch_size=5)
-    pusher = HeadPusher(HeadSettings(queue_head=25, batch_size=5), TaskSync(store),
-                        lambda p, rows: rank_rows(p, rows, loop))
+    pid, store, project, pusher = _direct_pusher(ls, rt_tasks, tmp_path, "e2e rows import", queue_head=25)
     client = SuggestClient(stack.label_studio.url, stack.label_studio.token)
     prediction_pace(client, str(pid)).rows = True  # as in a project of ROWS_MIN_TASKS tasks or more
     try:
@@ -212,23 +223,11 @@ def test_a_task_deleted_with_no_webhook_does_not_stop_a_push(
     for one. A bulk push then checks the task list at once and goes again without the deleted tasks; a row
     push skips their rows. Either way the version is served, and the deleted tasks leave the store."""
     from suggest.labelstudio import LabelStudioClient as SuggestClient
-    from suggest.labelstudio import LabelStudioError, parse_controls, prediction_pace
-    from suggest.loop import LoopSettings, rank_rows
-    from suggest.project import open_project
-    from suggest.queuehead import HeadPusher, HeadSettings
+    from suggest.labelstudio import LabelStudioError, prediction_pace
     from suggest.schema import Label
-    from suggest.store import ProjectRecord, Store
-    from suggest.tasksync import TaskSync
 
-    pid = ls.create_project("e2e deleted with no webhook", LABEL_CONFIG)["id"]
-    ls.import_tasks(pid, [{"text": text} for text, _ in rt_tasks[:40]])
-    store = Store(tmp_path / "models")
-    record = ProjectRecord(str(pid), LABEL_CONFIG, None, None)
-    store.save_project(record)
-    project = open_project(store, record, parse_controls(LABEL_CONFIG))
-    loop = LoopSettings(batch_size=5)
-    pusher = HeadPusher(HeadSettings(queue_head=40, batch_size=5), TaskSync(store),  # every task in the head
-                        lambda p, rows: rank_rows(p, rows, loop))
+    pid, store, project, pusher = _direct_pusher(ls, rt_tasks, tmp_path, "e2e deleted with no webhook",
+                                                 queue_head=40)  # every task in the head
     task_of = {t["data"]["text"]: t["id"] for t in ls.tasks(pid)}
     client = SuggestClient(stack.label_studio.url, stack.label_studio.token)
 

@@ -18,6 +18,8 @@ from typing import Protocol
 
 import numpy as np
 
+from backends.memo import held_vectors
+
 log = logging.getLogger(__name__)
 
 
@@ -404,7 +406,7 @@ def cached_encode(
     """Embed texts, reusing (encoder id, content hash) hits from memory and the persistent cache."""
     vectors: dict[str, np.ndarray] = {}
     if memory is not None:
-        vectors.update((h, memory[h]) for h in hashes if h in memory)
+        vectors.update(held_vectors(memory, hashes))
     missing = [h for h in dict.fromkeys(hashes) if h not in vectors]
     if missing and cache is not None:
         found = cache.get_embeddings(encoder.encoder_id, missing)

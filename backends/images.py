@@ -29,7 +29,7 @@ import numpy as np
 from backends.base import Backend, Guess, guesses_from_proba, read_meta
 from backends.embedding import LinearHead, fit_logistic, warm_head
 from backends.encoders import EmbeddingCache, apply_thread_budget
-from backends.memo import SharedMemo
+from backends.memo import SharedMemo, held_vectors
 from backends.schema import BadInput, Item
 
 log = logging.getLogger(__name__)
@@ -355,7 +355,7 @@ def cached_image_encode(
     """
     vectors: dict[str, np.ndarray] = {}
     if memory is not None:
-        vectors.update((h, memory[h]) for h in hashes if h in memory)
+        vectors.update(held_vectors(memory, hashes))
     missing = [h for h in dict.fromkeys(hashes) if h not in vectors]
     if missing and cache is not None:
         found = cache.get_embeddings(encoder.encoder_id, missing)

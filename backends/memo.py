@@ -50,6 +50,22 @@ class VectorMemo:
                 self._data.move_to_end(key)
             return vector
 
+    def get_many(self, namespace: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        """The held vectors of these hashes, under one lock. Why: a version of a 100,000-task pool looks up
+        every task's vector, and two locked calls per hash took ~0.6 s of the head's candidates step."""
+        out: dict[str, np.ndarray] = {}
+        with self._lock:
+            data = self._data
+            for h in hashes:
+                if h in out:
+                    continue
+                key = (namespace, h)
+                vector = data.get(key)
+                if vector is not None:
+                    data.move_to_end(key)
+                    out[h] = vector
+        return out
+
     def put_many(self, namespace: str, vectors: Mapping[str, np.ndarray]) -> None:
         with self._lock:
             for h, vector in vectors.items():
@@ -93,6 +109,9 @@ class MemoView:
         vector = self.memo.get((self.namespace, h))
         return default if vector is None else vector
 
+    def get_many(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        return self.memo.get_many(self.namespace, hashes)
+
     def update(self, vectors: Mapping[str, np.ndarray] | Iterable[tuple[str, np.ndarray]]) -> None:
         self.memo.put_many(self.namespace, dict(vectors))
 
@@ -109,6 +128,14 @@ _shared = VectorMemo()
 def shared_memo() -> VectorMemo:
     """The process's memo (the engine sizes it from SUGGEST_MEMORY_MB at start)."""
     return _shared
+
+
+def held_vectors(memory: Mapping[str, np.ndarray] | MemoView, hashes: list[str]) -> dict[str, np.ndarray]:
+    """What a family's memory (the process memo's view, or an offline harness's plain dict) holds of these."""
+    many = getattr(memory, "get_many", None)
+    if many is not None:
+        return many(hashes)
+    return {h: memory[h] for h in hashes if h in memory}
 
 
 def memo_for(encoder_id: str) -> MemoView:

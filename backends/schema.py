@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 class SchemaError(ValueError):
@@ -87,9 +88,11 @@ class Item:
     data: bytes | None = field(default=None, repr=False)
     digest: str | None = field(default=None, repr=False)
 
-    @property
+    @cached_property
     def content_hash(self) -> str:
-        """Cache key: the bytes of an image (or their known digest), else the text."""
+        """Cache key: the bytes of an image (or their known digest), else the text. Kept once computed (the
+        item is frozen): the queue head keeps a big pool's items between versions and looks up each one's
+        vector per version (100,000 sha256s: ~0.2 s a version)."""
         if self.data is None and self.digest:
             return self.digest
         payload = self.data if self.data is not None else self.text.encode("utf-8")

@@ -30,6 +30,35 @@ def test_recently_read_vectors_stay():
     assert "a" in view and "b" not in view
 
 
+def test_many_vectors_are_read_at_once_and_stay_as_recently_read():
+    """The queue head reads a big pool's vectors with one lock (held_vectors); what it reads counts as
+    recently used, as single reads do; a plain dict (an offline harness's memory) answers the same."""
+    from backends.memo import held_vectors
+
+    memo = VectorMemo(budget_bytes=3 * 1024)
+    view = memo.view("enc")
+    view.update({"a": vec(1), "b": vec(2), "c": vec(3)})
+    held = held_vectors(view, ["a", "x", "a", "c"])
+    assert sorted(held) == ["a", "c"] and held["a"][0] == 1 and held["c"][0] == 3
+    assert held_vectors(memo.view("other"), ["a"]) == {}, "another encoder's vectors are not read"
+    view.update({"d": vec(4)})
+    assert "a" in view and "c" in view and "b" not in view, "the vectors read at once were evicted first"
+    plain = {"a": vec(1)}
+    assert list(held_vectors(plain, ["a", "b"])) == ["a"]
+
+
+def test_an_items_content_hash_is_computed_once():
+    """A pool's items live between versions in the queue head; their sha256 is computed once, not per version."""
+    import hashlib
+
+    from backends.schema import Item
+
+    item = Item("some text", task_id=3)
+    assert item.content_hash == hashlib.sha256(b"some text").hexdigest()
+    assert "content_hash" in item.__dict__, "not kept"
+    assert item == Item("some text", task_id=3) and hash(item) == hash(Item("some text", task_id=3))
+
+
 def test_encoders_never_mix_and_clear_is_per_encoder():
     memo = VectorMemo(budget_bytes=1 << 20)
     text, image = memo.view("text"), memo.view("image")

@@ -83,9 +83,8 @@ class TaskSync:
         added = self.store.put_tasks(project_id, [ls.listed_task(t) for t in new])
         first = state.listed_at is None
         self.store.note_task_sync(project_id, listed=True, reconciled=first)
-        due = state.reconciled_at is not None and time.time() - state.reconciled_at >= self.reconcile_seconds
         removed, reconciled = 0, False
-        if not first and (reconcile or (reconcile is None and due)):
+        if not first and (reconcile or (reconcile is None and self.due(project_id))):
             removed = self.reconcile(client, project_id)
             reconciled = True
         total = self.store.task_count(project_id)

@@ -276,12 +276,12 @@ class HeadPusher:
         read took 4.7 s under load at 100,000 tasks, and before the listing it put one version at 12.4 s from
         publish to its first choice (target 10 s). A deleted task the head still named meanwhile is skipped by
         the writes that follow (they take only tasks still in the store)."""
-        if not self.tasksync.due(pid):
-            return sync
         try:
-            removed = self.tasksync.reconcile(client, pid)
+            removed = self.tasksync.reconcile_if_due(client, pid)
         except ls.LabelStudioError as exc:  # the next push tries again; this version is already served
             log.warning("project %s: the check for deleted tasks failed: %s", pid, exc)
+            return sync
+        if removed is None:
             return sync
         return dataclasses.replace(sync, removed=sync.removed + removed, reconciled=True,
                                    total=self.store.task_count(pid))

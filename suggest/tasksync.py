@@ -84,14 +84,19 @@ class TaskSync:
         first = state.listed_at is None
         self.store.note_task_sync(project_id, listed=True, reconciled=first)
         removed, reconciled = 0, False
-        if not first and (reconcile or (reconcile is None and self.due(project_id))):
-            removed = self.reconcile(client, project_id)
-            reconciled = True
+        if not first and reconcile:
+            removed, reconciled = self.reconcile(client, project_id), True
+        elif not first and reconcile is None and (done := self.reconcile_if_due(client, project_id)) is not None:
+            removed, reconciled = done, True
         total = self.store.task_count(project_id)
         seconds = time.perf_counter() - started
         if added or removed:
             log.info("project %s: task list +%d -%d = %d tasks (%.2f s)", project_id, added, removed, total, seconds)
         return SyncResult(added, removed, reconciled, total, seconds)
+
+    def reconcile_if_due(self, client: ls.LabelStudioClient, project_id: str) -> int | None:
+        """`reconcile` when `due`: the tasks it dropped, or None when it was not due."""
+        return self.reconcile(client, project_id) if self.due(project_id) else None
 
     def reconcile(self, client: ls.LabelStudioClient, project_id: str) -> int:
         """Drop tasks Label Studio no longer holds. One project read when nothing was deleted (the counts

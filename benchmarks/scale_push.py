@@ -16,7 +16,9 @@ Reports:
   while A's annotator, its retrain and the first slice were not running (a push follows them, so "during
   pushes" also holds their cost), with every save's time and the windows in `timeline`; all against
   `suggest_stopped`, a last stretch of `--idle-seconds` with suggest stopped (Label Studio alone: at a low
-  push duty a paced head is still written through the idle stretches, so they hold few saves, and odd ones).
+  push duty a paced head is still written through the idle stretches, so they hold few saves, and odd ones);
+- the review tab's lag: per version, seconds from its publish to the tab listing its suspects and to all
+  their rows being in (`review_tab_lag_s`), and how many versions got there (`review_tab_versions`).
 
 Embeddings are pre-seeded so the figures measure the loop, not the encoder: Rotten Tomatoes vectors
 from the simulate cache, and above 10,662 tasks numbered variants of those snippets whose vectors are
@@ -128,6 +130,7 @@ class Watcher(threading.Thread):
         self.pushes: dict[str, list] = {}  # version -> [start, end or None while its head is written]
         self.prune_marks: list[tuple[float, int]] = []
         self.published: dict[str, float] = {}
+        self.tab: dict[str, dict[str, float]] = {}  # version -> when its review tab was first seen listed / written
         self.stop_flag = threading.Event()
 
     def run(self) -> None:
@@ -152,6 +155,10 @@ class Watcher(threading.Thread):
                         if other != version and window[1] is None:
                             window[1] = now
                 self.prune_marks.append((now, (m.get("task_list") or {}).get("pruned", 0)))
+                tab = (m.get("quality") or {}).get("review_tab") or {}
+                for state in ("listed", "written"):
+                    if tab.get("version") and tab.get(state):
+                        self.tab.setdefault(tab["version"], {}).setdefault(state, now)
             time.sleep(0.1)
 
     def pruning_windows(self) -> list[tuple[float, float]]:
@@ -350,6 +357,16 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
         # the review tab, written by the analysis once Label Studio points at its version: which version it
         # holds, and whether its rows are all in (/metrics quality.review_tab)
         result["review_tab_final"] = (metrics().get("quality") or {}).get("review_tab")
+        # how far the tab lagged: per version, seconds from its publish to the tab listing its suspects / holding
+        # all their rows (a version replaced first never gets there)
+        measured = [v["version"] for v in result["versions"]]
+        result["review_tab_lag_s"] = {
+            v: {k: round(t - watcher.published[v], 2) for k, t in watcher.tab.get(v, {}).items()}
+            for v in measured if v in watcher.published}
+        result["review_tab_versions"] = {
+            "measured": len(measured),
+            "listed": sum("listed" in watcher.tab.get(v, {}) for v in measured),
+            "written": sum("written" in watcher.tab.get(v, {}) for v in measured)}
         # the clean baseline: Label Studio alone, suggest stopped (at a low duty a paced head is still being
         # written through the idle stretches above, so they hold few saves, and odd ones)
         sg.stop()
@@ -414,6 +431,7 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
             "next_in_first_three": sum(v.get("next_in_first_three", False) for v in vs),
             "first_served_is_first_choice": sum(v.get("first_served_is_first_choice", False) for v in vs),
             "first_served_in_a_burst": sum(v.get("first_served_in_a_burst", False) for v in vs),
+            "review_tab_versions": result["review_tab_versions"],
         }
         print(json.dumps({"summary": result["summary"], "saves_ms": result["saves_ms"]}, indent=1), flush=True)
     finally:

@@ -696,8 +696,20 @@ class Engine:
         With the live loop on, only once the loop has pointed Label Studio at the report's version (at most
         REVIEW_TAB_WAIT s), one row per call at the queue head's pace, given up when a newer version lands.
         Why (issue 17, 10,000 tasks): written at once, the tab's rows (up to 100 a version) met the version's
-        first slice and the annotators' first /next under it, which took 1.4-3.2 s instead of 0.2-0.5 s."""
-        from suggest.labelstudio import finish_review_tab, prediction_pace, send_predictions
+        first slice and the annotators' first /next under it, which took 1.4-3.2 s instead of 0.2-0.5 s.
+
+        One row per call, the tab is saved first (which tasks it lists: one call), and the rows that order it
+        follow. Why: at ~1.5 s a row, a tab of 20-40 suspects was never finished while annotators produced a
+        version every ~15 s, and the tab listed an old version's suspects until a long pause (issue 17,
+        sessions 22 and 24). Now it lists the newest version's suspects once the loop has pushed it; only
+        their order waits for the rows (a suspect with no row of the current version sorts apart)."""
+        from suggest.labelstudio import (
+            finish_review_tab,
+            prediction_pace,
+            rest_after,
+            save_review_view,
+            send_predictions,
+        )
 
         pid = project.project_id
         due = self._tabs_due.pop(pid, None)
@@ -718,16 +730,22 @@ class Engine:
         try:
             with self._reporting(project):
                 one_by_one = prediction_pace(client, pid).by_row() and self.settings.push  # else one bulk call
+                if one_by_one:  # the tab lists this version's suspects now; their order follows with the rows
+                    began = time.perf_counter()
+                    save_review_view(client, pid, top)
+                    self._review_tab_listed(project, version)
+                    rest_after(time.perf_counter() - began, self.settings.push_duty, replaced)
                 parts = [rows[i : i + 1] for i in range(len(rows))] if one_by_one else [rows] if rows else []
                 for written, part in enumerate(parts):
                     if replaced():
-                        log.info("project %s: the review tab of %s is left (%d of %d parts written): a newer "
-                                 "version was published", pid, version, written, len(parts))
+                        log.info("project %s: the review tab of %s is left (%d of %d parts written%s): a newer "
+                                 "version was published", pid, version, written, len(parts),
+                                 "; it lists the version's suspects, their order is not in" if one_by_one else "")
                         return
                     send_predictions(client, pid, part, duty=self.settings.push_duty if one_by_one else 1.0,
                                      stop=replaced)
                 finish_review_tab(client, pid, top, version, set_version=self.settings.push and bool(rows),
-                                  still_current=lambda: self._loop_handled(project, version))
+                                  still_current=lambda: self._loop_handled(project, version), view=not one_by_one)
             self._review_tab_done(project, version, None)
             log.info("project %s: the review tab of %s is written (%d tasks)", pid, version, len(top))
         except Exception as exc:
@@ -792,12 +810,18 @@ class Engine:
         if self._ls_access(project) is not None:  # written by `write_review_tab`, after standing
             top, rows = review_tab_rows(report["suspects"], version, project.schemas)
             report["review_tab"] = len(top)
-            self._review_tabs[pid] = {"version": version, "tasks": len(top), "written": False}
+            self._review_tabs[pid] = {"version": version, "tasks": len(top), "listed": False, "written": False}
             self._tabs_due[pid] = (version, top, rows)
         self.store.put_quality(pid, version, report)
         log.info("project %s: label quality for %s: %d suspect(s), %.2f s", pid, version,
                  report["counts"]["suspects"], report["seconds"])
         return report
+
+    def _review_tab_listed(self, project: Project, version: str) -> None:
+        """The tab lists `version`'s suspects; the rows that order them may still be coming (/metrics)."""
+        state = self._review_tabs.get(project.project_id)
+        if state is not None and state.get("version") == version:
+            self._review_tabs[project.project_id] = {**state, "listed": True}
 
     def _review_tab_done(self, project: Project, version: str, error: str | None) -> None:
         """A version's review tab is saved, or failed to be (/metrics shows which)."""
@@ -805,7 +829,8 @@ class Engine:
         state = self._review_tabs.get(pid)
         if state is None or state.get("version") != version:
             return
-        self._review_tabs[pid] = {**state, "written": error is None, **({"error": error} if error else {})}
+        self._review_tabs[pid] = {**state, "written": error is None, **({"error": error} if error else {}),
+                                  **({"listed": True} if error is None else {})}
         if error:
             log.warning("project %s: could not refresh the review tab in Label Studio: %s", pid, error)
 

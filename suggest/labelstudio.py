@@ -1043,9 +1043,19 @@ def review_tab_rows(suspects: list[dict], version: str, schemas: tuple[Schema, .
     return [s["task_id"] for s in top], rows
 
 
+def save_review_view(client: LabelStudioClient, project_id: str, top: list[int]) -> None:
+    """Save the "suggest: review" tab listing `top` (the only tab created or changed): which tasks it shows.
+    Their order rides on their rows of the current version (`review_tab_rows`), written apart."""
+    held = next((v for v in client.views(project_id)
+                 if isinstance(v.get("data"), dict) and v["data"].get("title") == REVIEW_TAB), None)
+    client.save_view(project_id, review_view_data(top), None if held is None else held.get("id"))
+
+
 def finish_review_tab(client: LabelStudioClient, project_id: str, top: list[int], version: str, *,
-                      set_version: bool = True, still_current: Callable[[], bool] = lambda: True) -> None:
-    """Save the "suggest: review" tab listing `top` (the only tab created or changed), once its rows are in.
+                      set_version: bool = True, still_current: Callable[[], bool] = lambda: True,
+                      view: bool = True) -> None:
+    """Once the tab's rows are in: point Label Studio at their version if needed, and save the tab listing
+    `top` (`view` False: it was saved before the rows, see Engine.write_review_tab).
 
     `set_version` points Label Studio at `version` when it is not already (the live loop does the same after
     each push; with no unlabeled task left the loop pushes nothing and leaves it), and only while
@@ -1055,9 +1065,8 @@ def finish_review_tab(client: LabelStudioClient, project_id: str, top: list[int]
     if set_version and still_current() and client.request(
             "GET", f"/api/projects/{project_id}", params=NO_COUNTS).json().get("model_version") != version:
         client.update_project(project_id, model_version=version)
-    held = next((v for v in client.views(project_id)
-                 if isinstance(v.get("data"), dict) and v["data"].get("title") == REVIEW_TAB), None)
-    client.save_view(project_id, review_view_data(top), None if held is None else held.get("id"))
+    if view:
+        save_review_view(client, project_id, top)
 
 
 def labels_from_tasks(tasks: list[dict], schemas: Schema | tuple[Schema, ...]) -> list[Label]:

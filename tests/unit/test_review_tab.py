@@ -1,8 +1,10 @@
 """The "suggest: review" tab's writes (Engine.write_review_tab): after the loop has pointed Label Studio at the
-report's version, one row per call at the queue head's pace, and given up when a newer version lands.
+report's version, the tab listing the suspects first, then one row per call at the queue head's pace (the rows
+order the tab), given up when a newer version lands.
 
 Why (issue 17, 10,000 tasks): written at once after each version, the tab's rows (up to 100) met the version's
-first slice and the annotators' first /next under it, which took 1.4-3.2 s instead of 0.2-0.5 s."""
+first slice and the annotators' first /next under it, which took 1.4-3.2 s instead of 0.2-0.5 s. And paced, a
+tab saved only after its rows was never brought up to date while annotators kept producing versions."""
 
 from __future__ import annotations
 
@@ -67,7 +69,8 @@ def _due(engine: Engine, project, ls: TabLabelStudio, tasks: list[int]) -> None:
     suspects = [{"task_id": t, "suggested": "rotten", "score": 0.2, "control": schemas[0].from_name} for t in tasks]
     top, rows = review_tab_rows(suspects, project.model_version, schemas)
     engine._tabs_due[project.project_id] = (project.model_version, top, rows)
-    engine._review_tabs[project.project_id] = {"version": project.model_version, "tasks": len(top), "written": False}
+    engine._review_tabs[project.project_id] = {"version": project.model_version, "tasks": len(top), "listed": False,
+                                               "written": False}
     engine.client = lambda _project: ls
 
 
@@ -88,9 +91,10 @@ def test_the_tab_waits_for_the_loop_then_goes_one_paced_row_at_a_time(engine) ->
     rows = [arg for name, arg in ls.calls if name == "create_prediction"]
     assert [t for t, _, _ in rows] == [12, 3, 7, 9, 1, 4] and {v for _, v, _ in rows} == {"v5"}
     assert [s for _, _, s in rows] == sorted(s for _, _, s in rows), "scores keep the suspicion order"
-    assert [name for name, _ in ls.calls][-1] == "save_view" and ls.saved == [[12, 3, 7, 9, 1, 4]]
+    assert [name for name, _ in ls.calls][0] == "save_view" and ls.saved == [[12, 3, 7, 9, 1, 4]], \
+        "the tab lists the suspects once, before the rows that order them"
     assert took > 6 * 0.02 / 0.25 * 0.9, "paced at push_duty 0.25, not written at once"
-    assert engine._review_tabs["7"] == {"version": "v5", "tasks": 6, "written": True}
+    assert engine._review_tabs["7"] == {"version": "v5", "tasks": 6, "listed": True, "written": True}
 
 
 def test_a_tab_whose_version_is_replaced_is_left(engine) -> None:
@@ -104,8 +108,35 @@ def test_a_tab_whose_version_is_replaced_is_left(engine) -> None:
     project.model_version = "v6"  # a newer version landed: its own report writes the next tab
     writer.join(30)
     written = [name for name, _ in ls.calls]
-    assert 0 < written.count("create_prediction") < 20 and "save_view" not in written
-    assert engine._review_tabs["7"]["written"] is False
+    assert 0 < written.count("create_prediction") < 20
+    assert written.count("save_view") == 1 and written[0] == "save_view", "listed at once, never saved again"
+    assert engine._review_tabs["7"]["listed"] is True and engine._review_tabs["7"]["written"] is False
+
+
+def test_the_newest_versions_suspects_are_listed_while_annotators_keep_publishing(engine) -> None:
+    """Seen at 10,000 and 100,000 tasks (issue 17): with a version every ~15 s and ~1.5 s a row, no tab of
+    20-40 suspects was finished, and the tab listed an old version's suspects until a long pause. Each version
+    replaced before its rows are in still gets its suspects listed."""
+    project = SimpleNamespace(project_id="7", model_version="v5", loop_status={"enabled": True, "version": "v5"})
+    ls = TabLabelStudio(hold=0.05, pointed="v5")
+    labelstudio.prediction_pace(ls, "7").rows = True
+    for version, suspects in (("v5", [20, 19, 18, 17]), ("v6", [31, 30, 29, 28]), ("v7", [40, 41, 42, 43])):
+        project.model_version = version
+        project.loop_status = {"enabled": True, "version": version}
+        ls.pointed = version
+        _due(engine, project, ls, suspects)
+        writer = threading.Thread(target=engine.write_review_tab, args=(project,))
+        writer.start()
+        deadline = time.monotonic() + 10
+        while not engine._review_tabs["7"]["listed"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ls.saved[-1] == suspects, f"{version}'s suspects listed before its rows are in"
+        assert not engine._review_tabs["7"]["written"]
+        if version != "v7":
+            project.model_version = f"{version}-replaced"  # a newer version lands while the rows are written
+        writer.join(30)
+    assert ls.saved == [[20, 19, 18, 17], [31, 30, 29, 28], [40, 41, 42, 43]]
+    assert engine._review_tabs["7"] == {"version": "v7", "tasks": 4, "listed": True, "written": True}
 
 
 def test_a_small_project_writes_the_tab_in_one_call(engine) -> None:

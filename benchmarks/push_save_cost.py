@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.annotation_save_pool import summary as bootstrap_ratios  # noqa: E402
 from benchmarks.ls_postgres import postgres_env, server_version  # noqa: E402
+from benchmarks.ls_sqlite import MODES, set_journal_mode  # noqa: E402
 from benchmarks.ls_wsgi import serve_with_workers  # noqa: E402
 from suggest import labelstudio as ls  # noqa: E402
 from suggest.config import Settings  # noqa: E402
@@ -186,6 +187,9 @@ def main() -> None:
     parser.add_argument("--pin", action="store_true",
                         help="Label Studio's processes on CPU 0, this benchmark (writer and saver) on the others: "
                              "whether the save tail is the two sharing cores")
+    parser.add_argument("--sqlite-journal", choices=MODES, default=None,
+                        help="switch Label Studio's SQLite database to this journal mode once it has started "
+                             "(benchmarks/ls_sqlite.py; its own default: delete, a rollback journal)")
     parser.add_argument("--ls-env", action="append", default=[], metavar="KEY=VALUE",
                         help="an environment variable for Label Studio (repeatable), e.g. "
                              "fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short=true")
@@ -206,6 +210,7 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
     server = LabelStudioServer(ls_venv_path(), work / "ls")
     server.extra_env = {**database, **dict(entry.split("=", 1) for entry in args.ls_env)}
     server.start()
+    journal = set_journal_mode(server, args.sqlite_journal) if args.sqlite_journal and not database else None
     if args.wsgi_workers:
         serve_with_workers(server, args.wsgi_workers)
     pinned = pin_tree(server.process.pid if server.process else None, {0}) if args.pin else 0
@@ -258,7 +263,7 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
         result: dict = {"tasks": args.tasks, "rounds": args.rounds, "phase_seconds": args.phase_seconds,
                         "think_s": args.think, "row_group": ROW_GROUP, "phases": {},
                         "database": f"postgresql {server_version(database)}" if database else "sqlite",
-                        "ls_env": args.ls_env,
+                        "ls_env": args.ls_env, "sqlite_journal": journal,
                         "server": f"gunicorn, {args.wsgi_workers} workers" if args.wsgi_workers else "runserver",
                         "pinned": {"label_studio_cpus": [0], "threads": pinned,
                                    "benchmark_cpus": sorted(os.sched_getaffinity(0))} if args.pin else None}

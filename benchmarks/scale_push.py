@@ -414,7 +414,8 @@ def measure(args: argparse.Namespace, database: dict[str, str]) -> None:
             "pushes": [[round(a - begun, 3), round(b - begun, 3)] for a, b in pushes],
             "prunes": [[round(a - begun, 3), round(b - begun, 3)] for a, b in prunes],
             "annotating_in_a": [[round(a - begun, 3), round(b - begun, 3)] for a, b in a_windows],
-            "suggest_stopped_at": round(stopped - begun, 3)}
+            "suggest_stopped_at": round(stopped - begun, 3),
+            "begun_unix": round(begun, 3)}  # to match saves with suggest's log (LOG_LEVEL=DEBUG: its LS calls)
         vs = result["versions"]
         result["summary"] = {
             "publish_to_next_first_choice_s": {

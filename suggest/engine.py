@@ -841,7 +841,11 @@ class Engine:
         queue's first slice holds the version; pointed earlier, at a version only the suspects (labelled tasks)
         hold rows of, Label Studio finds no unlabelled task of it and serves random ones until the push."""
         status = project.loop_status if isinstance(project.loop_status, dict) else {}
-        return project.model_version == version and status.get("version") == version
+        # "push" timed: the push is over, its prune steps included (the status shown after the first slice has
+        # no "push" yet). Why: the tab's Data Manager calls beside the prune's deletes stretched both (a view
+        # saved in 0.1-0.2 s alone took 1.2-2.9 s), and another project's saves waited behind them (issue 17)
+        return (project.model_version == version and status.get("version") == version
+                and "push" in (status.get("seconds") or {}))
 
     # reporting --------------------------------------------------------------------------------
 

@@ -401,11 +401,16 @@ def test_the_review_tab_points_label_studio_only_at_a_version_the_loop_has_handl
 
     from suggest.engine import Engine
 
-    pushing = SimpleNamespace(model_version="v14", loop_status={"enabled": True, "version": "v13"})
+    done = {"fetch": 0.1, "rank": 0.5, "push": 0.3}
+    pushing = SimpleNamespace(model_version="v14", loop_status={"enabled": True, "version": "v13", "seconds": done})
     assert not Engine._loop_handled(pushing, "v14")
-    pushed = SimpleNamespace(model_version="v14", loop_status={"enabled": True, "version": "v14"})
+    # the status shown once the first slice is in: the push's prune steps still run, so the tab waits for them
+    first_slice = SimpleNamespace(model_version="v14", loop_status={
+        "enabled": True, "version": "v14", "pushing": True, "seconds": {"fetch": 0.1, "rank": 0.5, "first_choice": 1}})
+    assert not Engine._loop_handled(first_slice, "v14")
+    pushed = SimpleNamespace(model_version="v14", loop_status={"enabled": True, "version": "v14", "seconds": done})
     assert Engine._loop_handled(pushed, "v14")
-    replaced = SimpleNamespace(model_version="v15", loop_status={"enabled": True, "version": "v14"})
+    replaced = SimpleNamespace(model_version="v15", loop_status={"enabled": True, "version": "v14", "seconds": done})
     assert not Engine._loop_handled(replaced, "v14")
     never_pushed = SimpleNamespace(model_version="v1", loop_status={"enabled": False, "reason": "no version yet"})
     assert not Engine._loop_handled(never_pushed, "v1")

@@ -21,6 +21,12 @@ from suggest.labelstudio import parse_controls, review_tab_rows
 from tests.conftest import CONFIG
 
 
+def _status(version: str) -> dict:
+    """The loop status a finished push leaves (timed to its end: "push")."""
+    return {"enabled": True, "version": version, "seconds": {"fetch": 0.1, "rank": 0.4, "first_choice": 0.6,
+                                                            "push": 0.3}}
+
+
 class TabLabelStudio:
     """What the review tab calls on a Label Studio client, recorded; one-row writes take `hold` s."""
 
@@ -75,7 +81,7 @@ def _due(engine: Engine, project, ls: TabLabelStudio, tasks: list[int]) -> None:
 
 
 def test_the_tab_waits_for_the_loop_then_goes_one_paced_row_at_a_time(engine) -> None:
-    project = SimpleNamespace(project_id="7", model_version="v5", loop_status={"enabled": True, "version": "v4"})
+    project = SimpleNamespace(project_id="7", model_version="v5", loop_status=_status("v4"))
     ls = TabLabelStudio(hold=0.02, pointed="v4")
     labelstudio.prediction_pace(ls, "7").rows = True  # a big project: one row per call
     _due(engine, project, ls, [12, 3, 7, 9, 1, 4])
@@ -83,7 +89,12 @@ def test_the_tab_waits_for_the_loop_then_goes_one_paced_row_at_a_time(engine) ->
     writer.start()
     time.sleep(0.4)
     assert ls.calls == [], "nothing written before the loop points Label Studio at the version"
-    project.loop_status = {"enabled": True, "version": "v5"}  # the push's first slice is in, Label Studio points
+    # the first slice is in and Label Studio points, but the push's prune steps still run
+    project.loop_status = {**_status("v5"), "pushing": True, "seconds": {"fetch": 0.1, "first_choice": 0.6}}
+    ls.pointed = "v5"
+    time.sleep(0.4)
+    assert ls.calls == [], "nothing written beside the push's own Data Manager calls"
+    project.loop_status = _status("v5")  # pushed, its prune steps done
     ls.pointed = "v5"
     began = time.perf_counter()
     writer.join(30)
@@ -98,7 +109,7 @@ def test_the_tab_waits_for_the_loop_then_goes_one_paced_row_at_a_time(engine) ->
 
 
 def test_a_tab_whose_version_is_replaced_is_left(engine) -> None:
-    project = SimpleNamespace(project_id="7", model_version="v5", loop_status={"enabled": True, "version": "v5"})
+    project = SimpleNamespace(project_id="7", model_version="v5", loop_status=_status("v5"))
     ls = TabLabelStudio(hold=0.05, pointed="v5")
     labelstudio.prediction_pace(ls, "7").rows = True
     _due(engine, project, ls, list(range(20, 0, -1)))
@@ -117,12 +128,12 @@ def test_the_newest_versions_suspects_are_listed_while_annotators_keep_publishin
     """Seen at 10,000 and 100,000 tasks (issue 17): with a version every ~15 s and ~1.5 s a row, no tab of
     20-40 suspects was finished, and the tab listed an old version's suspects until a long pause. Each version
     replaced before its rows are in still gets its suspects listed."""
-    project = SimpleNamespace(project_id="7", model_version="v5", loop_status={"enabled": True, "version": "v5"})
+    project = SimpleNamespace(project_id="7", model_version="v5", loop_status=_status("v5"))
     ls = TabLabelStudio(hold=0.05, pointed="v5")
     labelstudio.prediction_pace(ls, "7").rows = True
     for version, suspects in (("v5", [20, 19, 18, 17]), ("v6", [31, 30, 29, 28]), ("v7", [40, 41, 42, 43])):
         project.model_version = version
-        project.loop_status = {"enabled": True, "version": version}
+        project.loop_status = _status(version)
         ls.pointed = version
         _due(engine, project, ls, suspects)
         writer = threading.Thread(target=engine.write_review_tab, args=(project,))
@@ -140,7 +151,7 @@ def test_the_newest_versions_suspects_are_listed_while_annotators_keep_publishin
 
 
 def test_a_small_project_writes_the_tab_in_one_call(engine) -> None:
-    project = SimpleNamespace(project_id="7", model_version="v5", loop_status={"enabled": True, "version": "v5"})
+    project = SimpleNamespace(project_id="7", model_version="v5", loop_status=_status("v5"))
     ls = TabLabelStudio(hold=0.0, pointed="v5")
     _due(engine, project, ls, [3, 1, 2])
     engine.write_review_tab(project)

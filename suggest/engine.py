@@ -693,8 +693,9 @@ class Engine:
     def write_review_tab(self, project: Project) -> None:
         """Refresh the "suggest: review" tab in Label Studio with the last report's suspects. Never raises.
 
-        With the live loop on, only once the loop has pointed Label Studio at the report's version (at most
-        REVIEW_TAB_WAIT s), one row per call at the queue head's pace, given up when a newer version lands.
+        With the live loop on, only once the loop's push of the report's version has ended, its pointing and
+        prune steps included (at most REVIEW_TAB_WAIT s; `_loop_handled`), one row per call at the queue head's
+        pace, given up when a newer version lands.
         Why (issue 17, 10,000 tasks): written at once, the tab's rows (up to 100 a version) met the version's
         first slice and the annotators' first /next under it, which took 1.4-3.2 s instead of 0.2-0.5 s.
 

@@ -734,7 +734,7 @@ class Engine:
                 if one_by_one:  # the tab lists this version's suspects now; their order follows with the rows
                     began = time.perf_counter()
                     save_review_view(client, pid, top)
-                    self._review_tab_listed(project, version)
+                    self._review_tab_state(project, version, listed=True)
                     rest_after(time.perf_counter() - began, self.settings.push_duty, replaced)
                 parts = [rows[i : i + 1] for i in range(len(rows))] if one_by_one else [rows] if rows else []
                 for written, part in enumerate(parts):
@@ -818,22 +818,21 @@ class Engine:
                  report["counts"]["suspects"], report["seconds"])
         return report
 
-    def _review_tab_listed(self, project: Project, version: str) -> None:
-        """The tab lists `version`'s suspects; the rows that order them may still be coming (/metrics)."""
+    def _review_tab_state(self, project: Project, version: str, **fields: object) -> None:
+        """Update what /metrics says of `version`'s review tab (nothing once a newer version's report replaced it):
+        `listed` (its suspects are listed), `written` (their rows are in too), `error`."""
         state = self._review_tabs.get(project.project_id)
         if state is not None and state.get("version") == version:
-            self._review_tabs[project.project_id] = {**state, "listed": True}
+            self._review_tabs[project.project_id] = {**state, **fields}
 
     def _review_tab_done(self, project: Project, version: str, error: str | None) -> None:
         """A version's review tab is saved, or failed to be (/metrics shows which)."""
-        pid = project.project_id
-        state = self._review_tabs.get(pid)
-        if state is None or state.get("version") != version:
+        if error is None:
+            self._review_tab_state(project, version, listed=True, written=True)
             return
-        self._review_tabs[pid] = {**state, "written": error is None, **({"error": error} if error else {}),
-                                  **({"listed": True} if error is None else {})}
-        if error:
-            log.warning("project %s: could not refresh the review tab in Label Studio: %s", pid, error)
+        self._review_tab_state(project, version, written=False, error=error)
+        if self._review_tabs.get(project.project_id, {}).get("version") == version:
+            log.warning("project %s: could not refresh the review tab in Label Studio: %s", project.project_id, error)
 
     @staticmethod
     def _loop_handled(project: Project, version: str) -> bool:

@@ -660,9 +660,11 @@ class LabelStudioClient:
         return _prediction_id(body)
 
     def update_prediction(self, project_id: str, prediction_id: int, row: dict) -> bool:
-        """Overwrite one prediction with an import row of the same task (its result, score and version), in
-        place; False when Label Studio no longer has it (404). Why: a new version's row for a task that holds
-        the last one's replaces it at the cost of one write, where a new row costs that write and a delete."""
+        """Overwrite one prediction with an import row (its task, result, score and version), in place; False
+        when Label Studio no longer has it (404). Why: a new version's row for a task that holds the last one's,
+        or that takes over another task's superseded row (Label Studio's PATCH moves it), costs one write, where
+        a new row costs that write and a delete. A moved row leaves its old task's `total_predictions` counter
+        one too high until Label Studio recounts it (a count only, the Data Manager's Predictions column)."""
         return self._unless_gone("PATCH", f"/api/predictions/{int(prediction_id)}",
                                  json={**row, "project": int(project_id)})
 
@@ -968,9 +970,9 @@ def send_predictions(client: LabelStudioClient, project_id: str, rows: list[dict
     """Write prediction rows: one bulk import, or one call per row in a big project (see PredictionPace).
     Returns task -> prediction id for the rows written one per call (a bulk import answers no ids).
 
-    `reuse` (task -> id of a superseded prediction of suggest's on that task): in row mode that row is
-    overwritten in place instead (`update_prediction`), so nothing is left to prune; a row gone meanwhile
-    is created anew.
+    `reuse` (task -> id of a superseded prediction of suggest's, on that task or taken over from another): in
+    row mode that row is overwritten in place instead (`update_prediction`), so nothing is left to prune; a
+    row gone meanwhile is created anew.
 
     `duty` below 1 rests after each call for as long as keeps Label Studio busy with these writes at most that
     share of the time (a call of t seconds rests t * (1 - duty) / duty): every write holds Label Studio's

@@ -174,6 +174,30 @@ class TaskListStore:
                     db.execute(f"UPDATE ls_tasks SET pushed_prediction = NULL WHERE project_id = ? AND {column} "
                                f"IN ({marks})", (project_id, *chunk))
 
+    def spare_predictions(self, project_id: str, versions: Iterable[str], limit: int) -> list[tuple[int, int, bool]]:
+        """Up to `limit` known rows of superseded `versions`: (task, Label Studio id, labelled), labelled tasks
+        first (their rows serve nothing), then the newest tasks. Why: a new version's row for another task can
+        take such a row over in place (`HeadPusher._push_slice`), so it never needs a delete."""
+        versions = sorted(set(versions))
+        if not versions or limit <= 0:
+            return []
+        marks = ",".join("?" * len(versions))
+        rows = self._query(
+            "SELECT t.task_id, t.pushed_prediction, (t.labeled = 1 OR EXISTS (SELECT 1 FROM annotations a "
+            "WHERE a.project_id = t.project_id AND a.task_id = t.task_id)) AS done FROM ls_tasks t "
+            f"WHERE t.project_id = ? AND t.pushed_version IN ({marks}) AND t.pushed_prediction IS NOT NULL "
+            "ORDER BY done DESC, t.task_id DESC LIMIT ?", (project_id, *versions, int(limit)))
+        return [(int(t), int(i), bool(d)) for t, i, d in rows]
+
+    def move_pushed(self, project_id: str, moves: dict[int, int]) -> None:
+        """Rows taken over from other tasks (`moves`: from-task -> to-task, recorded by `set_pushed` for the
+        to-task): the from-tasks hold nothing of suggest's now."""
+        rows = [(project_id, int(t)) for t in moves]
+        if rows:
+            with self._tx() as db:
+                db.executemany("UPDATE ls_tasks SET pushed_version = NULL, pushed_score = NULL, "
+                               "pushed_prediction = NULL WHERE project_id = ? AND task_id = ?", rows)
+
     def _pushed_rows(self, project_id: str, task_ids: list[int], known: str) -> list[tuple]:
         """(task, version[, id]) of these tasks where column `known` is set, 500 ids per query."""
         assert known in ("pushed_version", "pushed_prediction")  # a column name, never a caller's text

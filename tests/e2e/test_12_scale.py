@@ -149,7 +149,8 @@ def test_one_row_per_call_lands_in_label_studio_as_the_bulk_import_does(
     """Row mode (labelstudio.PredictionPace: stock Label Studio recounts every task on each bulk import, so big
     projects get one POST /api/predictions/ per row) writes the same head: the version's rows, each task's
     prediction counter, the project pointed at the version, /next serving the engine's first choice; and
-    the next version overwrites the rows of tasks still in its head in place."""
+    the next version overwrites the rows of tasks still in its head in place, and moves those of tasks that
+    left it to the tasks that came in."""
     from suggest.labelstudio import NO_COUNTS, prediction_pace
     from suggest.labelstudio import LabelStudioClient as SuggestClient
     from suggest.queuehead import ROWS_FIRST_SLICE
@@ -200,6 +201,10 @@ def test_one_row_per_call_lands_in_label_studio_as_the_bulk_import_does(
     both = set(first) & set(now)
     assert len(now) == 25 and both, "the heads overlap (else this checks nothing)"
     assert all(now[t]["id"] == first[t] for t in both), "overwritten in place: the same row, the new version"
+    # a task new to the head takes over the row of one that left it: Label Studio's PATCH moves the row
+    moved = {t for t in set(now) - both if now[t]["id"] in set(first.values())}
+    assert moved, "rows of tasks that left the head were taken over, not created and pruned"
+    assert all(p["task"] in now for p in rows if p["id"] in {now[t]["id"] for t in moved}), "moved, not copied"
     scores = store.pushed(str(pid), trained)
     assert all(now[t]["score"] == pytest.approx(scores[t], abs=1e-5) for t in now)
     assert all(now[t]["result"][0]["value"]["choices"][0] in ("fresh", "rotten") for t in now)

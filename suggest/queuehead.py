@@ -256,9 +256,17 @@ class HeadPusher:
                 first_at = time.perf_counter()
             sync = self._reconcile_if_due(client, pid, sync)
             stopped = pid in self._queues and self._queues[pid].stopped
-            # before the lock goes: a job waiting for it (a paced fill holds it for minutes) would otherwise take it
-            # first, and the superseded rows stayed until the next version (~70 at 10,000 tasks after the last one)
-            pruned = self._prune_steps(project, client) if written and not stopped else []
+            if written and not stopped and not ls.prediction_pace(client, pid).by_row():
+                # before the lock goes: a job waiting for it (a paced fill holds it for minutes) would otherwise
+                # take it first, and the superseded rows stayed until the next version
+                pruned = self._prune_steps(project, client)
+            else:
+                # in row mode the rest of the head takes the superseded rows over (`_take_spares`) and the
+                # Maintainer prunes what is left when annotators pause. Why (issue 17, 10,000 tasks): pruned here,
+                # 50-70 tasks' rows went in Data Manager deletes (0.1-3.5 s each) right after the project pointed
+                # at the version, before the fill could take them over, and annotators' saves and first /next
+                # waited behind them
+                pruned = self._gone.get(pid, [])[-20:]
         done = time.perf_counter()
         filling = pid in self._queues and self._queues[pid].filling
         status = self._status(client, pid, version, rows, pool_size, next_tasks, pruned, written, sync,
@@ -765,8 +773,9 @@ class HeadPusher:
         client.delete_task_predictions(pid, given)
         self.store.forget_predictions(pid, tasks=given)  # their current rows come back with new ids
         made = ls.send_predictions(client, pid, rows)
-        if made and queue is not None:  # one row per call: the new ids, for the next version to overwrite
-            self.store.set_pushed(pid, queue.version, {t: current[t] for t in made if t in current}, made)
+        if queue is not None:  # one row per call: the new ids, for the next version to overwrite (a bulk import
+            back = made if ls.prediction_pace(client, pid).by_row() else given  # answers none)
+            self.store.set_pushed(pid, queue.version, {t: current[t] for t in back if t in current}, made)
         return sum(len(olds[t]) for t in given)
 
 

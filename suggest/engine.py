@@ -743,8 +743,13 @@ class Engine:
                                  "version was published", pid, version, written, len(parts),
                                  "; it lists the version's suspects, their order is not in" if one_by_one else "")
                         return
-                    send_predictions(client, pid, part, duty=self.settings.push_duty if one_by_one else 1.0,
-                                     stop=replaced)
+                    made = send_predictions(client, pid, part, duty=self.settings.push_duty if one_by_one else 1.0,
+                                            stop=replaced)
+                    # rows known by id (one per call): once superseded, a later head takes them over (labelled
+                    # tasks' first, queuehead._take_spares), where unknown ones wait for a prune's delete (issue 17:
+                    # most of the rows left behind at 10,000 tasks were the tab's)
+                    self.store.set_pushed(pid, version, {r["task"]: float(r.get("score") or 0.0) for r in part
+                                                         if r["task"] in made}, made)
                 finish_review_tab(client, pid, top, version, set_version=self.settings.push and bool(rows),
                                   still_current=lambda: self._loop_handled(project, version), view=not one_by_one)
             self._review_tab_done(project, version, None)

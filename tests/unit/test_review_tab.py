@@ -84,6 +84,7 @@ def test_the_tab_waits_for_the_loop_then_goes_one_paced_row_at_a_time(engine) ->
     project = SimpleNamespace(project_id="7", model_version="v5", loop_status=_status("v4"))
     ls = TabLabelStudio(hold=0.02, pointed="v4")
     labelstudio.prediction_pace(ls, "7").rows = True  # a big project: one row per call
+    engine.store.put_tasks("7", [(t, {"text": f"t{t}"}, True) for t in (12, 3, 7, 9, 1, 4)])  # the task list
     _due(engine, project, ls, [12, 3, 7, 9, 1, 4])
     writer = threading.Thread(target=engine.write_review_tab, args=(project,))
     writer.start()
@@ -106,6 +107,10 @@ def test_the_tab_waits_for_the_loop_then_goes_one_paced_row_at_a_time(engine) ->
         "the tab lists the suspects once, before the rows that order them"
     assert took > 6 * 0.02 / 0.25 * 0.9, "paced at push_duty 0.25, not written at once"
     assert engine._review_tabs["7"] == {"version": "v5", "tasks": 6, "listed": True, "written": True}
+    made = [i for i, (name, _) in enumerate(ls.calls, 1) if name == "create_prediction"]
+    assert engine.store.pushed_predictions("7", [12, 3, 7, 9, 1, 4]) == {
+        t: ("v5", i) for t, i in zip([12, 3, 7, 9, 1, 4], made, strict=True)}, \
+        "the store knows each row by id: once superseded, a later head takes it over instead of a prune's delete"
 
 
 def test_a_tab_whose_version_is_replaced_is_left(engine) -> None:

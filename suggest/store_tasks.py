@@ -175,19 +175,19 @@ class TaskListStore:
                     db.execute("UPDATE ls_tasks SET pushed_prediction = NULL, pushed_version = NULL, pushed_score "
                                f"= NULL WHERE project_id = ? AND {column} IN ({marks})", (project_id, *chunk))
 
-    def spare_predictions(self, project_id: str, versions: Iterable[str], limit: int) -> list[tuple[int, int, bool]]:
-        """Up to `limit` known rows of superseded `versions`: (task, Label Studio id, labelled), labelled tasks
-        first (their rows serve nothing), then the newest tasks. Why: a new version's row for another task can
-        take such a row over in place (`HeadPusher._push_slice`), so it never needs a delete."""
+    def spare_predictions(self, project_id: str, versions: Iterable[str]) -> list[tuple[int, int, bool]]:
+        """Every known row of superseded `versions`: (task, Label Studio id, labelled). Why: a new version's row
+        for another task can take such a row over in place (`HeadPusher._take_spares`), so it never needs a
+        delete. As many as the predictions table holds of suggest's superseded rows (bounded by the same)."""
         versions = sorted(set(versions))
-        if not versions or limit <= 0:
+        if not versions:
             return []
         marks = ",".join("?" * len(versions))
         rows = self._query(
             "SELECT t.task_id, t.pushed_prediction, (t.labeled = 1 OR EXISTS (SELECT 1 FROM annotations a "
-            "WHERE a.project_id = t.project_id AND a.task_id = t.task_id)) AS done FROM ls_tasks t "
-            f"WHERE t.project_id = ? AND t.pushed_version IN ({marks}) AND t.pushed_prediction IS NOT NULL "
-            "ORDER BY done DESC, t.task_id DESC LIMIT ?", (project_id, *versions, int(limit)))
+            "WHERE a.project_id = t.project_id AND a.task_id = t.task_id)) FROM ls_tasks t "
+            f"WHERE t.project_id = ? AND t.pushed_version IN ({marks}) AND t.pushed_prediction IS NOT NULL",
+            (project_id, *versions))
         return [(int(t), int(i), bool(d)) for t, i, d in rows]
 
     def move_pushed(self, project_id: str, moves: dict[int, int]) -> None:

@@ -1072,3 +1072,34 @@ def test_in_row_mode_the_project_points_after_a_few_rows_and_the_first_slice_fol
     pointed = ls.calls.index(("update_project", newer))
     assert len([i for i in rows if i < pointed]) == 5 + 2
     store.close()
+
+
+def test_the_rows_taken_over_are_labelled_tasks_first_then_the_lowest_ranked_never_the_next_batch(store) -> None:
+    """Which superseded rows a new version's rows take over: those of labelled tasks (they serve nothing), then of
+    the tasks the new ranking puts last; never one of the next batch the head writes (their own row is
+    overwritten in place then)."""
+    from suggest.queuehead import _Queue
+
+    ls = FakeLabelStudio([f"text {i}" for i in range(40)])
+    TaskSync(store).sync(ls, PID)
+    tasks = sorted(ls.tasks)
+    store.set_pushed(PID, "old", {t: 0.5 for t in tasks[:30]}, {t: 1000 + t for t in tasks[:30]})
+    store.mark_labeled(PID, tasks[25:30])
+    ranking = tasks[::-1]  # the new version ranks the tasks in reverse
+    queue = _Queue("new", ranking, [[] for _ in ranking], cursor=5)
+    pusher = _pusher(store, head=20, batch=4)
+    part = [{"task": t} for t in ranking[5:8]]  # tasks holding no superseded row of their own
+    reuse: dict[int, int] = {}
+    moved = pusher._take_spares(PID, queue, part, reuse, {"old"})
+    assert set(moved) == {p["task"] for p in part} and set(reuse) == set(moved)
+    assert set(moved.values()) <= set(tasks[25:30]), "labelled tasks' rows go first (in the ranking or not)"
+    assert reuse == {to: 1000 + frm for to, frm in moved.items()}
+    # more rows than labelled tasks hold, with the head near its end: the next batch is the lowest ranked
+    queue.cursor = 35
+    soon = set(ranking[35:45])  # tasks 5..1
+    moved = pusher._take_spares(PID, queue, [{"task": t} for t in tasks[30:40]], {}, {"old"})
+    assert len(moved) == 10
+    assert sorted(moved.values()) == [*tasks[5:10], *tasks[25:30]], \
+        "labelled tasks' rows, then those of the tasks ranked lowest (the reverse ranking puts low ids last), " \
+        "never one of the next batch (tasks 1-5)"
+    assert not set(moved.values()) & soon

@@ -544,6 +544,18 @@ class HeadPusher:
             moved[to] = frm
         return moved
 
+    def backlog_over(self, project: Project) -> bool:
+        """Whether more superseded rows of suggest's wait than a head takes over in a while (`queue_head`, at least
+        two prune steps). Then a prune step may go before a paced fill (`Maintainer._next`). Why: in row mode the
+        fills take superseded rows over and the push prunes nothing, but a fill cut short by each new version takes
+        over ~10 rows a version. At 100,000 tasks, under a version every ~15 s and no pause, the table grew by ~7
+        rows a version. This keeps it bounded."""
+        if self.settings.prune_chunk <= 0:
+            return False
+        limit = max(self.settings.queue_head, 2 * self.settings.prune_chunk)
+        stale = self._overwritable(project, project.model_version)
+        return self.store.spare_count(project.project_id, stale) > limit
+
     def pace(self, pid: str, version: str, duty: float) -> float:
         """The duty for the next paced write: `duty`, or 1 (no rest) while fewer than a batch of the version's
         rows wait unlabelled in Label Studio. Why: a slow pace (0.1) keeps annotators' saves near their idle
@@ -839,16 +851,22 @@ class Maintainer(ProjectWorker):
     def _next(self) -> tuple[Project, str] | float:
         now, wait = time.monotonic(), 3600.0
         for project, jobs in self._pending.values():
+            if {"fill", "prune"} <= jobs and self._prune_due(project) <= now and self.head.backlog_over(project):
+                return project, "prune"  # one step before the fill: the fills fell behind (HeadPusher.backlog_over)
             for job in ("fill", "refill"):  # the head comes first; pruning waits for annotators to pause
                 if job in jobs:
                     return project, job
         for project, _ in self._pending.values():
-            due = max(self._events.get(project.project_id, 0.0) + self.quiet,
-                      self._prune_rest.get(project.project_id, 0.0))
+            due = self._prune_due(project)
             if due <= now:
                 return project, "prune"
             wait = min(wait, due - now)
         return wait
+
+    def _prune_due(self, project: Project) -> float:
+        """When the project's next prune step may run (monotonic): annotators paused `quiet` s, and its rest done."""
+        return max(self._events.get(project.project_id, 0.0) + self.quiet,
+                   self._prune_rest.get(project.project_id, 0.0))
 
     def _loop(self) -> None:
         while True:

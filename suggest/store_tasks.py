@@ -190,6 +190,16 @@ class TaskListStore:
             (project_id, *versions))
         return [(int(t), int(i), bool(d)) for t, i, d in rows]
 
+    def spare_count(self, project_id: str, versions: Iterable[str]) -> int:
+        """How many known rows of superseded `versions` Label Studio holds (the backlog a head has not taken over)."""
+        versions = sorted(set(versions))
+        if not versions:
+            return 0
+        marks = ",".join("?" * len(versions))
+        return int(self._query(
+            f"SELECT COUNT(*) FROM ls_tasks WHERE project_id = ? AND pushed_version IN ({marks}) "
+            "AND pushed_prediction IS NOT NULL", (project_id, *versions))[0][0])
+
     def move_pushed(self, project_id: str, moves: dict[int, int]) -> None:
         """Rows taken over from other tasks (`moves`: from-task -> to-task, recorded by `set_pushed` for the
         to-task): the from-tasks hold nothing of suggest's now."""

@@ -1103,3 +1103,25 @@ def test_the_rows_taken_over_are_labelled_tasks_first_then_the_lowest_ranked_nev
         "labelled tasks' rows, then those of the tasks ranked lowest (the reverse ranking puts low ids last), " \
         "never one of the next batch (tasks 1-5)"
     assert not set(moved.values()) & soon
+
+
+def test_a_prune_step_goes_before_a_fill_only_when_the_superseded_rows_outgrow_a_head(store, rt_sample) -> None:
+    """In row mode the fills take superseded rows over and the push prunes nothing; a fill cut short by each new
+    version takes over few, so with no pause the table grew (~7 rows a version at 100,000 tasks). Once more
+    superseded rows wait than a head holds (at least two prune steps), a prune step goes before the fill, still
+    only while annotators pause."""
+    ls, project, pusher, cold = _row_mode_pool(store, rt_sample, head=12, prune_chunk=2)
+    maintainer = Maintainer(pusher, lambda project: ls, quiet=0.0)
+    maintainer.stop()  # its thread gone: `_next` is asked directly
+    assert len(cold) == 12 and pusher.store.spare_count(PID, pusher._overwritable(project, project.model_version)) \
+        == 12, "the cold head's 12 rows are superseded now"
+    maintainer._pending = {PID: (project, {"fill", "prune"})}
+    assert maintainer._next() == (project, "fill"), "12 rows wait, a head holds 12: the fill comes first"
+    pusher.settings.queue_head = 5
+    assert maintainer._next() == (project, "prune"), "12 rows wait, more than a head of 5"
+    maintainer.note_event(PID)
+    maintainer.quiet = 60.0
+    assert maintainer._next() == (project, "fill"), "annotators are at work: no prune step"
+    maintainer.quiet = 0.0
+    maintainer._pending = {PID: (project, {"fill"})}
+    assert maintainer._next() == (project, "fill"), "no prune asked for"

@@ -23,7 +23,8 @@ version's in place (the store keeps each pushed row's id), and once the project 
 with none takes over a superseded row of a task that left the head (labelled ones first): the prune is left
 only what no new row took over.
 
-`Maintainer` is the background thread that runs refills at once and prunes when annotators pause.
+`Maintainer` is the background thread that runs fills and refills at once and prunes when annotators pause (a
+step before a fill once the superseded rows outgrow a head, `HeadPusher.backlog_over`).
 """
 
 from __future__ import annotations
@@ -228,8 +229,9 @@ class HeadPusher:
                 if ls.prediction_pace(client, pid).by_row():  # one row per call: the rest follows at once
                     first = min(first, ROWS_FIRST_SLICE)
                     before = min(first, self._rows_before_point(pid))
-                # the first slice replaces nothing: Label Studio serves the version as soon as it can (its tasks'
-                # older rows are pruned one by one afterwards, while annotators pause)
+                # the first slice deletes nothing and, before the project points, takes over no other task's row:
+                # Label Studio serves the version as soon as it can (in row mode a task's own superseded row is
+                # overwritten in place; other older rows are taken over by the rest of the head, or pruned)
                 written = self._push_slice(project, client, queue, before, replace=False, recycle=False)
                 next_tasks = [ids[i] for i in batch[:10]]
                 if written:
@@ -411,9 +413,9 @@ class HeadPusher:
         return [rows[i] for i in np.sort(chosen)]
 
     def _prune_steps(self, project: Project, client: ls.LabelStudioClient) -> list[str]:
-        """At most four prune steps right after a push, inside the push's lock (pushes wait for annotators to pause);
-        returns the superseded versions that are gone from Label Studio now. The Maintainer carries on with
-        what is left."""
+        """At most four prune steps right after a push in bulk mode (in row mode the head's rows take the superseded
+        ones over instead, see `_push`), inside the push's lock; returns the superseded versions that are gone from
+        Label Studio now. The Maintainer carries on with what is left."""
         pid = project.project_id
         if self.settings.prune_chunk <= 0:
             return []
@@ -523,8 +525,8 @@ class HeadPusher:
                      overwritable: set[str]) -> dict[int, int]:
         """Rows of `part` with no superseded row of their own take over one from another task (added to `reuse`:
         Label Studio moves a row to another task with the same PATCH that rewrites it); returns to-task ->
-        from-task. Labelled tasks' rows go first, then those of the tasks ranked lowest now; never one of the
-        next batch the head writes (their own rows are overwritten in place).
+        from-task. Labelled tasks' rows go first, then those of the tasks ranked lowest now; never an unlabelled
+        one of the next batch the head writes (at least ROWS_FIRST_SLICE: their own rows are overwritten in place).
         Why (issue 17): the prune's Data Manager deletes (0.1-3.5 s each at 10,000 tasks, one transaction with a
         counter update per row) met every slow annotator save; a row taken over is never deleted. Sparing the
         whole head's tasks (1,000) left most superseded rows unused: a version's fill writes ~40 rows before the
@@ -814,7 +816,8 @@ def _reimport(listed: dict) -> dict | None:
 
 
 class Maintainer(ProjectWorker):
-    """Refills heads as soon as they run low; prunes in chunks once annotators pause (`quiet` s)."""
+    """Writes the paced rest of heads and refills them as soon as they run low; prunes in chunks once annotators
+    pause (`quiet` s), a step before a fill when the superseded rows outgrow a head."""
 
     def __init__(self, head: HeadPusher, client_for: Callable[[Project], ls.LabelStudioClient | None], *,
                  quiet: float = 2.0, background: Background | None = None):
